@@ -1,0 +1,102 @@
+"""Typed configs: dataclasses filled from TOML presets, with strict checking.
+
+A config is resolved from layers, later ones winning: the dataclass defaults (or
+a named preset), a TOML file, then command-line overrides. Unknown keys and wrong
+types end in one sentence that names the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dacite
+
+from camfields.errors import CamfieldsError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+#: Where the presets of ``scenes/`` live in a source checkout.
+SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+
+
+def find_preset(name_or_path: str) -> Path:
+    """A config file path, or a preset name such as ``image/natural`` under ``scenes/``."""
+    path = Path(name_or_path)
+    candidates = [path, SCENES_DIR / path, SCENES_DIR / f"{name_or_path}.toml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CamfieldsError(f"config {name_or_path!r} is neither a file nor a preset in {SCENES_DIR}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML config file, with one clear error when it is missing or malformed."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise CamfieldsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CamfieldsError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` merged in, nested tables merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_keys(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
+            raise CamfieldsError(f"{source}: unknown config key {prefix}{key!r}{hint}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            _check_keys(hints[key], value, source, f"{prefix}{key}.")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    _check_keys(cls, data, source)
+    try:
+        return dacite.from_dict(cls, data, config=dacite.Config(strict=True, type_hooks={float: float}))
+    except dacite.DaciteError as e:
+        raise CamfieldsError(f"{source}: {e}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain nested dicts and lists (for JSON and comparison)."""
+    return dataclasses.asdict(config)
+
+
+def check_choice(value: str, choices: typing.Iterable[str], what: str) -> None:
+    """Raise a CamfieldsError unless ``value`` is one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise CamfieldsError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in config_differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]

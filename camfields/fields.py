@@ -1,0 +1,132 @@
+"""Field configs and the builder that turns one into a CAMMLP."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from torch import nn
+
+from camfields.config import check_choice
+from camfields.errors import CamfieldsError
+from camfields.modules import (
+    CAMMLP,
+    DenseGrid,
+    FeatureGrid,
+    FourierFeatures,
+    HashGrid,
+    HashGridEncoding,
+    IdentityEncoding,
+    PlaneGrid,
+    SinusoidalEncoding,
+)
+
+
+@dataclass
+class HashGridConfig:
+    """Multi-resolution hash grid settings (see ``camfields.modules.HashGrid``)."""
+
+    levels: int = 16
+    features_per_level: int = 2
+    log2_table_size: int = 19
+    base_resolution: int = 16
+    growth: float = 1.5
+
+
+@dataclass
+class EncodingConfig:
+    """Input encoding: kind is identity, sinusoidal, fourier or hashgrid."""
+
+    kind: str = "fourier"
+    num_features: int = 256  # fourier: random frequencies (output 2x)
+    sigma: float = 10.0  # fourier: frequency std, cycles per unit of [0, 1]
+    num_freqs: int = 10  # sinusoidal: octaves
+    hash: HashGridConfig = field(default_factory=HashGridConfig)
+
+
+@dataclass
+class ModulationConfig:
+    """Modulation grid: kind is none, dense, planes or hash."""
+
+    grid: str = "none"
+    resolution: list[int] = field(default_factory=lambda: [32, 32])  # dense / planes: nodes per axis
+    per_channel: bool = False
+    layers: Optional[list[int]] = None  # modulated hidden layers; None = all
+    combine: str = "product"  # planes: "product" or "sum"
+    hash: HashGridConfig = field(default_factory=lambda: HashGridConfig(levels=8, log2_table_size=14))
+
+
+@dataclass
+class FieldConfig:
+    """Everything needed to build a CAMMLP for a given input and output dimension."""
+
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    hidden: int = 256
+    depth: int = 3
+    activation: str = "relu"
+    output_activation: str = "sigmoid"
+    norm: str = "none"
+    groups: int = 1
+    modulation: ModulationConfig = field(default_factory=ModulationConfig)
+
+
+def _hash_kwargs(cfg: HashGridConfig) -> dict:
+    return dict(
+        levels=cfg.levels,
+        features_per_level=cfg.features_per_level,
+        log2_table_size=cfg.log2_table_size,
+        base_resolution=cfg.base_resolution,
+        growth=cfg.growth,
+    )
+
+
+ENCODINGS: dict[str, Callable[[EncodingConfig, int], nn.Module]] = {
+    "identity": lambda cfg, d: IdentityEncoding(d),
+    "sinusoidal": lambda cfg, d: SinusoidalEncoding(d, cfg.num_freqs),
+    "fourier": lambda cfg, d: FourierFeatures(d, cfg.num_features, cfg.sigma),
+    "hashgrid": lambda cfg, d: HashGridEncoding(d, **_hash_kwargs(cfg.hash)),
+}
+
+GRIDS: dict[str, Callable[[ModulationConfig, int], Callable[[int], FeatureGrid]]] = {
+    "dense": lambda cfg, d: functools.partial(DenseGrid, cfg.resolution),
+    "planes": lambda cfg, d: functools.partial(PlaneGrid, cfg.resolution, combine=cfg.combine),
+    "hash": lambda cfg, d: lambda features: HashGrid(
+        d, reduce="sum", init_scale=0.0, **{**_hash_kwargs(cfg.hash), "features_per_level": features}
+    ),
+}
+
+
+def build_field(cfg: FieldConfig, in_dim: int, out_dim: int, mod_dim: int | None = None) -> CAMMLP:
+    """Build the CAMMLP described by ``cfg``.
+
+    Args:
+        cfg: the field config.
+        in_dim: dimension of the input coordinates.
+        out_dim: output channels.
+        mod_dim: dimension of the modulation coordinates (default: ``in_dim``);
+            for dense and plane grids it must equal ``len(cfg.modulation.resolution)``,
+            for hash grids it only sets the input dimension.
+    """
+    check_choice(cfg.encoding.kind, ENCODINGS, "encoding")
+    check_choice(cfg.modulation.grid, ["none", *GRIDS], "modulation grid")
+    mod, mod_dim = cfg.modulation, mod_dim or in_dim
+    if mod.grid in ("dense", "planes") and len(mod.resolution) != mod_dim:
+        raise CamfieldsError(
+            f"modulation.resolution {mod.resolution} has {len(mod.resolution)} axes but the "
+            f"modulation coordinates have {mod_dim}"
+        )
+    return CAMMLP(
+        in_dim,
+        out_dim,
+        hidden=cfg.hidden,
+        depth=cfg.depth,
+        encoding=ENCODINGS[cfg.encoding.kind](cfg.encoding, in_dim),
+        grid=None if mod.grid == "none" else GRIDS[mod.grid](mod, mod_dim),
+        per_channel=mod.per_channel,
+        modulated_layers=mod.layers,
+        norm=cfg.norm,
+        groups=cfg.groups,
+        activation=cfg.activation,
+        output_activation=cfg.output_activation,
+    )

@@ -1,0 +1,1 @@
+"""Reading and writing signals (images)."""

@@ -1,0 +1,20 @@
+"""nn.Modules a user composes into a field: grids, encodings, modulation, CAMMLP."""
+
+from camfields.modules.encodings import FourierFeatures, HashGridEncoding, IdentityEncoding, SinusoidalEncoding
+from camfields.modules.grids import DenseGrid, FeatureGrid, HashGrid, PlaneGrid
+from camfields.modules.mlp import CAMMLP
+from camfields.modules.modulation import GridModulation, modulation_features
+
+__all__ = [
+    "CAMMLP",
+    "DenseGrid",
+    "FeatureGrid",
+    "FourierFeatures",
+    "GridModulation",
+    "HashGrid",
+    "HashGridEncoding",
+    "IdentityEncoding",
+    "PlaneGrid",
+    "SinusoidalEncoding",
+    "modulation_features",
+]

@@ -1,0 +1,231 @@
+"""Feature grids: learnable functions from coordinates in [-1, 1] to feature vectors.
+
+Every grid maps ``coords`` of shape (N, in_dim), each value in [-1, 1]
+(``align_corners=True``: -1 and +1 are the first and last grid nodes), to
+features of shape (N, out_features). They serve two roles:
+
+* modulation grids (see ``camfields.modules.modulation``), where the features
+  are *deltas* around the identity modulation and start at exactly zero;
+* input encodings (the hash grid of Instant-NGP), started at small noise.
+
+Parameters of every grid are found by ``isinstance(module, FeatureGrid)``, which
+is how the optimizer puts them in the grid learning-rate group.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from camfields.errors import CamfieldsError
+from camfields.ops.interp import (
+    cell_positions,
+    check_coords,
+    corner_offsets,
+    corner_weights,
+    gather_weighted,
+    interpolate_dense,
+)
+
+#: Spatial hash primes of Instant-NGP (Teschner et al.), one per input dimension.
+HASH_PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
+
+
+def _check_resolution(resolution: Sequence[int], what: str) -> tuple[int, ...]:
+    res = tuple(int(r) for r in resolution)
+    if not res or any(r < 2 for r in res):
+        raise CamfieldsError(f"{what} needs at least 2 nodes along every axis, got {list(resolution)}")
+    return res
+
+
+def _init_table(rows: int, features: int, init_scale: float) -> nn.Parameter:
+    table = torch.zeros(rows, features)
+    if init_scale > 0:
+        table.uniform_(-init_scale, init_scale)
+    return nn.Parameter(table)
+
+
+class FeatureGrid(nn.Module):
+    """Base class: ``forward(coords (N, in_dim) in [-1, 1]) -> (N, out_features)``."""
+
+    in_dim: int
+    out_features: int
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        check_coords(coords, self.in_dim, f"coordinates of {type(self).__name__}")
+        return self.sample(coords)
+
+    def sample(self, coords: torch.Tensor) -> torch.Tensor:
+        """Evaluate the grid at already-checked coordinates."""
+        raise NotImplementedError
+
+
+class DenseGrid(FeatureGrid):
+    """A dense N-D grid with multilinear interpolation (1D linear, 2D bilinear, 3D trilinear).
+
+    Args:
+        resolution: node count per axis (R0, R1, ...); column d of the coordinates
+            indexes axis d. ``len(resolution)`` is the input dimension.
+        features: values stored per node.
+        init_scale: nodes start uniform in [-init_scale, init_scale] (0: exactly zero).
+    """
+
+    def __init__(self, resolution: Sequence[int], features: int, init_scale: float = 0.0):
+        super().__init__()
+        self.resolution = _check_resolution(resolution, "a dense grid")
+        self.in_dim = len(self.resolution)
+        self.out_features = features
+        self.table = _init_table(math.prod(self.resolution), features, init_scale)
+
+    def sample(self, coords: torch.Tensor) -> torch.Tensor:
+        return interpolate_dense(self.table, coords, self.resolution)
+
+    def as_image(self) -> torch.Tensor:
+        """The grid as (features, R_{D-1}, ..., R0), the layout of ``grid_sample``'s input."""
+        return self.table.T.reshape(self.out_features, *reversed(self.resolution))
+
+
+class PlaneGrid(FeatureGrid):
+    """Axis-aligned planes over every pair of input axes: tri-plane (3D), K-planes (4D).
+
+    Each plane is a dense 2D grid over two coordinates; samples of the planes are
+    combined by
+
+    * ``"sum"``: ``sum_k p_k``
+    * ``"product"``: ``prod_k (1 + p_k) - 1``
+
+    so that all-zero planes give zero features and, in both forms, every plane gets a
+    gradient of exactly its interpolation weight at initialisation. (A plain product
+    of zero-initialised planes would have zero gradient forever.)
+
+    Args:
+        resolution: node count per input axis, e.g. (128, 128, 128) or (64, 64, 64, 16).
+        features: values per node (and output features).
+        combine: "sum" or "product".
+        init_scale: planes start uniform in [-init_scale, init_scale].
+    """
+
+    def __init__(
+        self,
+        resolution: Sequence[int],
+        features: int,
+        combine: str = "product",
+        init_scale: float = 0.0,
+    ):
+        super().__init__()
+        self.resolution = _check_resolution(resolution, "a plane grid")
+        if len(self.resolution) < 2:
+            raise CamfieldsError("a plane grid needs at least 2 input axes")
+        if combine not in ("sum", "product"):
+            raise CamfieldsError(f"unknown plane combination {combine!r}; choose 'sum' or 'product'")
+        self.in_dim = len(self.resolution)
+        self.out_features = features
+        self.combine = combine
+        self.axis_pairs = list(itertools.combinations(range(self.in_dim), 2))
+        self.planes = nn.ParameterList(
+            _init_table(self.resolution[i] * self.resolution[j], features, init_scale)
+            for i, j in self.axis_pairs
+        )
+
+    def plane_samples(self, coords: torch.Tensor) -> list[torch.Tensor]:
+        """Each plane sampled at the coordinates: a list of (N, features)."""
+        return [
+            interpolate_dense(plane, coords[:, [i, j]], (self.resolution[i], self.resolution[j]))
+            for plane, (i, j) in zip(self.planes, self.axis_pairs)
+        ]
+
+    def sample(self, coords: torch.Tensor) -> torch.Tensor:
+        samples = self.plane_samples(coords)
+        if self.combine == "sum":
+            return torch.stack(samples).sum(0)
+        out = 1.0 + samples[0]
+        for s in samples[1:]:
+            out = out * (1.0 + s)
+        return out - 1.0
+
+
+class HashGrid(FeatureGrid):
+    """Multi-resolution hash grid in the Instant-NGP form.
+
+    Level ``l`` has ``R_l = floor(base_resolution * growth ** l)`` nodes per axis
+    (align_corners, so node 0 sits at -1 and node R_l - 1 at +1). A level with at
+    most ``2 ** log2_table_size`` nodes is indexed directly; a finer level hashes node
+    ``(i0, i1, ...)`` to ``(i0 * p0 xor i1 * p1 xor ...) mod 2 ** log2_table_size``
+    with the primes of ``HASH_PRIMES``.
+
+    Args:
+        in_dim: input dimension (1 to 7).
+        levels: number of resolution levels.
+        features_per_level: values per table entry.
+        log2_table_size: log2 of the maximum entries per level.
+        base_resolution: nodes per axis at the coarsest level.
+        growth: resolution factor between levels (Instant-NGP's ``b``).
+        reduce: "concat" levels into (N, levels * features) as an encoding does, or
+            "sum" them into (N, features), as a modulation grid does.
+        init_scale: entries start uniform in [-init_scale, init_scale] (Instant-NGP: 1e-4).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        levels: int = 16,
+        features_per_level: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        growth: float = 1.5,
+        reduce: str = "concat",
+        init_scale: float = 1e-4,
+    ):
+        super().__init__()
+        if not 1 <= in_dim <= len(HASH_PRIMES):
+            raise CamfieldsError(f"a hash grid takes 1 to {len(HASH_PRIMES)} input dimensions, got {in_dim}")
+        if levels < 1 or features_per_level < 1 or not 1 <= log2_table_size <= 30:
+            raise CamfieldsError(
+                "a hash grid needs levels >= 1, features_per_level >= 1 and log2_table_size in 1..30"
+            )
+        if base_resolution < 2 or growth < 1.0:
+            raise CamfieldsError("a hash grid needs base_resolution >= 2 and growth >= 1")
+        if reduce not in ("concat", "sum"):
+            raise CamfieldsError(f"unknown level reduction {reduce!r}; choose 'concat' or 'sum'")
+        self.in_dim = in_dim
+        self.levels = levels
+        self.features_per_level = features_per_level
+        self.table_size = 2**log2_table_size
+        self.reduce = reduce
+        self.out_features = features_per_level * (levels if reduce == "concat" else 1)
+        self.resolutions = [int(math.floor(base_resolution * growth**level)) for level in range(levels)]
+        self.level_sizes = [min(self.table_size, r**in_dim) for r in self.resolutions]
+        self.level_offsets = [0, *itertools.accumulate(self.level_sizes)][:-1]
+        self.table = _init_table(sum(self.level_sizes), features_per_level, init_scale)
+
+    def level_is_hashed(self, level: int) -> bool:
+        """True where the level has more nodes than table entries."""
+        return self.resolutions[level] ** self.in_dim > self.table_size
+
+    def level_index(self, corners: torch.Tensor, level: int) -> torch.Tensor:
+        """Table rows (relative to the level's offset) of integer nodes (..., in_dim)."""
+        if not self.level_is_hashed(level):
+            res = self.resolutions[level]
+            index = torch.zeros(corners.shape[:-1], dtype=torch.long, device=corners.device)
+            for axis in reversed(range(self.in_dim)):
+                index = index * res + corners[..., axis]
+            return index
+        index = corners[..., 0] * HASH_PRIMES[0]
+        for axis in range(1, self.in_dim):
+            index = torch.bitwise_xor(index, corners[..., axis] * HASH_PRIMES[axis])
+        return index & (self.table_size - 1)
+
+    def sample(self, coords: torch.Tensor) -> torch.Tensor:
+        offsets = corner_offsets(self.in_dim, coords.device)
+        per_level = []
+        for level, res in enumerate(self.resolutions):
+            base, frac = cell_positions(coords, (res,) * self.in_dim)
+            index = self.level_index(base[:, None, :] + offsets, level) + self.level_offsets[level]
+            per_level.append(gather_weighted(self.table, index, corner_weights(frac, offsets)))
+        if self.reduce == "concat":
+            return torch.cat(per_level, dim=-1)
+        return torch.stack(per_level).sum(0)

@@ -1,0 +1,6 @@
+"""Functional ops: pure tensor functions with a backend choice."""
+
+from camfields.ops.interp import check_coords, interpolate_dense
+from camfields.ops.modulate import ACTIVATIONS, NORMS, modulate, normalize
+
+__all__ = ["ACTIVATIONS", "NORMS", "check_coords", "interpolate_dense", "modulate", "normalize"]

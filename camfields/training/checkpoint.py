@@ -1,0 +1,59 @@
+"""Checkpoints and output files, written atomically and read without unpickling objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camfields.errors import CamfieldsError
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    _atomic_write(Path(path), lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by camfields, with one clear error when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CamfieldsError(f"could not read {path}: {e}") from None
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save a checkpoint (tensors, numbers, strings, lists and dicts only), atomically."""
+    _atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: no arbitrary object is unpickled."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CamfieldsError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # torch reports truncation and corruption as several types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CamfieldsError(
+            f"checkpoint {path} is truncated or corrupt ({reason}); delete it to restart that fit"
+        ) from None

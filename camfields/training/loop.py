@@ -1,0 +1,167 @@
+"""The one training loop every task uses.
+
+A task supplies an ``Objective`` (its loss on a batch and its evaluation); the loop
+owns the optimizer groups, the schedule, seeding, the progress bar, TensorBoard,
+checkpoints and resuming, so a resumed fit ends with exactly the same weights as
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from camfields.training.checkpoint import load_checkpoint, save_checkpoint
+from camfields.training.config import TrainConfig
+from camfields.training.optim import build_optimizer
+from camfields.training.schedules import lr_factor
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class Evaluation:
+    """What an objective reports: scalar metrics and (H, W, C) images in [0, 1]."""
+
+    metrics: dict[str, float | None]
+    images: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective(Protocol):
+    """A task's side of the loop."""
+
+    def loss(self, model: nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, batch PSNR in dB) for one step; draw randomness from ``generator``."""
+
+    def evaluate(self, model: nn.Module) -> Evaluation:
+        """Metrics (and preview images) of the current model, in eval mode without gradients."""
+
+
+@dataclass
+class FitResult:
+    """Summary of a finished fit."""
+
+    steps: int
+    seconds: float  # training time, summed over resumed runs
+    resumed_from: int | None
+    evaluation: Evaluation
+
+
+StepCallback = Callable[[int, nn.Module], None]
+
+
+def _evaluate(model: nn.Module, objective: Objective) -> Evaluation:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        result = objective.evaluate(model)
+    model.train(was_training)
+    return result
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+    description: str = "fit",
+    on_step: StepCallback | None = None,
+) -> FitResult:
+    """Fit ``model`` to ``objective`` for ``cfg.steps`` steps.
+
+    Args:
+        model: the field, already on its device.
+        objective: the task's loss and evaluation.
+        cfg: training settings.
+        out_dir: where the checkpoint (``checkpoint.pt``) and TensorBoard logs (``tb/``) go.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        progress: show a tqdm bar with the loss and PSNR.
+        tensorboard: write TensorBoard scalars and images.
+        description: label of the progress bar.
+        on_step: called after every optimizer step with (step number, model).
+    Returns:
+        A ``FitResult`` with the final evaluation.
+    """
+    cfg.validate()
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    optimizer = build_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    start, seconds_before, resumed_from = 0, 0.0, None
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start, seconds_before, resumed_from = state["step"], state["seconds"], state["step"]
+
+    writer = None
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=start)
+
+    def checkpoint(step: int, seconds: float) -> None:
+        state = {
+            "step": step,
+            "seconds": seconds,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+        }
+        save_checkpoint(ckpt_path, state)
+
+    def log_evaluation(step: int) -> Evaluation:
+        evaluation = _evaluate(model, objective)
+        if writer is not None:
+            for name, value in evaluation.metrics.items():
+                if isinstance(value, (int, float)):
+                    writer.add_scalar(f"eval/{name}", value, step)
+            for name, image in evaluation.images.items():
+                writer.add_image(f"eval/{name}", image.clamp(0, 1).cpu(), step, dataformats="HWC")
+        return evaluation
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=start, desc=description, disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, cfg.steps):
+            factor = lr_factor(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            loss, batch_psnr = objective.loss(model, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done = step + 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                loss_value, psnr_value = loss.item(), batch_psnr.item()
+                bar.set_postfix(loss=f"{loss_value:.3g}", psnr=f"{psnr_value:.2f}")
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss_value, done)
+                    writer.add_scalar("train/psnr", psnr_value, done)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
+            if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                log_evaluation(done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                checkpoint(done, seconds_before + time.perf_counter() - t0)
+            if on_step is not None:
+                on_step(done, model)
+        seconds = seconds_before + time.perf_counter() - t0
+        evaluation = log_evaluation(cfg.steps)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return FitResult(steps=cfg.steps, seconds=seconds, resumed_from=resumed_from, evaluation=evaluation)

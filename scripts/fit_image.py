@@ -1,0 +1,30 @@
+#!/usr/bin/env python
+"""Fit an image (or every image of a folder) with ffn, cam or ngp; see README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from camfields.cli import add_common_arguments, run, train_overrides
+from camfields.tasks.image import MODEL_PRESETS, MODES, fit_images, resolve_config
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--image", help="image file or folder (default: the embedded astronaut photo)")
+    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="model preset (default: cam)")
+    parser.add_argument("--mode", choices=MODES, help="regression (all pixels) or generalization")
+    parser.add_argument("--downscale", type=int, help="area-downscale the image by this integer factor")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    top = {k: v for k, v in {"mode": args.mode, "downscale": args.downscale}.items() if v is not None}
+    cfg = resolve_config(args.model, args.config, {**top, "train": train_overrides(args)})
+    result = fit_images(args.image, cfg, args.out, args.device, args.resume, progress=not args.quiet)
+    summary = result.get("mean", result)
+    print(json.dumps({k: summary[k] for k in ("psnr", "ssim", "lpips") if k in summary}))
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
