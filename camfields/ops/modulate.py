@@ -57,10 +57,9 @@ def normalize(h: torch.Tensor, norm: str, groups: int = 1, eps: float = 1e-5) ->
     """
     if norm == "none":
         return h
-    g = 1 if norm == "layer" else groups
-    x = h.reshape(h.shape[0], g, h.shape[1] // g)
-    var, mean = torch.var_mean(x, dim=-1, unbiased=False, keepdim=True)
-    return ((x - mean) * torch.rsqrt(var + eps)).reshape_as(h)
+    if norm == "layer":
+        return F.layer_norm(h, h.shape[1:], eps=eps)
+    return F.group_norm(h, groups, eps=eps)
 
 
 def _check_affine(name: str, t: torch.Tensor, h: torch.Tensor) -> None:
