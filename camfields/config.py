@@ -67,8 +67,8 @@ def _check_keys(cls: type, data: dict[str, Any], source: str, prefix: str = "") 
     for key, value in data.items():
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
-            raise CamfieldsError(f"{source}: unknown config key {prefix}{key!r}{hint}")
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
+            raise CamfieldsError(f"{source}: unknown config key '{prefix}{key}'{hint}")
         if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
             _check_keys(hints[key], value, source, f"{prefix}{key}.")
 

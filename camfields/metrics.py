@@ -23,7 +23,7 @@ def mse_to_psnr(mse: torch.Tensor) -> torch.Tensor:
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR in dB between two signals in [0, 1], ``pred`` clamped to [0, 1]."""
-    return float(mse_to_psnr(torch.mean((pred.clamp(0, 1) - target) ** 2)))
+    return float(mse_to_psnr(torch.mean((pred.detach().clamp(0, 1) - target) ** 2)))
 
 
 def _to_nchw(image: torch.Tensor) -> torch.Tensor:

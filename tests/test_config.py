@@ -1,0 +1,51 @@
+"""Config resolution: presets, files, overrides and the errors for typos."""
+
+from __future__ import annotations
+
+import pytest
+
+from camfields import CamfieldsError
+from camfields.config import SCENES_DIR
+from camfields.tasks.image import resolve_config
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (SCENES_DIR / "image").glob("*.toml")))
+def test_every_image_preset_loads_for_every_model(preset):
+    for model in ("ffn", "cam", "ngp"):
+        cfg = resolve_config(model, f"image/{preset}")
+        assert cfg.model == model and cfg.train.steps > 0
+
+
+def test_layers_apply_in_order(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('model = "ffn"\nmode = "generalization"\n[train]\nsteps = 7\nlr = 0.01\n[field]\nhidden = 32\n')
+    cfg = resolve_config(None, str(path), {"train": {"steps": 9}})
+    assert (cfg.model, cfg.mode, cfg.train.steps, cfg.train.lr, cfg.field.hidden) == ("ffn", "generalization", 9, 0.01, 32)
+    assert cfg.field.modulation.grid == "none" and cfg.field.encoding.kind == "fourier"
+    cam = resolve_config("cam", str(path))
+    assert cam.field.modulation.grid == "dense" and cam.field.norm == "layer"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[train]\nstpes = 3\n", r"unknown config key 'train.stpes'; did you mean 'train.steps'"),
+        ("[field.modulation]\ngird = 'dense'\n", r"unknown config key 'field.modulation.gird'"),
+        ("[train]\nsteps = 'many'\n", r'wrong value type for field "train.steps"'),
+        ("mode = 'memorize'\n", r"unknown mode 'memorize'"),
+        ("[train]\nschedule = 'linear'\n", r"unknown learning-rate schedule 'linear'"),
+        ("model = 'siren'\n", r"unknown model 'siren'; choose one of ffn, cam, ngp"),
+        ("[train\nsteps = 3\n", r"is not valid TOML"),
+    ],
+)
+def test_config_mistakes_are_one_clear_sentence(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(CamfieldsError, match=message) as info:
+        resolve_config(None, str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file_is_a_clear_error():
+    with pytest.raises(CamfieldsError, match="neither a file nor a preset"):
+        resolve_config("cam", "image/does_not_exist")

@@ -1,0 +1,131 @@
+"""The shared loop: optimizer groups, schedules, checkpoints, resume equality, output folders."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+
+from camfields import CAMMLP, CamfieldsError, DenseGrid, FourierFeatures, HashGridEncoding, PlaneGrid
+from camfields.training import CoordinateRegression, TrainConfig, build_optimizer, train
+from camfields.training.checkpoint import load_checkpoint, save_checkpoint
+from camfields.training.loop import CHECKPOINT_NAME
+from camfields.training.run_dir import prepare_run_dir
+from camfields.training.schedules import lr_factor
+
+
+def toy_model(grid=True) -> CAMMLP:
+    return CAMMLP(
+        2, 3, hidden=16, depth=2, encoding=FourierFeatures(2, 8, 3.0),
+        grid=functools.partial(DenseGrid, (6, 6)) if grid else None, norm="layer",
+    )
+
+
+def toy_objective(batch_size=64) -> CoordinateRegression:
+    g = torch.Generator().manual_seed(3)
+    coords = torch.rand(300, 2, generator=g) * 2 - 1
+    targets = torch.sin(3 * coords).sum(-1, keepdim=True).repeat(1, 3).sigmoid()
+    return CoordinateRegression(coords, targets, batch_size)
+
+
+def test_every_parameter_lands_in_its_intended_group():
+    model = CAMMLP(3, 4, hidden=8, depth=2, encoding=HashGridEncoding(3, levels=2, log2_table_size=6),
+                   grid=functools.partial(PlaneGrid, (4, 4, 4)), norm="layer")
+    cfg = TrainConfig(lr=2e-3, grid_lr_mult=10.0)
+    opt = build_optimizer(model, cfg)
+    groups = {g["name"]: g for g in opt.param_groups}
+    names_by_id = {id(p): n for n, p in model.named_parameters()}
+    grid_names = {names_by_id[id(p)] for p in groups["grid"]["params"]}
+    mlp_names = {names_by_id[id(p)] for p in groups["mlp"]["params"]}
+    assert grid_names == {n for n in names_by_id.values() if n.startswith(("encoding.grid.", "modulation.grid."))}
+    assert mlp_names == {n for n in names_by_id.values() if n.startswith(("hidden_layers.", "output_layer."))}
+    assert grid_names.isdisjoint(mlp_names) and len(grid_names | mlp_names) == len(names_by_id)
+    assert groups["grid"]["lr"] == pytest.approx(2e-2) and groups["mlp"]["lr"] == pytest.approx(2e-3)
+
+
+@pytest.mark.parametrize(
+    "schedule,steps,expected",
+    [
+        ("constant", (0, 50, 100), [1, 1, 1]),
+        ("step", (0, 50, 51, 76, 100), [1, 1, 0.1, 0.01, 0.01]),  # milestones at 50.5 and 75.75
+        ("cosine", (0, 50, 100), [1, 0.505, 0.01]),
+        ("exponential", (0, 50, 100), [1, 0.1, 0.01]),
+    ],
+)
+def test_schedules(schedule, steps, expected):
+    cfg = TrainConfig(steps=101, schedule=schedule, milestones=[0.5, 0.75], decay=0.1, final_lr_ratio=0.01)
+    assert [lr_factor(cfg, s) for s in steps] == pytest.approx(expected, rel=1e-3)
+
+
+def test_training_reduces_the_loss_and_grids_move(tmp_path):
+    torch.manual_seed(0)
+    model = toy_model()
+    objective = toy_objective()
+    before = objective.evaluate(model).metrics["psnr"]
+    result = train(model, objective, TrainConfig(steps=60, lr=1e-2), tmp_path,
+                   progress=False, tensorboard=False)
+    assert result.evaluation.metrics["psnr"] > before + 5
+    assert model.modulation.grid.table.abs().max() > 0
+
+
+def test_resume_after_a_crash_gives_identical_weights(tmp_path):
+    cfg = TrainConfig(steps=30, lr=5e-3, checkpoint_every=10, batch_size=32, schedule="cosine")
+
+    torch.manual_seed(0)
+    straight = toy_model()
+    train(straight, toy_objective(), cfg, tmp_path / "straight", progress=False)
+
+    def crash(step, model):
+        if step == 17:
+            raise RuntimeError("simulated kill")
+
+    torch.manual_seed(0)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(toy_model(), toy_objective(), cfg, tmp_path / "crashed", progress=False, on_step=crash)
+    assert load_checkpoint(tmp_path / "crashed" / CHECKPOINT_NAME)["step"] == 10
+
+    torch.manual_seed(0)
+    resumed = toy_model()
+    result = train(resumed, toy_objective(), cfg, tmp_path / "crashed", resume=True, progress=False)
+    assert result.resumed_from == 10
+    for name, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_truncated_checkpoint_is_a_clear_error_and_is_left_alone(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "model": toy_model().state_dict()})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CamfieldsError, match="truncated or corrupt"):
+        load_checkpoint(path)
+    assert path.read_bytes() == data[: len(data) // 2]
+
+
+def test_checkpoints_refuse_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"step": 1, "payload": functools.partial(print, "pwned")}, path)
+    with pytest.raises(CamfieldsError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_run_dir_protects_earlier_fits(tmp_path):
+    out = tmp_path / "run"
+    prepare_run_dir(out, {"a": 1, "b": {"c": [1, 2]}}, resume=False)
+    before = (out / "config.json").read_text()
+    with pytest.raises(CamfieldsError, match="already holds a fit"):
+        prepare_run_dir(out, {"a": 1, "b": {"c": [1, 2]}}, resume=False)
+    with pytest.raises(CamfieldsError, match=r"b\.c differ"):
+        prepare_run_dir(out, {"a": 1, "b": {"c": [1, 3]}}, resume=True)
+    prepare_run_dir(out, {"a": 1, "b": {"c": (1, 2)}}, resume=True)
+    assert (out / "config.json").read_text() == before
+    assert json.loads(before) == {"a": 1, "b": {"c": [1, 2]}}
+
+
+def test_bad_train_settings_are_clear_errors():
+    with pytest.raises(CamfieldsError, match="schedule"):
+        TrainConfig(schedule="linear").validate()
+    with pytest.raises(CamfieldsError, match="steps"):
+        TrainConfig(steps=0).validate()
