@@ -212,15 +212,31 @@ def fit_images(
     image and a summary ``metrics.json`` with per-image metrics and their means. With
     ``resume``, finished images are kept and an interrupted one continues from its checkpoint.
     """
+    if source is None or not Path(source).is_dir():
+        cfg.validate()
+        torch_device = resolve_device(device)
+        image = load_embedded_image() if source is None else load_image(Path(source))
+        prepare_run_dir(Path(out_dir), to_dict(cfg), resume)
+        return fit_image(image, cfg, Path(out_dir), torch_device, resume, progress)
+
+    return fit_image_files(list_images(Path(source)), cfg, out_dir, device, resume, progress)
+
+
+def fit_image_files(
+    files: list[Path],
+    cfg: ImageConfig,
+    out_dir: Path,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit each image file into ``out_dir/<stem>`` and write the summary ``metrics.json``.
+
+    With ``resume``, images whose ``metrics.json`` exists are read back instead of refitted.
+    """
     cfg.validate()
     torch_device = resolve_device(device)
     out_dir = Path(out_dir)
-    if source is None or not Path(source).is_dir():
-        image = load_embedded_image() if source is None else load_image(Path(source))
-        prepare_run_dir(out_dir, to_dict(cfg), resume)
-        return fit_image(image, cfg, out_dir, torch_device, resume, progress)
-
-    files = list_images(Path(source))
     prepare_run_dir(out_dir, to_dict(cfg), resume)
     per_image: dict[str, dict[str, Any]] = {}
     for path in files:
@@ -233,4 +249,3 @@ def fit_images(
     summary = summarize(per_image)
     write_json(out_dir / "metrics.json", summary)
     return summary
-
