@@ -198,6 +198,14 @@ def summarize(per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _start_run(cfg: ImageConfig, out_dir: Path, device: str, resume: bool) -> torch.device:
+    """Check the config and device, then record the config in (or check it against) ``out_dir``."""
+    cfg.validate()
+    torch_device = resolve_device(device)
+    prepare_run_dir(out_dir, to_dict(cfg), resume)
+    return torch_device
+
+
 def fit_images(
     source: Path | None,
     cfg: ImageConfig,
@@ -213,10 +221,8 @@ def fit_images(
     ``resume``, finished images are kept and an interrupted one continues from its checkpoint.
     """
     if source is None or not Path(source).is_dir():
-        cfg.validate()
-        torch_device = resolve_device(device)
         image = load_embedded_image() if source is None else load_image(Path(source))
-        prepare_run_dir(Path(out_dir), to_dict(cfg), resume)
+        torch_device = _start_run(cfg, Path(out_dir), device, resume)
         return fit_image(image, cfg, Path(out_dir), torch_device, resume, progress)
 
     return fit_image_files(list_images(Path(source)), cfg, out_dir, device, resume, progress)
@@ -234,10 +240,8 @@ def fit_image_files(
 
     With ``resume``, images whose ``metrics.json`` exists are read back instead of refitted.
     """
-    cfg.validate()
-    torch_device = resolve_device(device)
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, to_dict(cfg), resume)
+    torch_device = _start_run(cfg, out_dir, device, resume)
     per_image: dict[str, dict[str, Any]] = {}
     for path in files:
         image_dir = out_dir / path.stem
