@@ -34,7 +34,7 @@ def test_fourier_features_use_sigma_in_cycles_per_unit_interval():
     out = enc(x)
     u = (x + 1) / 2
     expected = torch.cat([torch.sin(2 * math.pi * u @ enc.proj), torch.cos(2 * math.pi * u @ enc.proj)], -1)
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)  # phases reach hundreds of radians
     torch.testing.assert_close(out[0], torch.cat([torch.zeros(4096), torch.ones(4096)]))  # u = 0
 
 
