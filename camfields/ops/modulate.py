@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from camfields.errors import CamfieldsError
 from camfields.ops.backend import resolve_backend
+from camfields.ops.cuda_modulate import fused_modulate
 
 #: Activations by name; "none" is the identity.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -105,5 +106,6 @@ def modulate(
     _check_affine("beta", beta, h)
     check_norm(norm, h.shape[1], groups)
     act = get_activation(activation)
-    resolve_backend(backend, h, gamma, beta)  # "cuda" arrives with the fused extension
+    if resolve_backend(backend, h, gamma, beta) == "cuda":
+        return fused_modulate(h, gamma, beta, norm, groups, activation, eps)
     return act(torch.addcmul(beta, normalize(h, norm, groups, eps), gamma))
