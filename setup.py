@@ -1,6 +1,33 @@
-"""camfields: neural fields with coordinate-aware modulation. Pure Python install."""
+"""camfields: neural fields with coordinate-aware modulation.
+
+``pip install -e .`` is pure Python. ``CAMFIELDS_BUILD_CUDA=1 pip install
+--no-build-isolation -e .`` also builds the fused CUDA extension ahead of time, with the
+settings of ``camfields/cuda_build.py`` (shared with the just-in-time build).
+"""
+
+import importlib.util
+import os
 
 from setuptools import find_packages, setup
+
+
+def cuda_extension_kwargs() -> dict:
+    """ext_modules and cmdclass for the ahead-of-time CUDA build (needs torch and nvcc)."""
+    spec = importlib.util.spec_from_file_location("cuda_build", os.path.join("camfields", "cuda_build.py"))
+    cuda_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cuda_build)
+    if cuda_build.apply_environment() is None:
+        raise SystemExit("CAMFIELDS_BUILD_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME")
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    extension = CUDAExtension(
+        cuda_build.EXTENSION_NAME,
+        sources=list(cuda_build.SOURCE_NAMES),
+        include_dirs=[os.path.abspath("cuda")],
+        extra_compile_args=cuda_build.compile_flags(),
+    )
+    return {"ext_modules": [extension], "cmdclass": {"build_ext": BuildExtension}}
+
 
 setup(
     name="camfields",
@@ -23,4 +50,5 @@ setup(
         "tomli; python_version < '3.11'",
     ],
     extras_require={"test": ["pytest>=7"]},
+    **(cuda_extension_kwargs() if os.environ.get("CAMFIELDS_BUILD_CUDA") == "1" else {}),
 )

@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Modulation op benchmark: the PyTorch reference and the fused CUDA kernels side by side.
+
+For each point count and channel count: forward and forward+backward time (CUDA events,
+warm-up, median of repeats), peak memory, and achieved bandwidth against the minimum bytes
+the op must move (read h, gamma, beta; write out; backward also reads grad_out and writes
+the three gradients) and against the device's measured copy bandwidth. Also an end-to-end
+line: image-fitting steps per second with each backend. Needs a CUDA GPU.
+
+    python benchmarks/bench_modulate.py --out benchmarks/results/modulate_<gpu>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from camfields import CAMMLP, DenseGrid, FourierFeatures, modulate
+from camfields.cli import run
+from camfields.errors import CamfieldsError
+from camfields.training.checkpoint import write_json
+
+
+def time_ms(fn, repeats: int = 20, warmup: int = 5) -> float:
+    """Median milliseconds of ``fn()`` measured with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbs() -> float:
+    """Device-to-device copy bandwidth (read + write) in GB/s."""
+    src = torch.empty(1 << 28, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src))
+    return 2 * src.numel() / ms / 1e6
+
+
+def measure(n: int, c: int, per_channel: bool, backend: str) -> dict:
+    h = torch.randn(n, c, device="cuda", requires_grad=True)
+    width = c if per_channel else 1
+    gamma = torch.randn(n, width, device="cuda", requires_grad=True)
+    beta = torch.randn(n, width, device="cuda", requires_grad=True)
+    cot = torch.randn(n, c, device="cuda")
+    op = functools.partial(modulate, norm="layer", activation="relu", backend=backend)
+
+    def forward():
+        with torch.no_grad():
+            op(h, gamma, beta)
+
+    def forward_backward():
+        torch.autograd.grad(op(h, gamma, beta), [h, gamma, beta], cot)
+
+    fwd = time_ms(forward)
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fwd_bwd = time_ms(forward_backward)
+    peak = torch.cuda.max_memory_allocated() - base
+    elems, mods = n * c * 4, n * width * 4
+    bytes_fwd = 2 * elems + 2 * mods
+    bytes_fwd_bwd = bytes_fwd + 3 * elems + 4 * mods  # backward: read grad_out, h; write grad_h; gamma/beta in and out
+    return {
+        "forward_ms": fwd,
+        "forward_backward_ms": fwd_bwd,
+        "peak_extra_mb": peak / 2**20,
+        "forward_gbs": bytes_fwd / fwd / 1e6,
+        "forward_backward_gbs": bytes_fwd_bwd / fwd_bwd / 1e6,
+    }
+
+
+def image_steps_per_second(backend: str, steps: int = 50) -> float:
+    torch.manual_seed(0)
+    model = CAMMLP(2, 3, hidden=256, depth=3, encoding=FourierFeatures(2), grid=functools.partial(DenseGrid, (32, 32)),
+                   norm="layer", output_activation="sigmoid", backend=backend).cuda()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.rand(512 * 512, 2, device="cuda") * 2 - 1
+    y = torch.rand(512 * 512, 3, device="cuda")
+
+    def step():
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return 1000.0 / time_ms(step, repeats=steps)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", default="16,18,20,22", help="log2 of the point counts")
+    parser.add_argument("--channels", default="32,64,128,256")
+    parser.add_argument("--out", required=True, help="JSON results file")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise CamfieldsError("bench_modulate needs a CUDA GPU")
+    device = torch.cuda.get_device_name()
+    copy_gbs = copy_bandwidth_gbs()
+    rows = []
+    print(f"{device}; device copy bandwidth {copy_gbs:.0f} GB/s; layer norm + ReLU, fp32")
+    print(f"{'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | {'speedup fb':>10} | "
+          f"{'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}")
+    for log_n in map(int, args.points.split(",")):
+        for c in map(int, args.channels.split(",")):
+            for per_channel in (False, True):
+                t = measure(1 << log_n, c, per_channel, "torch")
+                k = measure(1 << log_n, c, per_channel, "cuda")
+                row = {"points": 1 << log_n, "channels": c, "per_channel": per_channel, "torch": t, "cuda": k,
+                       "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
+                       "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs}
+                rows.append(row)
+                print(f"{'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
+                      f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
+                      f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
+                      f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
+                      f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}")
+                torch.cuda.empty_cache()
+    end_to_end = {b: image_steps_per_second(b) for b in ("torch", "cuda")}
+    print(f"image fit 512x512 cam, steps/s: torch {end_to_end['torch']:.1f}, cuda {end_to_end['cuda']:.1f}")
+    write_json(Path(args.out), {
+        "name": "bench_modulate",
+        "description": "fused modulate (layer norm, scale, shift, ReLU) vs PyTorch reference",
+        "device": device,
+        "copy_bandwidth_gbs": copy_gbs,
+        "rows": rows,
+        "image_fit_steps_per_second": end_to_end,
+    })
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
