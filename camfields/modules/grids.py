@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -27,8 +27,8 @@ from camfields.ops.interp import (
     check_coords,
     corner_offsets,
     corner_weights,
+    dense_index,
     gather_weighted,
-    interpolate_dense,
 )
 
 #: Spatial hash primes of Instant-NGP (Teschner et al.), one per input dimension.
@@ -49,18 +49,60 @@ def _init_table(rows: int, features: int, init_scale: float) -> nn.Parameter:
     return nn.Parameter(table)
 
 
+class GridCorners(NamedTuple):
+    """Where a grid reads its table for each point, in P groups of K corners.
+
+    ``index`` (N, P, K) rows of the grid's ``table``; ``weight`` (N, P, K) interpolation
+    weights, differentiable in the coordinates; ``combine`` says how groups make features:
+
+    * "sum": ``sum_p sum_k weight * table[index]``
+    * "product": ``prod_p (1 + sum_k weight * table[index]) - 1``
+    * "concat": the P group sums side by side (an encoding's levels)
+    """
+
+    index: torch.Tensor
+    weight: torch.Tensor
+    combine: str
+
+
+def combine_corners(table: torch.Tensor, corners: GridCorners) -> torch.Tensor:
+    """Features (N, F) — (N, P * F) for "concat" — of a (T, F) table read at ``corners``."""
+    index, weight, combine = corners
+    if combine == "sum":
+        return gather_weighted(table, index.flatten(1), weight.flatten(1))
+    groups = [gather_weighted(table, index[:, p], weight[:, p]) for p in range(index.shape[1])]
+    if combine == "concat":
+        return torch.cat(groups, dim=-1)
+    out = 1.0 + groups[0]
+    for group in groups[1:]:
+        out = out * (1.0 + group)
+    return out - 1.0
+
+
+def _cell_corners(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer corner nodes (N, 2**D, D) and their weights (N, 2**D) of each point's cell."""
+    base, frac = cell_positions(coords, resolution)
+    offsets = corner_offsets(len(resolution), coords.device)
+    return base[:, None, :] + offsets, corner_weights(frac, offsets)
+
+
 class FeatureGrid(nn.Module):
-    """Base class: ``forward(coords (N, in_dim) in [-1, 1]) -> (N, out_features)``."""
+    """Base class: ``forward(coords (N, in_dim) in [-1, 1]) -> (N, out_features)``.
+
+    Every grid keeps its values in one (T, F) parameter ``table`` and describes a lookup
+    by ``corners(coords)``, which the fused CUDA kernels consume as well.
+    """
 
     in_dim: int
     out_features: int
+    table: nn.Parameter
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         check_coords(coords, self.in_dim, f"coordinates of {type(self).__name__}")
-        return self.sample(coords)
+        return combine_corners(self.table, self.corners(coords))
 
-    def sample(self, coords: torch.Tensor) -> torch.Tensor:
-        """Evaluate the grid at already-checked coordinates."""
+    def corners(self, coords: torch.Tensor) -> GridCorners:
+        """The table rows and weights read at already-checked coordinates (N, in_dim)."""
         raise NotImplementedError
 
 
@@ -81,8 +123,9 @@ class DenseGrid(FeatureGrid):
         self.out_features = features
         self.table = _init_table(math.prod(self.resolution), features, init_scale)
 
-    def sample(self, coords: torch.Tensor) -> torch.Tensor:
-        return interpolate_dense(self.table, coords, self.resolution)
+    def corners(self, coords: torch.Tensor) -> GridCorners:
+        nodes, weight = _cell_corners(coords, self.resolution)
+        return GridCorners(dense_index(nodes, self.resolution)[:, None], weight[:, None], "sum")
 
     def as_image(self) -> torch.Tensor:
         """The grid as (features, R_{D-1}, ..., R0), the layout of ``grid_sample``'s input."""
@@ -100,7 +143,8 @@ class PlaneGrid(FeatureGrid):
 
     so that all-zero planes give zero features and, in both forms, every plane gets a
     gradient of exactly its interpolation weight at initialisation. (A plain product
-    of zero-initialised planes would have zero gradient forever.)
+    of zero-initialised planes would have zero gradient forever.) The planes are stored
+    one after another in ``table``; ``plane_table(k)`` is plane k, (R_i * R_j, F).
 
     Args:
         resolution: node count per input axis, e.g. (128, 128, 128) or (64, 64, 64, 16).
@@ -126,26 +170,24 @@ class PlaneGrid(FeatureGrid):
         self.out_features = features
         self.combine = combine
         self.axis_pairs = list(itertools.combinations(range(self.in_dim), 2))
-        self.planes = nn.ParameterList(
-            _init_table(self.resolution[i] * self.resolution[j], features, init_scale)
-            for i, j in self.axis_pairs
-        )
+        sizes = [self.resolution[i] * self.resolution[j] for i, j in self.axis_pairs]
+        self.plane_offsets = [0, *itertools.accumulate(sizes)][:-1]
+        self.table = _init_table(sum(sizes), features, init_scale)
 
-    def plane_samples(self, coords: torch.Tensor) -> list[torch.Tensor]:
-        """Each plane sampled at the coordinates: a list of (N, features)."""
-        return [
-            interpolate_dense(plane, coords[:, [i, j]], (self.resolution[i], self.resolution[j]))
-            for plane, (i, j) in zip(self.planes, self.axis_pairs)
-        ]
+    def plane_table(self, plane: int) -> torch.Tensor:
+        """Rows of plane ``plane`` (axes ``axis_pairs[plane]``), (R_i * R_j, F)."""
+        i, j = self.axis_pairs[plane]
+        start = self.plane_offsets[plane]
+        return self.table[start : start + self.resolution[i] * self.resolution[j]]
 
-    def sample(self, coords: torch.Tensor) -> torch.Tensor:
-        samples = self.plane_samples(coords)
-        if self.combine == "sum":
-            return torch.stack(samples).sum(0)
-        out = 1.0 + samples[0]
-        for s in samples[1:]:
-            out = out * (1.0 + s)
-        return out - 1.0
+    def corners(self, coords: torch.Tensor) -> GridCorners:
+        indices, weights = [], []
+        for offset, (i, j) in zip(self.plane_offsets, self.axis_pairs):
+            res = (self.resolution[i], self.resolution[j])
+            nodes, weight = _cell_corners(coords[:, [i, j]], res)
+            indices.append(dense_index(nodes, res) + offset)
+            weights.append(weight)
+        return GridCorners(torch.stack(indices, 1), torch.stack(weights, 1), self.combine)
 
 
 class HashGrid(FeatureGrid):
@@ -219,13 +261,10 @@ class HashGrid(FeatureGrid):
             index = torch.bitwise_xor(index, corners[..., axis] * HASH_PRIMES[axis])
         return index & (self.table_size - 1)
 
-    def sample(self, coords: torch.Tensor) -> torch.Tensor:
-        offsets = corner_offsets(self.in_dim, coords.device)
-        per_level = []
+    def corners(self, coords: torch.Tensor) -> GridCorners:
+        indices, weights = [], []
         for level, res in enumerate(self.resolutions):
-            base, frac = cell_positions(coords, (res,) * self.in_dim)
-            index = self.level_index(base[:, None, :] + offsets, level) + self.level_offsets[level]
-            per_level.append(gather_weighted(self.table, index, corner_weights(frac, offsets)))
-        if self.reduce == "concat":
-            return torch.cat(per_level, dim=-1)
-        return torch.stack(per_level).sum(0)
+            nodes, weight = _cell_corners(coords, (res,) * self.in_dim)
+            indices.append(self.level_index(nodes, level) + self.level_offsets[level])
+            weights.append(weight)
+        return GridCorners(torch.stack(indices, 1), torch.stack(weights, 1), self.reduce)
