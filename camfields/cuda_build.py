@@ -27,7 +27,10 @@ EXTENSION_NAME = "camfields_cuda"
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 
 #: The CUDA sources, relative to the repository root.
-SOURCE_NAMES = ("cuda/bindings.cpp", "cuda/modulate.cu")
+SOURCE_NAMES = ("cuda/bindings.cpp", "cuda/modulate.cu", "cuda/grid_modulate.cu")
+
+#: Headers the sources include (part of the build key).
+HEADER_NAMES = ("cuda/modulate.h", "cuda/device_math.cuh")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,7 +128,7 @@ def build_key(root: Path = REPO_ROOT) -> str:
     import torch
 
     digest = hashlib.sha256()
-    for path in source_paths(root) + [root / "cuda" / "modulate.h"]:
+    for path in source_paths(root) + [root / name for name in HEADER_NAMES]:
         digest.update(path.read_bytes())
     digest.update(repr((compile_flags(), arch_list(), torch.__version__, torch.version.cuda)).encode())
     return digest.hexdigest()[:16]

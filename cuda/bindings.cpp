@@ -35,9 +35,49 @@ std::vector<at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& h
   return camfields::modulate_backward(grad_out, h, gamma, beta, norm, groups, act, eps);
 }
 
+void check_grid(const at::Tensor& h, const at::Tensor& table, const at::Tensor& index, const at::Tensor& weight,
+                int64_t column, int64_t width) {
+  TORCH_CHECK(h.is_cuda() && table.is_cuda() && index.is_cuda() && weight.is_cuda(),
+              "camfields: tensors must be on a CUDA device");
+  TORCH_CHECK(h.dim() == 2 && table.dim() == 2 && index.dim() == 3 && weight.dim() == 3,
+              "camfields: expected h (N, C), table (T, F), index and weight (N, P, K)");
+  TORCH_CHECK(h.is_contiguous() && table.is_contiguous() && index.is_contiguous() && weight.is_contiguous(),
+              "camfields: tensors must be contiguous");
+  TORCH_CHECK(index.scalar_type() == at::kLong, "camfields: index must be int64");
+  TORCH_CHECK(index.sizes() == weight.sizes() && index.size(0) == h.size(0), "camfields: index/weight mismatch");
+  const auto table_type = h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(table.scalar_type() == table_type && weight.scalar_type() == table_type,
+              "camfields: table and weight must be float32 (float64 when h is)");
+  TORCH_CHECK(width == 1 || width == h.size(1), "camfields: width must be 1 or C");
+  TORCH_CHECK(column >= 0 && column + 2 * width <= table.size(1), "camfields: columns outside the table");
+}
+
+at::Tensor grid_forward(const at::Tensor& h, const at::Tensor& table, const at::Tensor& index,
+                        const at::Tensor& weight, int64_t column, int64_t width, int64_t product, int64_t norm,
+                        int64_t groups, int64_t act, double eps) {
+  check_grid(h, table, index, weight, column, width);
+  TORCH_CHECK(groups >= 1 && h.size(1) % groups == 0, "camfields: groups must divide the channels");
+  return camfields::grid_modulate_forward(h, table, index, weight, column, width, product, norm, groups, act, eps);
+}
+
+std::vector<at::Tensor> grid_backward(const at::Tensor& grad_out, const at::Tensor& h, const at::Tensor& table,
+                                      const at::Tensor& index, const at::Tensor& weight, int64_t column,
+                                      int64_t width, int64_t product, int64_t norm, int64_t groups, int64_t act,
+                                      double eps, bool need_weight_grad) {
+  check_grid(h, table, index, weight, column, width);
+  TORCH_CHECK(grad_out.sizes() == h.sizes() && grad_out.is_contiguous() &&
+                  grad_out.scalar_type() == h.scalar_type(),
+              "camfields: grad_out must match h");
+  TORCH_CHECK(groups >= 1 && h.size(1) % groups == 0, "camfields: groups must divide the channels");
+  return camfields::grid_modulate_backward(grad_out, h, table, index, weight, column, width, product, norm, groups,
+                                           act, eps, need_weight_grad);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("modulate_forward", &forward, "act(norm(h) * gamma + beta)");
   m.def("modulate_backward", &backward, "gradients of modulate_forward");
+  m.def("grid_modulate_forward", &grid_forward, "modulate with gamma and beta read from a grid table");
+  m.def("grid_modulate_backward", &grid_backward, "gradients of grid_modulate_forward");
 }

@@ -19,4 +19,17 @@ std::vector<at::Tensor> modulate_backward(const at::Tensor& grad_out, const at::
                                           const at::Tensor& beta, int64_t norm, int64_t groups, int64_t act,
                                           double eps);
 
+// Grid modulation: gamma and beta read from `table` at (index, weight) corners, then modulate.
+// product = 1 combines the P corner groups as prod_p (1 + s_p) - 1, else as their sum.
+at::Tensor grid_modulate_forward(const at::Tensor& h, const at::Tensor& table, const at::Tensor& index,
+                                 const at::Tensor& weight, int64_t column, int64_t width, int64_t product,
+                                 int64_t norm, int64_t groups, int64_t act, double eps);
+
+// Gradients (h, table, weight) of grid_modulate_forward; weight's is undefined unless asked for.
+std::vector<at::Tensor> grid_modulate_backward(const at::Tensor& grad_out, const at::Tensor& h,
+                                               const at::Tensor& table, const at::Tensor& index,
+                                               const at::Tensor& weight, int64_t column, int64_t width,
+                                               int64_t product, int64_t norm, int64_t groups, int64_t act,
+                                               double eps, bool need_weight_grad);
+
 }  // namespace camfields

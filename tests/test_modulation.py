@@ -130,3 +130,36 @@ def test_cammlp_configuration_errors():
         CAMMLP(2, 1, depth=2, modulated_layers=[5])
     with pytest.raises(CamfieldsError, match="needs 6 features, got a grid with 12"):
         CAMMLP(2, 1, hidden=8, depth=3, grid=lambda f: DenseGrid((4, 4), f + 6))
+
+
+@pytest.mark.parametrize("kind", list(GRIDS))
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_grid_modulate_reads_each_layers_columns(kind, per_channel):
+    """grid_modulate equals modulate with (gamma, beta) cut from the grid's full output."""
+    from camfields.ops.grid_modulate import grid_modulate
+
+    dim, factory = GRIDS[kind]
+    c, layers = 12, 3
+    width = c if per_channel else 1
+    grid = factory(layers * 2 * width)
+    with torch.no_grad():
+        grid.table.normal_(0, 0.3)
+    coords = torch.rand(50, dim, dtype=torch.float64) * 2 - 1
+    grid = grid.double()
+    h = torch.randn(50, c, dtype=torch.float64)
+    features = grid(coords).view(50, layers, 2, width)
+    for slot in range(layers):
+        out = grid_modulate(h, grid.table, grid.corners(coords), slot * 2 * width, width, norm="layer")
+        expected = modulate(h, 1 + features[:, slot, 0], features[:, slot, 1], norm="layer")
+        torch.testing.assert_close(out, expected)
+
+
+def test_grid_modulate_bad_columns_are_clear_errors():
+    from camfields.ops.grid_modulate import grid_modulate
+
+    grid = DenseGrid((4, 4), 6)
+    corners = grid.corners(torch.zeros(3, 2))
+    with pytest.raises(CamfieldsError, match="outside a table of 6"):
+        grid_modulate(torch.randn(3, 8), grid.table, corners, column=5, width=1)
+    with pytest.raises(CamfieldsError, match="width 1 or C"):
+        grid_modulate(torch.randn(3, 8), grid.table, corners, column=0, width=3)

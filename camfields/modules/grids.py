@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from camfields.errors import CamfieldsError
 from camfields.ops.interp import (
+    GridCorners,
     cell_positions,
     check_coords,
     corner_offsets,
+    combine_corners,
     corner_weights,
     dense_index,
-    gather_weighted,
 )
 
 #: Spatial hash primes of Instant-NGP (Teschner et al.), one per input dimension.
@@ -47,36 +48,6 @@ def _init_table(rows: int, features: int, init_scale: float) -> nn.Parameter:
     if init_scale > 0:
         table.uniform_(-init_scale, init_scale)
     return nn.Parameter(table)
-
-
-class GridCorners(NamedTuple):
-    """Where a grid reads its table for each point, in P groups of K corners.
-
-    ``index`` (N, P, K) rows of the grid's ``table``; ``weight`` (N, P, K) interpolation
-    weights, differentiable in the coordinates; ``combine`` says how groups make features:
-
-    * "sum": ``sum_p sum_k weight * table[index]``
-    * "product": ``prod_p (1 + sum_k weight * table[index]) - 1``
-    * "concat": the P group sums side by side (an encoding's levels)
-    """
-
-    index: torch.Tensor
-    weight: torch.Tensor
-    combine: str
-
-
-def combine_corners(table: torch.Tensor, corners: GridCorners) -> torch.Tensor:
-    """Features (N, F) — (N, P * F) for "concat" — of a (T, F) table read at ``corners``."""
-    index, weight, combine = corners
-    if combine == "sum":
-        return gather_weighted(table, index.flatten(1), weight.flatten(1))
-    groups = [gather_weighted(table, index[:, p], weight[:, p]) for p in range(index.shape[1])]
-    if combine == "concat":
-        return torch.cat(groups, dim=-1)
-    out = 1.0 + groups[0]
-    for group in groups[1:]:
-        out = out * (1.0 + group)
-    return out - 1.0
 
 
 def _cell_corners(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from torch import nn
 
 from camfields.errors import CamfieldsError
 from camfields.modules.modulation import GridFactory, GridModulation, modulation_features
-from camfields.ops.modulate import check_norm, get_activation, modulate, normalize
+from camfields.ops.modulate import check_norm, get_activation, normalize
 
 
 class CAMMLP(nn.Module):
@@ -93,7 +93,8 @@ class CAMMLP(nn.Module):
             (N, out_dim).
         """
         a = self.encoding(x) if self.encoding is not None else x
-        mods = self.modulation(x if mod_coords is None else mod_coords) if self.modulation is not None else None
+        modulation = self.modulation
+        corners = modulation.corners(x if mod_coords is None else mod_coords) if modulation is not None else None
         slots = {layer: slot for slot, layer in enumerate(self.modulated_layers)}
         act = get_activation(self.activation)
         for index, linear in enumerate(self.hidden_layers):
@@ -101,9 +102,8 @@ class CAMMLP(nn.Module):
             if index not in slots:
                 a = act(h)
                 continue
-            if mods is None:
+            if corners is None:
                 a = act(normalize(h, self.norm, self.groups))
             else:
-                gamma, beta = mods[slots[index]]
-                a = modulate(h, gamma, beta, self.norm, self.groups, self.activation, backend=self.backend)
+                a = modulation.modulate(h, corners, slots[index], self.norm, self.groups, self.activation, self.backend)
         return get_activation(self.output_activation)(self.output_layer(a))

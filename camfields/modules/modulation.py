@@ -9,6 +9,8 @@ from torch import nn
 
 from camfields.errors import CamfieldsError
 from camfields.modules.grids import FeatureGrid
+from camfields.ops.grid_modulate import grid_modulate
+from camfields.ops.interp import GridCorners, check_coords
 
 #: Builds a feature grid with the given number of output features.
 GridFactory = Callable[[int], FeatureGrid]
@@ -22,7 +24,8 @@ def modulation_features(num_layers: int, channels: int, per_channel: bool) -> in
 class GridModulation(nn.Module):
     """Reads (gamma, beta) for each modulated layer from one feature grid.
 
-    The grid's features are deltas around the identity: ``gamma = 1 + delta_gamma``,
+    Layer ``slot`` reads table columns ``slot * 2 * width`` onwards: ``width`` gamma deltas,
+    then ``width`` beta deltas. The grid's features are deltas around the identity: ``gamma = 1 + delta_gamma``,
     ``beta = delta_beta``. Grids start at zero, so an untrained network is exactly its
     plain MLP, and every grid value still receives a gradient.
 
@@ -50,7 +53,15 @@ class GridModulation(nn.Module):
     def in_dim(self) -> int:
         return self.grid.in_dim
 
-    def forward(self, coords: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(gamma, beta) per modulated layer, each (N, channels) or (N, 1)."""
-        deltas = self.grid(coords).view(coords.shape[0], self.num_layers, 2, self.width)
-        return [(1.0 + deltas[:, layer, 0], deltas[:, layer, 1]) for layer in range(self.num_layers)]
+    def corners(self, coords: torch.Tensor) -> GridCorners:
+        """Where the grid is read for each point (computed once, shared by all layers)."""
+        check_coords(coords, self.grid.in_dim, f"modulation coordinates of {type(self.grid).__name__}")
+        return self.grid.corners(coords)
+
+    def modulate(
+        self, h: torch.Tensor, corners: GridCorners, slot: int, norm: str, groups: int, activation: str, backend: str
+    ) -> torch.Tensor:
+        """``act(norm(h) * gamma + beta)`` for modulated layer number ``slot`` (N, channels)."""
+        return grid_modulate(
+            h, self.grid.table, corners, slot * 2 * self.width, self.width, norm, groups, activation, backend=backend
+        )

@@ -9,7 +9,7 @@ This matches ``torch.nn.functional.grid_sample(..., align_corners=True)``.
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -109,3 +109,33 @@ def interpolate_dense(table: torch.Tensor, coords: torch.Tensor, resolution: Seq
     offsets = corner_offsets(len(resolution), coords.device)
     corners = base[:, None, :] + offsets  # (N, K, D)
     return gather_weighted(table, dense_index(corners, resolution), corner_weights(frac, offsets))
+
+
+class GridCorners(NamedTuple):
+    """Where a grid reads its table for each point, in P groups of K corners.
+
+    ``index`` (N, P, K) rows of the grid's ``table``; ``weight`` (N, P, K) interpolation
+    weights, differentiable in the coordinates; ``combine`` says how groups make features:
+
+    * "sum": ``sum_p sum_k weight * table[index]``
+    * "product": ``prod_p (1 + sum_k weight * table[index]) - 1``
+    * "concat": the P group sums side by side (an encoding's levels)
+    """
+
+    index: torch.Tensor
+    weight: torch.Tensor
+    combine: str
+
+
+def combine_corners(table: torch.Tensor, corners: GridCorners) -> torch.Tensor:
+    """Features (N, F) — (N, P * F) for "concat" — of a (T, F) table read at ``corners``."""
+    index, weight, combine = corners
+    if combine == "sum":
+        return gather_weighted(table, index.flatten(1), weight.flatten(1))
+    groups = [gather_weighted(table, index[:, p], weight[:, p]) for p in range(index.shape[1])]
+    if combine == "concat":
+        return torch.cat(groups, dim=-1)
+    out = 1.0 + groups[0]
+    for group in groups[1:]:
+        out = out * (1.0 + group)
+    return out - 1.0
