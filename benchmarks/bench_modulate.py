@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from camfields import CAMMLP, DenseGrid, FourierFeatures, modulate
+from camfields import CAMMLP, DenseGrid, FourierFeatures, HashGrid, PlaneGrid, modulate
 from camfields.cli import run
 from camfields.errors import CamfieldsError
+from camfields.ops.grid_modulate import grid_modulate
 from camfields.training.checkpoint import write_json
 
 
@@ -49,29 +50,54 @@ def copy_bandwidth_gbs() -> float:
     return 2 * src.numel() / ms / 1e6
 
 
-def measure(n: int, c: int, per_channel: bool, backend: str) -> dict:
+GRIDS = {
+    "dense2d": (2, lambda f: DenseGrid((32, 32), f)),
+    "triplane": (3, lambda f: PlaneGrid((128, 128, 128), f, combine="product")),
+    "hash": (3, lambda f: HashGrid(3, levels=8, features_per_level=f, log2_table_size=16, base_resolution=16,
+                                   growth=1.5, reduce="sum", init_scale=0.0)),
+}
+
+
+def make_case(op: str, n: int, c: int, per_channel: bool):
+    """(function of backend -> output, differentiable inputs, minimum bytes forward, minimum bytes fwd+bwd)."""
     h = torch.randn(n, c, device="cuda", requires_grad=True)
     width = c if per_channel else 1
-    gamma = torch.randn(n, width, device="cuda", requires_grad=True)
-    beta = torch.randn(n, width, device="cuda", requires_grad=True)
+    io = n * c * 4
+    if op == "modulate":
+        gamma = torch.randn(n, width, device="cuda", requires_grad=True)
+        beta = torch.randn(n, width, device="cuda", requires_grad=True)
+        mods = n * width * 4
+        run_op = lambda backend: modulate(h, gamma, beta, norm="layer", backend=backend)  # noqa: E731
+        return run_op, [h, gamma, beta], 2 * io + 2 * mods, 5 * io + 6 * mods
+    dim, factory = GRIDS[op]
+    grid = factory(2 * width).cuda()
+    with torch.no_grad():
+        grid.table.normal_(0, 0.1)
+    coords = (torch.rand(n, dim, device="cuda") * 2 - 1).requires_grad_()
+
+    def run_op(backend):
+        return grid_modulate(h, grid.table, grid.corners(coords), 0, width, norm="layer", backend=backend)
+
+    return run_op, [h, grid.table, coords], 2 * io + n * dim * 4, 5 * io + 3 * n * dim * 4
+
+
+def measure(op: str, n: int, c: int, per_channel: bool, backend: str) -> dict:
+    run_op, inputs, bytes_fwd, bytes_fwd_bwd = make_case(op, n, c, per_channel)
     cot = torch.randn(n, c, device="cuda")
-    op = functools.partial(modulate, norm="layer", activation="relu", backend=backend)
 
     def forward():
         with torch.no_grad():
-            op(h, gamma, beta)
+            run_op(backend)
 
     def forward_backward():
-        torch.autograd.grad(op(h, gamma, beta), [h, gamma, beta], cot)
+        torch.autograd.grad(run_op(backend), inputs, cot)
 
     fwd = time_ms(forward)
+    torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     fwd_bwd = time_ms(forward_backward)
     peak = torch.cuda.max_memory_allocated() - base
-    elems, mods = n * c * 4, n * width * 4
-    bytes_fwd = 2 * elems + 2 * mods
-    bytes_fwd_bwd = bytes_fwd + 3 * elems + 4 * mods  # backward: read grad_out, h; write grad_h; gamma/beta in and out
     return {
         "forward_ms": fwd,
         "forward_backward_ms": fwd_bwd,
@@ -102,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", default="16,18,20,22", help="log2 of the point counts")
     parser.add_argument("--channels", default="32,64,128,256")
+    parser.add_argument("--max-elements", type=int, default=1 << 28,
+                        help="skip sizes with more points x channels (memory of the reference path)")
+    parser.add_argument("--ops", default="modulate,dense2d,triplane,hash",
+                        help="modulate (gamma/beta given) and grid_modulate over each grid type")
     parser.add_argument("--out", required=True, help="JSON results file")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -110,28 +140,29 @@ def main(argv: list[str] | None = None) -> None:
     copy_gbs = copy_bandwidth_gbs()
     rows = []
     print(f"{device}; device copy bandwidth {copy_gbs:.0f} GB/s; layer norm + ReLU, fp32")
-    print(f"{'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | {'speedup fb':>10} | "
+    print(f"{'op':>9} {'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | {'speedup fb':>10} | "
           f"{'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}")
-    for log_n in map(int, args.points.split(",")):
-        for c in map(int, args.channels.split(",")):
-            for per_channel in (False, True):
-                t = measure(1 << log_n, c, per_channel, "torch")
-                k = measure(1 << log_n, c, per_channel, "cuda")
-                row = {"points": 1 << log_n, "channels": c, "per_channel": per_channel, "torch": t, "cuda": k,
-                       "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
-                       "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs}
-                rows.append(row)
-                print(f"{'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
-                      f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
-                      f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
-                      f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
-                      f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}")
-                torch.cuda.empty_cache()
+    cases = [(op, log_n, c, per_channel) for op in args.ops.split(",") for log_n in map(int, args.points.split(","))
+             for c in map(int, args.channels.split(",")) for per_channel in (False, True)
+             if (1 << log_n) * c <= args.max_elements]
+    for op, log_n, c, per_channel in cases:
+        t = measure(op, 1 << log_n, c, per_channel, "torch")
+        k = measure(op, 1 << log_n, c, per_channel, "cuda")
+        row = {"op": op, "points": 1 << log_n, "channels": c, "per_channel": per_channel, "torch": t, "cuda": k,
+               "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
+               "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs}
+        rows.append(row)
+        print(f"{op:>9} {'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
+              f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
+              f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
+              f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
+              f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}")
+        torch.cuda.empty_cache()
     end_to_end = {b: image_steps_per_second(b) for b in ("torch", "cuda")}
     print(f"image fit 512x512 cam, steps/s: torch {end_to_end['torch']:.1f}, cuda {end_to_end['cuda']:.1f}")
     write_json(Path(args.out), {
         "name": "bench_modulate",
-        "description": "fused modulate (layer norm, scale, shift, ReLU) vs PyTorch reference",
+        "description": "fused (grid) modulation, layer norm + ReLU, fp32, vs the PyTorch reference",
         "device": device,
         "copy_bandwidth_gbs": copy_gbs,
         "rows": rows,
