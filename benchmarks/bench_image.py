@@ -52,9 +52,7 @@ def deltas(results: dict, models: list[str], modes: list[str]) -> dict:
     if "ffn" not in models:
         return {}
     return {
-        mode: {
-            m: results[mode][m]["mean"]["psnr"] - results[mode]["ffn"]["mean"]["psnr"] for m in models if m != "ffn"
-        }
+        mode: {m: results[mode][m]["mean"]["psnr"] - results[mode]["ffn"]["mean"]["psnr"] for m in models if m != "ffn"}
         for mode in modes
     }
 

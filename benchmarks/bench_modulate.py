@@ -53,8 +53,19 @@ def copy_bandwidth_gbs() -> float:
 GRIDS = {
     "dense2d": (2, lambda f: DenseGrid((32, 32), f)),
     "triplane": (3, lambda f: PlaneGrid((128, 128, 128), f, combine="product")),
-    "hash": (3, lambda f: HashGrid(3, levels=8, features_per_level=f, log2_table_size=16, base_resolution=16,
-                                   growth=1.5, reduce="sum", init_scale=0.0)),
+    "hash": (
+        3,
+        lambda f: HashGrid(
+            3,
+            levels=8,
+            features_per_level=f,
+            log2_table_size=16,
+            base_resolution=16,
+            growth=1.5,
+            reduce="sum",
+            init_scale=0.0,
+        ),
+    ),
 }
 
 
@@ -109,8 +120,17 @@ def measure(op: str, n: int, c: int, per_channel: bool, backend: str) -> dict:
 
 def image_steps_per_second(backend: str, steps: int = 50) -> float:
     torch.manual_seed(0)
-    model = CAMMLP(2, 3, hidden=256, depth=3, encoding=FourierFeatures(2), grid=functools.partial(DenseGrid, (32, 32)),
-                   norm="layer", output_activation="sigmoid", backend=backend).cuda()
+    model = CAMMLP(
+        2,
+        3,
+        hidden=256,
+        depth=3,
+        encoding=FourierFeatures(2),
+        grid=functools.partial(DenseGrid, (32, 32)),
+        norm="layer",
+        output_activation="sigmoid",
+        backend=backend,
+    ).cuda()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     x = torch.rand(512 * 512, 2, device="cuda") * 2 - 1
     y = torch.rand(512 * 512, 3, device="cuda")
@@ -128,10 +148,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", default="16,18,20,22", help="log2 of the point counts")
     parser.add_argument("--channels", default="32,64,128,256")
-    parser.add_argument("--max-elements", type=int, default=1 << 28,
-                        help="skip sizes with more points x channels (memory of the reference path)")
-    parser.add_argument("--ops", default="modulate,dense2d,triplane,hash",
-                        help="modulate (gamma/beta given) and grid_modulate over each grid type")
+    parser.add_argument(
+        "--max-elements",
+        type=int,
+        default=1 << 28,
+        help="skip sizes with more points x channels (memory of the reference path)",
+    )
+    parser.add_argument(
+        "--ops",
+        default="modulate,dense2d,triplane,hash",
+        help="modulate (gamma/beta given) and grid_modulate over each grid type",
+    )
     parser.add_argument("--out", required=True, help="JSON results file")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -140,34 +167,53 @@ def main(argv: list[str] | None = None) -> None:
     copy_gbs = copy_bandwidth_gbs()
     rows = []
     print(f"{device}; device copy bandwidth {copy_gbs:.0f} GB/s; layer norm + ReLU, fp32")
-    print(f"{'op':>9} {'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | {'speedup fb':>10} | "
-          f"{'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}")
-    cases = [(op, log_n, c, per_channel) for op in args.ops.split(",") for log_n in map(int, args.points.split(","))
-             for c in map(int, args.channels.split(",")) for per_channel in (False, True)
-             if (1 << log_n) * c <= args.max_elements]
+    print(
+        f"{'op':>9} {'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | "
+        f"{'speedup fb':>10} | {'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}"
+    )
+    cases = [
+        (op, log_n, c, per_channel)
+        for op in args.ops.split(",")
+        for log_n in map(int, args.points.split(","))
+        for c in map(int, args.channels.split(","))
+        for per_channel in (False, True)
+        if (1 << log_n) * c <= args.max_elements
+    ]
     for op, log_n, c, per_channel in cases:
         t = measure(op, 1 << log_n, c, per_channel, "torch")
         k = measure(op, 1 << log_n, c, per_channel, "cuda")
-        row = {"op": op, "points": 1 << log_n, "channels": c, "per_channel": per_channel, "torch": t, "cuda": k,
-               "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
-               "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs}
+        row = {
+            "op": op,
+            "points": 1 << log_n,
+            "channels": c,
+            "per_channel": per_channel,
+            "torch": t,
+            "cuda": k,
+            "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
+            "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs,
+        }
         rows.append(row)
-        print(f"{op:>9} {'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
-              f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
-              f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
-              f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
-              f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}")
+        print(
+            f"{op:>9} {'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
+            f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
+            f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
+            f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
+            f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}"
+        )
         torch.cuda.empty_cache()
     end_to_end = {b: image_steps_per_second(b) for b in ("torch", "cuda")}
     print(f"image fit 512x512 cam, steps/s: torch {end_to_end['torch']:.1f}, cuda {end_to_end['cuda']:.1f}")
-    write_json(Path(args.out), {
-        "name": "bench_modulate",
-        "description": "fused (grid) modulation, layer norm + ReLU, fp32, vs the PyTorch reference",
-        "device": device,
-        "copy_bandwidth_gbs": copy_gbs,
-        "rows": rows,
-        "image_fit_steps_per_second": end_to_end,
-    })
+    write_json(
+        Path(args.out),
+        {
+            "name": "bench_modulate",
+            "description": "fused (grid) modulation, layer norm + ReLU, fp32, vs the PyTorch reference",
+            "device": device,
+            "copy_bandwidth_gbs": copy_gbs,
+            "rows": rows,
+            "image_fit_steps_per_second": end_to_end,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,7 @@ def source_paths(root: Path = REPO_ROOT) -> list[Path]:
 
 def _is_toolkit(folder: Path) -> bool:
     has_nvcc = (folder / "bin" / "nvcc").exists()
-    has_runtime = any(
-        (folder / lib / "libcudart.so").exists() for lib in ("lib64", "lib", "targets/x86_64-linux/lib")
-    )
+    has_runtime = any((folder / lib / "libcudart.so").exists() for lib in ("lib64", "lib", "targets/x86_64-linux/lib"))
     return has_nvcc and has_runtime
 
 

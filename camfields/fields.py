@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from torch import nn
 
@@ -52,7 +52,7 @@ class ModulationConfig:
     grid: str = "none"
     resolution: list[int] = field(default_factory=lambda: [32, 32])  # dense / planes: nodes per axis
     per_channel: bool = False
-    layers: Optional[list[int]] = None  # modulated hidden layers; None = all
+    layers: list[int] | None = None  # modulated hidden layers; None = all
     combine: str = "product"  # planes: "product" or "sum"
     hash: HashGridConfig = field(default_factory=lambda: HashGridConfig(levels=8, log2_table_size=14))
 
@@ -91,8 +91,10 @@ ENCODINGS: dict[str, Callable[[EncodingConfig, int], nn.Module]] = {
 GRIDS: dict[str, Callable[[ModulationConfig, int], Callable[[int], FeatureGrid]]] = {
     "dense": lambda cfg, d: functools.partial(DenseGrid, cfg.resolution),
     "planes": lambda cfg, d: functools.partial(PlaneGrid, cfg.resolution, combine=cfg.combine),
-    "hash": lambda cfg, d: lambda features: HashGrid(
-        d, reduce="sum", init_scale=0.0, **{**_hash_kwargs(cfg.hash), "features_per_level": features}
+    "hash": lambda cfg, d: (
+        lambda features: HashGrid(
+            d, reduce="sum", init_scale=0.0, **{**_hash_kwargs(cfg.hash), "features_per_level": features}
+        )
     ),
 }
 

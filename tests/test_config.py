@@ -20,7 +20,13 @@ def test_layers_apply_in_order(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('model = "ffn"\nmode = "generalization"\n[train]\nsteps = 7\nlr = 0.01\n[field]\nhidden = 32\n')
     cfg = resolve_config(None, str(path), {"train": {"steps": 9}})
-    assert (cfg.model, cfg.mode, cfg.train.steps, cfg.train.lr, cfg.field.hidden) == ("ffn", "generalization", 9, 0.01, 32)
+    assert (cfg.model, cfg.mode, cfg.train.steps, cfg.train.lr, cfg.field.hidden) == (
+        "ffn",
+        "generalization",
+        9,
+        0.01,
+        32,
+    )
     assert cfg.field.modulation.grid == "none" and cfg.field.encoding.kind == "fourier"
     cam = resolve_config("cam", str(path))
     assert cam.field.modulation.grid == "dense" and cam.field.norm == "layer"

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from camfields import CAMMLP, DenseGrid, FourierFeatures, HashGrid, PlaneGrid, modulate
-from camfields.ops.grid_modulate import grid_modulate
 from camfields.ops.backend import cuda_extension_status
+from camfields.ops.grid_modulate import grid_modulate
 from camfields.ops.modulate import ACTIVATIONS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -85,8 +85,14 @@ def test_fused_modulate_float64_gradcheck():
 
 def test_cammlp_auto_backend_on_gpu_matches_torch_backend():
     torch.manual_seed(0)
-    kwargs = dict(hidden=64, depth=3, encoding=FourierFeatures(2, 32, 5.0), grid=functools.partial(DenseGrid, (8, 8)),
-                  norm="layer", output_activation="sigmoid")
+    kwargs = dict(
+        hidden=64,
+        depth=3,
+        encoding=FourierFeatures(2, 32, 5.0),
+        grid=functools.partial(DenseGrid, (8, 8)),
+        norm="layer",
+        output_activation="sigmoid",
+    )
     fused = CAMMLP(2, 3, backend="auto", **kwargs).cuda()
     reference = CAMMLP(2, 3, backend="torch", **kwargs).cuda()
     reference.load_state_dict(fused.state_dict())
@@ -104,8 +110,19 @@ GRIDS = {
     "triplane-product": (3, lambda f: PlaneGrid((16, 16, 16), f, combine="product")),
     "triplane-sum": (3, lambda f: PlaneGrid((16, 16, 16), f, combine="sum")),
     "kplanes": (4, lambda f: PlaneGrid((8, 8, 8, 5), f, combine="product")),
-    "hash": (3, lambda f: HashGrid(3, levels=4, features_per_level=f, log2_table_size=10, base_resolution=4,
-                                   growth=2.0, reduce="sum", init_scale=0.0)),
+    "hash": (
+        3,
+        lambda f: HashGrid(
+            3,
+            levels=4,
+            features_per_level=f,
+            log2_table_size=10,
+            base_resolution=4,
+            growth=2.0,
+            reduce="sum",
+            init_scale=0.0,
+        ),
+    ),
 }
 
 
@@ -118,7 +135,11 @@ def grid_case(kind, n, c, per_channel, dtype=torch.float32, seed=0):
         grid.table.normal_(0, 0.3)
     coords = torch.rand(n, dim, device="cuda") * 2 - 1
     coords[: min(n, 2)] = torch.tensor([[-1.0] * dim, [1.0] * dim], device="cuda")[: min(n, 2)]  # exact bounds
-    return grid.to(dtype if dtype == torch.float64 else torch.float32), coords.to(grid.table.dtype).requires_grad_(), width
+    return (
+        grid.to(dtype if dtype == torch.float64 else torch.float32),
+        coords.to(grid.table.dtype).requires_grad_(),
+        width,
+    )
 
 
 @pytest.mark.parametrize("kind", list(GRIDS))
@@ -145,8 +166,9 @@ def test_fused_grid_modulate_float64_gradcheck(kind):
     table = grid.table.detach().clone().requires_grad_()
 
     def fn(h, table, coords):
-        return grid_modulate(h, table, grid.corners(coords), 0, width, norm="layer", activation="softplus",
-                             backend="cuda")
+        return grid_modulate(
+            h, table, grid.corners(coords), 0, width, norm="layer", activation="softplus", backend="cuda"
+        )
 
     assert torch.autograd.gradcheck(fn, (h, table, coords), atol=1e-6)
 

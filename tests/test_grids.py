@@ -109,9 +109,7 @@ def brute_force_hash_grid(grid: HashGrid, coords: torch.Tensor) -> torch.Tensor:
             acc = torch.zeros(grid.features_per_level, dtype=table.dtype)
             for corner in itertools.product((0, 1), repeat=grid.in_dim):
                 node = [b + c for b, c in zip(base, corner)]
-                weight = math.prod(
-                    (p - b) if c else 1 - (p - b) for p, b, c in zip(pos, base, corner)
-                )
+                weight = math.prod((p - b) if c else 1 - (p - b) for p, b, c in zip(pos, base, corner))
                 if res**grid.in_dim <= grid.table_size:
                     index = sum(n * res**axis for axis, n in enumerate(node))
                 else:
@@ -127,12 +125,14 @@ def brute_force_hash_grid(grid: HashGrid, coords: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("in_dim", [2, 3])
 def test_hash_grid_matches_brute_force(in_dim):
-    grid = HashGrid(in_dim, levels=5, features_per_level=2, log2_table_size=8, base_resolution=3, growth=2.0,
-                    init_scale=1.0)
+    grid = HashGrid(
+        in_dim, levels=5, features_per_level=2, log2_table_size=8, base_resolution=3, growth=2.0, init_scale=1.0
+    )
     assert any(grid.level_is_hashed(level) for level in range(grid.levels))
     assert not grid.level_is_hashed(0)
-    coords = torch.cat([random_coords(40, in_dim, torch.float64), torch.tensor([[1.0] * in_dim, [-1.0] * in_dim],
-                                                                              dtype=torch.float64)])
+    coords = torch.cat(
+        [random_coords(40, in_dim, torch.float64), torch.tensor([[1.0] * in_dim, [-1.0] * in_dim], dtype=torch.float64)]
+    )
     grid = grid.double()
     torch.testing.assert_close(grid(coords), brute_force_hash_grid(grid, coords))
 

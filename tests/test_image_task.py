@@ -10,12 +10,11 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from camfields import CamfieldsError
 from camfields.io.images import list_images, load_image
 from camfields.tasks.image import fit_images, pixel_coords, resolve_config, training_mask
-
-from conftest import REPO
 
 TINY = {"field": {"hidden": 16, "encoding": {"num_features": 8}}, "train": {"steps": 4, "checkpoint_every": 2}}
 
@@ -93,7 +92,10 @@ def test_folder_fit_writes_per_image_and_mean_metrics_and_resume_keeps_them(tmp_
 def run_cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "fit_image.py"), "--quiet", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -110,7 +112,9 @@ def assert_one_line_error(proc, pattern):
 @pytest.fixture
 def tiny_config(tmp_path):
     path = tmp_path / "tiny.toml"
-    path.write_text('[field]\nhidden = 16\n[field.encoding]\nnum_features = 8\n[train]\nsteps = 4\ncheckpoint_every = 2\n')
+    path.write_text(
+        "[field]\nhidden = 16\n[field.encoding]\nnum_features = 8\n[train]\nsteps = 4\ncheckpoint_every = 2\n"
+    )
     return path
 
 
@@ -142,7 +146,9 @@ def test_cli_bad_inputs_end_in_one_sentence_and_destroy_nothing(tmp_path, tiny_c
     ok = run_cli("--image", str(image), "--config", str(tiny_config), "--out", out, "--device", "cpu")
     assert ok.returncode == 0, ok.stderr
     snapshot = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir() if p.is_file()}
-    assert_one_line_error(run_cli("--image", str(image), "--config", str(tiny_config), "--out", out), "already holds a fit")
+    assert_one_line_error(
+        run_cli("--image", str(image), "--config", str(tiny_config), "--out", out), "already holds a fit"
+    )
     assert_one_line_error(
         run_cli("--image", str(image), "--config", str(tiny_config), "--out", out, "--resume", "--model", "ffn"),
         r"different config \(.*model",

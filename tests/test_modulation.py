@@ -65,19 +65,48 @@ GRIDS = {
     "planes-product": (3, functools.partial(PlaneGrid, (5, 6, 4), combine="product")),
     "planes-sum": (3, functools.partial(PlaneGrid, (5, 6, 4), combine="sum")),
     "kplanes": (4, functools.partial(PlaneGrid, (4, 4, 4, 3), combine="product")),
-    "hash": (3, lambda f: HashGrid(3, levels=3, features_per_level=f, log2_table_size=5, base_resolution=3,
-                                   growth=1.5, reduce="sum", init_scale=0.0)),
+    "hash": (
+        3,
+        lambda f: HashGrid(
+            3,
+            levels=3,
+            features_per_level=f,
+            log2_table_size=5,
+            base_resolution=3,
+            growth=1.5,
+            reduce="sum",
+            init_scale=0.0,
+        ),
+    ),
 }
 
 
 def make_pair(kind: str, per_channel: bool, norm: str = "layer", activation: str = "relu"):
     dim, grid = GRIDS[kind]
     torch.manual_seed(1)
-    cam = CAMMLP(dim, 3, hidden=16, depth=3, encoding=FourierFeatures(dim, 8, 2.0), grid=grid,
-                 per_channel=per_channel, norm=norm, modulated_layers=[0, 2], activation=activation)
+    cam = CAMMLP(
+        dim,
+        3,
+        hidden=16,
+        depth=3,
+        encoding=FourierFeatures(dim, 8, 2.0),
+        grid=grid,
+        per_channel=per_channel,
+        norm=norm,
+        modulated_layers=[0, 2],
+        activation=activation,
+    )
     torch.manual_seed(1)
-    plain = CAMMLP(dim, 3, hidden=16, depth=3, encoding=FourierFeatures(dim, 8, 2.0), norm=norm,
-                   modulated_layers=[0, 2], activation=activation)
+    plain = CAMMLP(
+        dim,
+        3,
+        hidden=16,
+        depth=3,
+        encoding=FourierFeatures(dim, 8, 2.0),
+        norm=norm,
+        modulated_layers=[0, 2],
+        activation=activation,
+    )
     return dim, cam, plain
 
 

@@ -18,8 +18,13 @@ from camfields.training.schedules import lr_factor
 
 def toy_model(grid=True) -> CAMMLP:
     return CAMMLP(
-        2, 3, hidden=16, depth=2, encoding=FourierFeatures(2, 8, 3.0),
-        grid=functools.partial(DenseGrid, (6, 6)) if grid else None, norm="layer",
+        2,
+        3,
+        hidden=16,
+        depth=2,
+        encoding=FourierFeatures(2, 8, 3.0),
+        grid=functools.partial(DenseGrid, (6, 6)) if grid else None,
+        norm="layer",
     )
 
 
@@ -31,8 +36,15 @@ def toy_objective(batch_size=64) -> CoordinateRegression:
 
 
 def test_every_parameter_lands_in_its_intended_group():
-    model = CAMMLP(3, 4, hidden=8, depth=2, encoding=HashGridEncoding(3, levels=2, log2_table_size=6),
-                   grid=functools.partial(PlaneGrid, (4, 4, 4)), norm="layer")
+    model = CAMMLP(
+        3,
+        4,
+        hidden=8,
+        depth=2,
+        encoding=HashGridEncoding(3, levels=2, log2_table_size=6),
+        grid=functools.partial(PlaneGrid, (4, 4, 4)),
+        norm="layer",
+    )
     cfg = TrainConfig(lr=2e-3, grid_lr_mult=10.0)
     opt = build_optimizer(model, cfg)
     groups = {g["name"]: g for g in opt.param_groups}
@@ -64,8 +76,7 @@ def test_training_reduces_the_loss_and_grids_move(tmp_path):
     model = toy_model()
     objective = toy_objective()
     before = objective.evaluate(model).metrics["psnr"]
-    result = train(model, objective, TrainConfig(steps=60, lr=1e-2), tmp_path,
-                   progress=False, tensorboard=False)
+    result = train(model, objective, TrainConfig(steps=60, lr=1e-2), tmp_path, progress=False, tensorboard=False)
     assert result.evaluation.metrics["psnr"] > before + 5
     assert model.modulation.grid.table.abs().max() > 0
 

@@ -77,9 +77,7 @@ def list_images(folder: Path) -> list[Path]:
     """Image files (by extension) directly inside ``folder``, sorted by name."""
     files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise CamfieldsError(
-            f"folder {folder} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
-        )
+        raise CamfieldsError(f"folder {folder} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 

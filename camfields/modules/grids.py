@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,8 +26,8 @@ from camfields.ops.interp import (
     GridCorners,
     cell_positions,
     check_coords,
-    corner_offsets,
     combine_corners,
+    corner_offsets,
     corner_weights,
     dense_index,
 )
@@ -197,9 +197,7 @@ class HashGrid(FeatureGrid):
         if not 1 <= in_dim <= len(HASH_PRIMES):
             raise CamfieldsError(f"a hash grid takes 1 to {len(HASH_PRIMES)} input dimensions, got {in_dim}")
         if levels < 1 or features_per_level < 1 or not 1 <= log2_table_size <= 30:
-            raise CamfieldsError(
-                "a hash grid needs levels >= 1, features_per_level >= 1 and log2_table_size in 1..30"
-            )
+            raise CamfieldsError("a hash grid needs levels >= 1, features_per_level >= 1 and log2_table_size in 1..30")
         if base_resolution < 2 or growth < 1.0:
             raise CamfieldsError("a hash grid needs base_resolution >= 2 and growth >= 1")
         if reduce not in ("concat", "sum"):

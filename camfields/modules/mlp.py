@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -76,7 +76,9 @@ class CAMMLP(nn.Module):
         self.backend = backend
         # built last, so a seed gives the same MLP weights with and without modulation
         self.modulation = (
-            GridModulation(grid(modulation_features(len(layers), hidden, per_channel)), len(layers), hidden, per_channel)
+            GridModulation(
+                grid(modulation_features(len(layers), hidden, per_channel)), len(layers), hidden, per_channel
+            )
             if grid is not None and layers
             else None
         )

@@ -9,7 +9,14 @@ from camfields.ops.backend import load_extension
 
 #: Activation codes of cuda/modulate.h.
 ACTIVATION_CODES = {
-    "none": 0, "relu": 1, "leaky_relu": 2, "softplus": 3, "sigmoid": 4, "tanh": 5, "silu": 6, "gelu": 7,
+    "none": 0,
+    "relu": 1,
+    "leaky_relu": 2,
+    "softplus": 3,
+    "sigmoid": 4,
+    "tanh": 5,
+    "silu": 6,
+    "gelu": 7,
 }
 
 

@@ -9,7 +9,8 @@ This matches ``torch.nn.functional.grid_sample(..., align_corners=True)``.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -24,18 +25,14 @@ def check_coords(coords: torch.Tensor, in_dim: int, what: str = "coordinates") -
     if not isinstance(coords, torch.Tensor):
         raise CamfieldsError(f"{what} must be a torch.Tensor, got {type(coords).__name__}")
     if coords.dim() != 2 or coords.shape[1] != in_dim:
-        raise CamfieldsError(
-            f"{what} must have shape (N, {in_dim}), got {tuple(coords.shape)}"
-        )
+        raise CamfieldsError(f"{what} must have shape (N, {in_dim}), got {tuple(coords.shape)}")
     if not coords.is_floating_point():
         raise CamfieldsError(f"{what} must be floating point, got {coords.dtype}")
     if coords.numel() == 0:
         return
     lo, hi = torch.aminmax(coords.detach())
     if lo.item() < -1.0 - COORD_TOLERANCE or hi.item() > 1.0 + COORD_TOLERANCE:
-        raise CamfieldsError(
-            f"{what} must lie in [-1, 1]; got values from {lo.item():.4g} to {hi.item():.4g}"
-        )
+        raise CamfieldsError(f"{what} must lie in [-1, 1]; got values from {lo.item():.4g} to {hi.item():.4g}")
 
 
 def corner_offsets(dim: int, device: torch.device) -> torch.Tensor:

@@ -6,11 +6,12 @@ Pixel (row i, column j) of an H x W image sits at coordinate
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -119,9 +120,7 @@ class ImageObjective(CoordinateRegression):
 
     def evaluate(self, model: torch.nn.Module) -> Evaluation:
         recon = self.render(model)
-        return Evaluation(
-            {"psnr": psnr(recon, self.image), "ssim": ssim(recon, self.image)}, {"reconstruction": recon}
-        )
+        return Evaluation({"psnr": psnr(recon, self.image), "ssim": ssim(recon, self.image)}, {"reconstruction": recon})
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -150,7 +149,12 @@ def fit_image(
     mask = training_mask(height, width, cfg.mode).to(device)
     objective = ImageObjective(pixels, mask, cfg.train.batch_size)
     result = train(
-        model, objective, cfg.train, out_dir, resume=resume, progress=progress,
+        model,
+        objective,
+        cfg.train,
+        out_dir,
+        resume=resume,
+        progress=progress,
         description=f"{image.name} {cfg.model}",
     )
     model.eval()

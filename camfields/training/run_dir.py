@@ -24,9 +24,7 @@ def prepare_run_dir(out_dir: Path, config: dict[str, Any], resume: bool) -> None
     config_path = out_dir / CONFIG_NAME
     if config_path.exists():
         if not resume:
-            raise CamfieldsError(
-                f"{out_dir} already holds a fit; pass --resume to continue it or choose another --out"
-            )
+            raise CamfieldsError(f"{out_dir} already holds a fit; pass --resume to continue it or choose another --out")
         differences = config_differences(read_json(config_path), config)
         if differences:
             raise CamfieldsError(
