@@ -74,6 +74,14 @@ __device__ __forceinline__ table_t group_factor(const table_t* table, const tabl
   return f;
 }
 
+// gamma = 1 + delta_0 and beta = delta_1 of channel c (c = 0 for the shared scalar pair).
+template <typename table_t, typename acc_t>
+__device__ __forceinline__ void channel_gamma_beta(const table_t* table, const table_t* weight, const GridArgs& g,
+                                                   int64_t point, int c, acc_t& gamma, acc_t& beta) {
+  gamma = acc_t(1) + static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + c));
+  beta = static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + g.width + c));
+}
+
 template <typename scalar_t, typename table_t>
 __global__ void grid_modulate_forward_kernel(const scalar_t* __restrict__ h, const table_t* __restrict__ table,
                                              const table_t* __restrict__ weight, GridArgs g,
@@ -86,10 +94,7 @@ __global__ void grid_modulate_forward_kernel(const scalar_t* __restrict__ h, con
   const scalar_t* row = h + point * channels;
   scalar_t* out_row = out + point * channels;
   acc_t shared_gamma = 0, shared_beta = 0;
-  if (g.width == 1) {
-    shared_gamma = acc_t(1) + static_cast<acc_t>(grid_delta(table, weight, g, point, g.column));
-    shared_beta = static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + 1));
-  }
+  if (g.width == 1) channel_gamma_beta(table, weight, g, point, 0, shared_gamma, shared_beta);
   const int group_size = channels / groups;
   for (int grp = 0; grp < groups; ++grp) {
     const int begin = grp * group_size;
@@ -97,10 +102,7 @@ __global__ void grid_modulate_forward_kernel(const scalar_t* __restrict__ h, con
     if (norm) group_stats<scalar_t, acc_t>(row, begin, group_size, static_cast<acc_t>(eps), lane, mean, rstd);
     for (int c = begin + lane; c < begin + group_size; c += kWarp) {
       acc_t gam = shared_gamma, bet = shared_beta;
-      if (g.width != 1) {
-        gam = acc_t(1) + static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + c));
-        bet = static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + g.width + c));
-      }
+      if (g.width != 1) channel_gamma_beta(table, weight, g, point, c, gam, bet);
       const acc_t x = (static_cast<acc_t>(row[c]) - mean) * rstd;
       out_row[c] = static_cast<scalar_t>(activate(x * gam + bet, act));
     }
@@ -136,10 +138,7 @@ __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_
   const scalar_t* go_row = grad_out + point * channels;
   scalar_t* gh_row = grad_h + point * channels;
   acc_t shared_gamma = 0, shared_beta = 0, shared_dgamma = 0, shared_dbeta = 0;
-  if (g.width == 1) {
-    shared_gamma = acc_t(1) + static_cast<acc_t>(grid_delta(table, weight, g, point, g.column));
-    shared_beta = static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + 1));
-  }
+  if (g.width == 1) channel_gamma_beta(table, weight, g, point, 0, shared_gamma, shared_beta);
   const int group_size = channels / groups;
   for (int grp = 0; grp < groups; ++grp) {
     const int begin = grp * group_size;
@@ -148,10 +147,7 @@ __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_
     acc_t sum_dn = 0, sum_dn_x = 0;
     for (int c = begin + lane; c < begin + group_size; c += kWarp) {
       acc_t gam = shared_gamma, bet = shared_beta;
-      if (g.width != 1) {
-        gam = acc_t(1) + static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + c));
-        bet = static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + g.width + c));
-      }
+      if (g.width != 1) channel_gamma_beta(table, weight, g, point, c, gam, bet);
       const acc_t x = (static_cast<acc_t>(row[c]) - mean) * rstd;
       const acc_t dz = static_cast<acc_t>(go_row[c]) * activate_grad(x * gam + bet, act);
       sum_dn += dz * gam;
@@ -172,10 +168,7 @@ __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_
     }
     for (int c = begin + lane; c < begin + group_size; c += kWarp) {
       acc_t gam = shared_gamma, bet = shared_beta;
-      if (g.width != 1) {
-        gam = acc_t(1) + static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + c));
-        bet = static_cast<acc_t>(grid_delta(table, weight, g, point, g.column + g.width + c));
-      }
+      if (g.width != 1) channel_gamma_beta(table, weight, g, point, c, gam, bet);
       const acc_t x = (static_cast<acc_t>(row[c]) - mean) * rstd;
       const acc_t dn = static_cast<acc_t>(go_row[c]) * activate_grad(x * gam + bet, act) * gam;
       gh_row[c] = static_cast<scalar_t>(norm ? rstd * (dn - sum_dn - x * sum_dn_x) : dn);
