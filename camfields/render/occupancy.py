@@ -1,0 +1,112 @@
+"""An occupancy grid over an axis-aligned box, and ray marching that skips empty cells.
+
+The grid keeps a running density per cell (updated from the field during training, as in
+Instant-NGP and nerfacc) and marks a cell occupied when its density exceeds a threshold.
+Marching places samples at a fixed step along each ray inside the box and keeps those
+whose cell is occupied, packed ray by ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class Samples(NamedTuple):
+    """Packed samples: ray index (S,), sorted, and the interval [t_start, t_end] of each."""
+
+    ray_indices: torch.Tensor
+    t_starts: torch.Tensor
+    t_ends: torch.Tensor
+
+
+def ray_aabb(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances (R,) of rays through the box ``aabb`` = (xmin, ymin, zmin, xmax, ymax, zmax).
+
+    Rays that miss the box get ``t_near > t_far``.
+    """
+    safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
+    t0 = (aabb[:3] - origins) / safe
+    t1 = (aabb[3:] - origins) / safe
+    t_near = torch.minimum(t0, t1).amax(dim=-1)
+    t_far = torch.maximum(t0, t1).amin(dim=-1)
+    return t_near, t_far
+
+
+class OccupancyGrid(nn.Module):
+    """A ``resolution``^3 grid of occupied / empty cells over ``aabb``.
+
+    Args:
+        aabb: (6,) box (xmin, ymin, zmin, xmax, ymax, zmax) holding the scene.
+        resolution: cells per axis.
+        decay: running-density decay per update.
+        threshold: a cell is occupied when its running density exceeds
+            ``min(threshold, mean density)``.
+    """
+
+    def __init__(self, aabb: torch.Tensor, resolution: int = 128, decay: float = 0.95, threshold: float = 0.01):
+        super().__init__()
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32))
+        self.resolution, self.decay, self.threshold = resolution, decay, threshold
+        self.register_buffer("density", torch.zeros(resolution**3))
+        self.register_buffer("occupied", torch.ones(resolution**3, dtype=torch.bool))
+
+    def cell_index(self, points: torch.Tensor) -> torch.Tensor:
+        """Flat cell index (P,) of points (P, 3) (clamped into the grid), x fastest."""
+        unit = (points - self.aabb[:3]) / (self.aabb[3:] - self.aabb[:3])
+        cell = (unit * self.resolution).long().clamp(0, self.resolution - 1)
+        return cell[:, 0] + self.resolution * (cell[:, 1] + self.resolution * cell[:, 2])
+
+    def cell_centers(self, jitter: torch.Generator | None = None) -> torch.Tensor:
+        """World positions (R^3, 3) of every cell's centre, or of a random point in it."""
+        r = self.resolution
+        idx = torch.arange(r**3, device=self.aabb.device)
+        cell = torch.stack([idx % r, (idx // r) % r, idx // (r * r)], dim=-1).float()
+        offset = torch.full_like(cell, 0.5)
+        if jitter is not None:
+            offset = torch.rand(cell.shape, generator=jitter).to(cell.device)
+        return self.aabb[:3] + (cell + offset) / r * (self.aabb[3:] - self.aabb[:3])
+
+    @torch.no_grad()
+    def update(
+        self,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        generator: torch.Generator | None = None,
+        chunk: int = 1 << 18,
+    ) -> None:
+        """Decay the running densities, fold in ``density_fn`` at (jittered) cell points, re-threshold."""
+        points = self.cell_centers(generator)
+        fresh = torch.cat([density_fn(points[i : i + chunk]).reshape(-1) for i in range(0, len(points), chunk)])
+        self.density.copy_(torch.maximum(self.density * self.decay, fresh))
+        self.occupied.copy_(self.density > min(self.threshold, self.density.mean().item()))
+
+    @torch.no_grad()
+    def march(
+        self, origins: torch.Tensor, directions: torch.Tensor, step: float, near: float = 0.0, skip_empty: bool = True
+    ) -> Samples:
+        """Samples every ``step`` along each ray inside the box, beyond ``near``, in occupied cells.
+
+        Args:
+            origins, directions: (R, 3) rays with unit directions.
+            step: sample spacing along the ray.
+            near: no sample starts before this distance.
+            skip_empty: drop samples whose midpoint lies in an empty cell.
+        Returns:
+            packed ``Samples`` sorted by ray, then by distance.
+        """
+        t_near, t_far = ray_aabb(origins, directions, self.aabb)
+        t_near = t_near.clamp_min(near)
+        counts = ((t_far - t_near) / step).ceil().clamp_min(0).long()
+        ray_indices = torch.repeat_interleave(torch.arange(len(origins), device=origins.device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        k = torch.arange(len(ray_indices), device=origins.device) - first[ray_indices]
+        t_starts = t_near[ray_indices] + k * step
+        t_ends = torch.minimum(t_starts + step, t_far[ray_indices])
+        if skip_empty:
+            mids = origins[ray_indices] + directions[ray_indices] * (0.5 * (t_starts + t_ends))[:, None]
+            keep = self.occupied[self.cell_index(mids)]
+            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
+        return Samples(ray_indices, t_starts, t_ends)
