@@ -192,3 +192,16 @@ def test_grid_modulate_bad_columns_are_clear_errors():
         grid_modulate(torch.randn(3, 8), grid.table, corners, column=5, width=1)
     with pytest.raises(CamfieldsError, match="width 1 or C"):
         grid_modulate(torch.randn(3, 8), grid.table, corners, column=0, width=3)
+
+
+def test_skip_connection_feeds_the_encoded_input_again():
+    mlp = CAMMLP(2, 1, hidden=8, depth=3, encoding=FourierFeatures(2, 4, 1.0), skips=[2], activation="tanh")
+    assert mlp.hidden_layers[2].in_features == 8 + 8
+    x = torch.rand(5, 2) * 2 - 1
+    features = mlp.encoding(x)
+    a = torch.tanh(mlp.hidden_layers[0](features))
+    a = torch.tanh(mlp.hidden_layers[1](a))
+    a = torch.tanh(mlp.hidden_layers[2](torch.cat([a, features], -1)))
+    torch.testing.assert_close(mlp(x), mlp.output_layer(a))
+    with pytest.raises(CamfieldsError, match="skip layers"):
+        CAMMLP(2, 1, depth=3, skips=[0])

@@ -127,7 +127,7 @@ def test_occupancy_skipping_never_drops_a_sample_in_an_occupied_cell():
 
 def test_occupancy_update_marks_the_cells_of_a_sphere():
     grid = OccupancyGrid(torch.tensor([-1.0, -1, -1, 1, 1, 1]), resolution=16)
-    grid.update(lambda p: (p.norm(dim=-1) < 0.5).float() * 10.0)
+    grid.update(lambda p: (p.norm(dim=-1) < 0.5).float() * 10.0, step=0.01)
     centres = grid.cell_centers()
     inside = centres.norm(dim=-1) < 0.45
     outside = centres.norm(dim=-1) > 0.6

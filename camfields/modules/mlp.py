@@ -32,6 +32,8 @@ class CAMMLP(nn.Module):
             ``functools.partial(DenseGrid, (32, 32))``; None disables modulation.
         per_channel: one (gamma, beta) per channel, else one shared scalar pair.
         modulated_layers: indices of modulated hidden layers (default: all).
+        skips: indices of hidden layers (>= 1) that also receive the encoded input,
+            concatenated to the previous layer's output (NeRF's skip connection).
         norm: "none", "layer" or "group" normalization before modulation.
         groups: groups for ``norm="group"``.
         activation: hidden activation name.
@@ -49,6 +51,7 @@ class CAMMLP(nn.Module):
         grid: GridFactory | None = None,
         per_channel: bool = False,
         modulated_layers: Sequence[int] | None = None,
+        skips: Sequence[int] = (),
         norm: str = "none",
         groups: int = 1,
         activation: str = "relu",
@@ -67,8 +70,11 @@ class CAMMLP(nn.Module):
         self.out_dim = out_dim
         self.encoding = encoding
         feature_dim = encoding.out_dim if encoding is not None else in_dim
-        widths = [feature_dim] + [hidden] * depth
-        self.hidden_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        if any(not 1 <= layer < depth for layer in skips):
+            raise CamfieldsError(f"skip layers {list(skips)} must be in 1..{depth - 1}")
+        self.skips = set(skips)
+        inputs = [feature_dim] + [hidden + (feature_dim if layer in self.skips else 0) for layer in range(1, depth)]
+        self.hidden_layers = nn.ModuleList(nn.Linear(width, hidden) for width in inputs)
         self.output_layer = nn.Linear(hidden, out_dim)
         self.modulated_layers = layers
         self.norm, self.groups = norm, groups
@@ -94,13 +100,13 @@ class CAMMLP(nn.Module):
         Returns:
             (N, out_dim).
         """
-        a = self.encoding(x) if self.encoding is not None else x
+        a = features = self.encoding(x) if self.encoding is not None else x
         modulation = self.modulation
         corners = modulation.corners(x if mod_coords is None else mod_coords) if modulation is not None else None
         slots = {layer: slot for slot, layer in enumerate(self.modulated_layers)}
         act = get_activation(self.activation)
         for index, linear in enumerate(self.hidden_layers):
-            h = linear(a)
+            h = linear(torch.cat([a, features], dim=-1) if index in self.skips else a)
             if index not in slots:
                 a = act(h)
                 continue

@@ -1,7 +1,8 @@
 """An occupancy grid over an axis-aligned box, and ray marching that skips empty cells.
 
 The grid keeps a running density per cell (updated from the field during training, as in
-Instant-NGP and nerfacc) and marks a cell occupied when its density exceeds a threshold.
+Instant-NGP and nerfacc) and marks a cell occupied when the opacity of one marching step
+through it, ``density * step``, exceeds a threshold.
 Marching places samples at a fixed step along each ray inside the box and keeps those
 whose cell is occupied, packed ray by ray.
 """
@@ -43,8 +44,8 @@ class OccupancyGrid(nn.Module):
         aabb: (6,) box (xmin, ymin, zmin, xmax, ymax, zmax) holding the scene.
         resolution: cells per axis.
         decay: running-density decay per update.
-        threshold: a cell is occupied when its running density exceeds
-            ``min(threshold, mean density)``.
+        threshold: a cell is occupied when ``density * step`` exceeds
+            ``min(threshold, its mean over the grid)``.
     """
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 128, decay: float = 0.95, threshold: float = 0.01):
@@ -74,14 +75,19 @@ class OccupancyGrid(nn.Module):
     def update(
         self,
         density_fn: Callable[[torch.Tensor], torch.Tensor],
+        step: float,
         generator: torch.Generator | None = None,
         chunk: int = 1 << 18,
     ) -> None:
-        """Decay the running densities, fold in ``density_fn`` at (jittered) cell points, re-threshold."""
+        """Decay the running densities, fold in ``density_fn`` at (jittered) cell points, re-threshold.
+
+        ``step`` is the marching step whose opacity the threshold applies to.
+        """
         points = self.cell_centers(generator)
         fresh = torch.cat([density_fn(points[i : i + chunk]).reshape(-1) for i in range(0, len(points), chunk)])
         self.density.copy_(torch.maximum(self.density * self.decay, fresh))
-        self.occupied.copy_(self.density > min(self.threshold, self.density.mean().item()))
+        opacity = self.density * step
+        self.occupied.copy_(opacity > min(self.threshold, opacity.mean().item()))
 
     @torch.no_grad()
     def march(
