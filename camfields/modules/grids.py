@@ -22,15 +22,7 @@ import torch
 from torch import nn
 
 from camfields.errors import CamfieldsError
-from camfields.ops.interp import (
-    GridCorners,
-    cell_positions,
-    check_coords,
-    combine_corners,
-    corner_offsets,
-    corner_weights,
-    dense_index,
-)
+from camfields.ops.interp import GridCorners, cell_corners, check_coords, combine_corners, dense_corners
 
 #: Spatial hash primes of Instant-NGP (Teschner et al.), one per input dimension.
 HASH_PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
@@ -48,13 +40,6 @@ def _init_table(rows: int, features: int, init_scale: float) -> nn.Parameter:
     if init_scale > 0:
         table.uniform_(-init_scale, init_scale)
     return nn.Parameter(table)
-
-
-def _cell_corners(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer corner nodes (N, 2**D, D) and their weights (N, 2**D) of each point's cell."""
-    base, frac = cell_positions(coords, resolution)
-    offsets = corner_offsets(len(resolution), coords.device)
-    return base[:, None, :] + offsets, corner_weights(frac, offsets)
 
 
 class FeatureGrid(nn.Module):
@@ -95,8 +80,8 @@ class DenseGrid(FeatureGrid):
         self.table = _init_table(math.prod(self.resolution), features, init_scale)
 
     def corners(self, coords: torch.Tensor) -> GridCorners:
-        nodes, weight = _cell_corners(coords, self.resolution)
-        return GridCorners(dense_index(nodes, self.resolution)[:, None], weight[:, None], "sum")
+        index, weight = dense_corners(coords, self.resolution)
+        return GridCorners(index[:, None], weight[:, None], "sum")
 
     def as_image(self) -> torch.Tensor:
         """The grid as (features, R_{D-1}, ..., R0), the layout of ``grid_sample``'s input."""
@@ -155,8 +140,8 @@ class PlaneGrid(FeatureGrid):
         indices, weights = [], []
         for offset, (i, j) in zip(self.plane_offsets, self.axis_pairs):
             res = (self.resolution[i], self.resolution[j])
-            nodes, weight = _cell_corners(coords[:, [i, j]], res)
-            indices.append(dense_index(nodes, res) + offset)
+            index, weight = dense_corners(coords[:, [i, j]], res)
+            indices.append(index + offset)
             weights.append(weight)
         return GridCorners(torch.stack(indices, 1), torch.stack(weights, 1), self.combine)
 
@@ -233,7 +218,7 @@ class HashGrid(FeatureGrid):
     def corners(self, coords: torch.Tensor) -> GridCorners:
         indices, weights = [], []
         for level, res in enumerate(self.resolutions):
-            nodes, weight = _cell_corners(coords, (res,) * self.in_dim)
+            nodes, weight = cell_corners(coords, (res,) * self.in_dim)
             indices.append(self.level_index(nodes, level) + self.level_offsets[level])
             weights.append(weight)
         return GridCorners(torch.stack(indices, 1), torch.stack(weights, 1), self.reduce)

@@ -46,7 +46,6 @@ class GridModulation(nn.Module):
                 f"features, got a grid with {grid.out_features}"
             )
         self.grid = grid
-        self.num_layers = num_layers
         self.width = channels if per_channel else 1
 
     @property

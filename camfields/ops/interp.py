@@ -92,6 +92,19 @@ def gather_weighted(table: torch.Tensor, index: torch.Tensor, weights: torch.Ten
     return out
 
 
+def cell_corners(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer corner nodes (N, 2**D, D) and their multilinear weights (N, 2**D) of each point's cell."""
+    base, frac = cell_positions(coords, resolution)
+    offsets = corner_offsets(len(resolution), coords.device)
+    return base[:, None, :] + offsets, corner_weights(frac, offsets)
+
+
+def dense_corners(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (N, 2**D) of a dense (prod(R), F) table and their weights (N, 2**D) at ``coords``."""
+    nodes, weights = cell_corners(coords, resolution)
+    return dense_index(nodes, resolution), weights
+
+
 def interpolate_dense(table: torch.Tensor, coords: torch.Tensor, resolution: Sequence[int]) -> torch.Tensor:
     """Multilinear interpolation of a dense grid stored as a (prod(R), F) table.
 
@@ -102,10 +115,7 @@ def interpolate_dense(table: torch.Tensor, coords: torch.Tensor, resolution: Seq
     Returns:
         (N, F) interpolated values, differentiable in ``table`` and ``coords``.
     """
-    base, frac = cell_positions(coords, resolution)
-    offsets = corner_offsets(len(resolution), coords.device)
-    corners = base[:, None, :] + offsets  # (N, K, D)
-    return gather_weighted(table, dense_index(corners, resolution), corner_weights(frac, offsets))
+    return gather_weighted(table, *dense_corners(coords, resolution))
 
 
 class GridCorners(NamedTuple):

@@ -53,6 +53,7 @@ class RayObjective:
         self.origins, self.directions, self.colors = origins, directions, colors
         self.batch_size, self.step, self.background = batch_size, step, background
         self.update_every, self.warmup = update_every, warmup
+        self._seen: int | None = None  # host copy of model.steps_seen: read once, not every step
 
     def render(self, model: NeRFModel, index: torch.Tensor) -> torch.Tensor:
         """Colours (B, 3) of the rays at ``index``."""
@@ -62,9 +63,11 @@ class RayObjective:
         return rendered.result.color
 
     def loss(self, model: NeRFModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        seen = int(model.steps_seen)
-        if seen >= self.warmup and seen % self.update_every == 0:
+        if self._seen is None:
+            self._seen = int(model.steps_seen)  # after a resume, the restored count
+        if self._seen >= self.warmup and self._seen % self.update_every == 0:
             model.grid.update(model.field.density, self.step, generator)
+        self._seen += 1
         model.steps_seen += 1
         index = torch.randint(len(self.origins), (self.batch_size,), generator=generator).to(self.origins.device)
         mse = torch.mean((self.render(model, index) - self.colors[index]) ** 2)
