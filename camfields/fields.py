@@ -64,6 +64,7 @@ class FieldConfig:
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     hidden: int = 256
     depth: int = 3
+    skips: list[int] = field(default_factory=list)  # hidden layers that also receive the encoded input
     activation: str = "relu"
     output_activation: str = "sigmoid"
     norm: str = "none"
@@ -99,18 +100,26 @@ GRIDS: dict[str, Callable[[ModulationConfig, int], Callable[[int], FeatureGrid]]
 }
 
 
-def build_field(cfg: FieldConfig, in_dim: int, out_dim: int, mod_dim: int | None = None) -> CAMMLP:
-    """Build the CAMMLP described by ``cfg``.
+def build_encoding(cfg: EncodingConfig, in_dim: int) -> nn.Module:
+    """The input encoding described by ``cfg`` for ``in_dim``-dimensional coordinates."""
+    check_choice(cfg.kind, ENCODINGS, "encoding")
+    return ENCODINGS[cfg.kind](cfg, in_dim)
+
+
+def build_mlp(
+    cfg: FieldConfig, in_dim: int, out_dim: int, encoding: nn.Module | None, mod_dim: int | None = None
+) -> CAMMLP:
+    """The CAMMLP of ``cfg`` with a given input encoding (``cfg.encoding`` is not used).
 
     Args:
-        cfg: the field config.
-        in_dim: dimension of the input coordinates.
+        cfg: the field config (widths, norm, modulation, activations).
+        in_dim: dimension of the input (coordinates, or features when ``encoding`` is None).
         out_dim: output channels.
+        encoding: module applied to the input first, or None.
         mod_dim: dimension of the modulation coordinates (default: ``in_dim``);
             for dense and plane grids it must equal ``len(cfg.modulation.resolution)``,
             for hash grids it only sets the input dimension.
     """
-    check_choice(cfg.encoding.kind, ENCODINGS, "encoding")
     check_choice(cfg.modulation.grid, ["none", *GRIDS], "modulation grid")
     mod, mod_dim = cfg.modulation, mod_dim or in_dim
     if mod.grid in ("dense", "planes") and len(mod.resolution) != mod_dim:
@@ -123,12 +132,25 @@ def build_field(cfg: FieldConfig, in_dim: int, out_dim: int, mod_dim: int | None
         out_dim,
         hidden=cfg.hidden,
         depth=cfg.depth,
-        encoding=ENCODINGS[cfg.encoding.kind](cfg.encoding, in_dim),
+        encoding=encoding,
         grid=None if mod.grid == "none" else GRIDS[mod.grid](mod, mod_dim),
         per_channel=mod.per_channel,
         modulated_layers=mod.layers,
+        skips=cfg.skips,
         norm=cfg.norm,
         groups=cfg.groups,
         activation=cfg.activation,
         output_activation=cfg.output_activation,
     )
+
+
+def build_field(cfg: FieldConfig, in_dim: int, out_dim: int, mod_dim: int | None = None) -> CAMMLP:
+    """Build the CAMMLP described by ``cfg``, its input encoded by ``cfg.encoding``.
+
+    Args:
+        cfg: the field config.
+        in_dim: dimension of the input coordinates.
+        out_dim: output channels.
+        mod_dim: dimension of the modulation coordinates (see ``build_mlp``).
+    """
+    return build_mlp(cfg, in_dim, out_dim, build_encoding(cfg.encoding, in_dim), mod_dim)

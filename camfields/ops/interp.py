@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from camfields.errors import CamfieldsError
 
@@ -76,6 +77,29 @@ def dense_index(corners: torch.Tensor, resolution: Sequence[int]) -> torch.Tenso
     return index
 
 
+class _GatherWeighted(torch.autograd.Function):
+    """``embedding_bag`` forward; a backward that scatters into the table with one ``index_add_``.
+
+    (torch's own embedding_bag backward sorts the indices first, 2-3x slower on CPU.)
+    """
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(table, index, weights)
+        return F.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        table, index, weights = ctx.saved_tensors
+        grad_table = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            rows = (grad[:, None, :] * weights[..., None]).reshape(-1, table.shape[1])
+            grad_table = torch.zeros_like(table).index_add_(0, index.reshape(-1), rows)
+        if ctx.needs_input_grad[2]:
+            grad_weights = (table[index] * grad[:, None, :]).sum(-1)
+        return grad_table, None, grad_weights
+
+
 def gather_weighted(table: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Sum over corners of ``table[index] * weights``.
 
@@ -84,12 +108,10 @@ def gather_weighted(table: torch.Tensor, index: torch.Tensor, weights: torch.Ten
         index: (N, K) rows of ``table``.
         weights: (N, K) interpolation weights.
     Returns:
-        (N, F). Corners are accumulated one at a time so memory stays at N x F.
+        (N, F), with memory at N x F and one gradient table written however many
+        corners there are (first derivatives only).
     """
-    out = table[index[:, 0]] * weights[:, 0:1].to(table.dtype)
-    for k in range(1, index.shape[1]):
-        out = out + table[index[:, k]] * weights[:, k : k + 1].to(table.dtype)
-    return out
+    return _GatherWeighted.apply(table, index, weights.to(table.dtype))
 
 
 def cell_corners(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,12 +159,10 @@ class GridCorners(NamedTuple):
 def combine_corners(table: torch.Tensor, corners: GridCorners) -> torch.Tensor:
     """Features (N, F) — (N, P * F) for "concat" — of a (T, F) table read at ``corners``."""
     index, weight, combine = corners
+    n, groups, k = index.shape
     if combine == "sum":
-        return gather_weighted(table, index.flatten(1), weight.flatten(1))
-    groups = [gather_weighted(table, index[:, p], weight[:, p]) for p in range(index.shape[1])]
+        return gather_weighted(table, index.reshape(n, groups * k), weight.reshape(n, groups * k))
+    per_group = gather_weighted(table, index.reshape(n * groups, k), weight.reshape(n * groups, k))
     if combine == "concat":
-        return torch.cat(groups, dim=-1)
-    out = 1.0 + groups[0]
-    for group in groups[1:]:
-        out = out * (1.0 + group)
-    return out - 1.0
+        return per_group.reshape(n, groups * table.shape[1])
+    return torch.prod(1.0 + per_group.reshape(n, groups, table.shape[1]), dim=1) - 1.0

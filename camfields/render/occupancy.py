@@ -77,21 +77,44 @@ class OccupancyGrid(nn.Module):
         density_fn: Callable[[torch.Tensor], torch.Tensor],
         step: float,
         generator: torch.Generator | None = None,
+        fraction: float = 1.0,
         chunk: int = 1 << 18,
     ) -> None:
-        """Decay the running densities, fold in ``density_fn`` at (jittered) cell points, re-threshold.
+        """Fold ``density_fn`` at (jittered) cell points into the running densities, then re-threshold.
 
-        ``step`` is the marching step whose opacity the threshold applies to.
+        Args:
+            density_fn: world points (P, 3) -> densities (P,).
+            step: the marching step whose opacity the threshold applies to.
+            generator: jitters the points inside their cells and draws the cells to update.
+            fraction: below 1, only ``fraction / 2`` of the cells drawn at random and as many
+                drawn from the occupied ones are refreshed (nerfacc's cheaper update after
+                warm-up); the other cells keep their running density.
         """
-        points = self.cell_centers(generator)
+        total = self.resolution**3
+        cells = torch.arange(total, device=self.aabb.device)
+        if fraction < 1.0:
+            count = max(1, int(total * fraction / 2))
+            anywhere = torch.randint(total, (count,), generator=generator).to(cells.device)
+            occupied = cells[self.occupied]
+            if len(occupied):
+                pick = torch.randint(len(occupied), (count,), generator=generator).to(cells.device)
+                anywhere = torch.cat([anywhere, occupied[pick]])
+            cells = torch.unique(anywhere)
+        points = self.cell_centers(generator)[cells]
         fresh = torch.cat([density_fn(points[i : i + chunk]).reshape(-1) for i in range(0, len(points), chunk)])
-        self.density.copy_(torch.maximum(self.density * self.decay, fresh))
+        self.density[cells] = torch.maximum(self.density[cells] * self.decay, fresh)
         opacity = self.density * step
         self.occupied.copy_(opacity > min(self.threshold, opacity.mean().item()))
 
     @torch.no_grad()
     def march(
-        self, origins: torch.Tensor, directions: torch.Tensor, step: float, near: float = 0.0, skip_empty: bool = True
+        self,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        step: float,
+        near: float = 0.0,
+        skip_empty: bool = True,
+        generator: torch.Generator | None = None,
     ) -> Samples:
         """Samples every ``step`` along each ray inside the box, beyond ``near``, in occupied cells.
 
@@ -100,17 +123,23 @@ class OccupancyGrid(nn.Module):
             step: sample spacing along the ray.
             near: no sample starts before this distance.
             skip_empty: drop samples whose midpoint lies in an empty cell.
+            generator: when given, each ray's samples start a random fraction of a step
+                later (training jitter); the first interval still starts at the entry point.
         Returns:
             packed ``Samples`` sorted by ray, then by distance.
         """
         t_near, t_far = ray_aabb(origins, directions, self.aabb)
         t_near = t_near.clamp_min(near)
-        counts = ((t_far - t_near) / step).ceil().clamp_min(0).long()
+        offset = torch.zeros_like(t_near)
+        if generator is not None:
+            offset = torch.rand(len(t_near), generator=generator).to(t_near) * step
+        counts = ((t_far - t_near + offset) / step).ceil().clamp_min(0).long()
         ray_indices = torch.repeat_interleave(torch.arange(len(origins), device=origins.device), counts)
         first = torch.cumsum(counts, 0) - counts
         k = torch.arange(len(ray_indices), device=origins.device) - first[ray_indices]
-        t_starts = t_near[ray_indices] + k * step
+        t_starts = (t_near - offset)[ray_indices] + k * step
         t_ends = torch.minimum(t_starts + step, t_far[ray_indices])
+        t_starts = torch.maximum(t_starts, t_near[ray_indices])
         if skip_empty:
             mids = origins[ray_indices] + directions[ray_indices] * (0.5 * (t_starts + t_ends))[:, None]
             keep = self.occupied[self.cell_index(mids)]

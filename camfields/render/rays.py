@@ -38,3 +38,33 @@ def camera_rays(c2w: torch.Tensor, height: int, width: int, focal: float) -> tup
     directions = camera_dirs @ c2w[:3, :3].T
     directions = directions / directions.norm(dim=-1, keepdim=True)
     return c2w[:3, 3].expand_as(directions).contiguous(), directions
+
+
+def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Tensor | None = None) -> torch.Tensor:
+    """Camera-to-world matrix (4, 4) of a camera at ``eye`` (3,) looking at ``target`` (default: origin).
+
+    ``up`` (default +z, the Blender convention) fixes the roll; it must not be parallel to
+    the viewing direction.
+    """
+    target = torch.zeros_like(eye) if target is None else target
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype, device=eye.device) if up is None else up
+    back = eye - target
+    back = back / back.norm()
+    right = torch.linalg.cross(up, back)
+    right = right / right.norm()
+    c2w = torch.eye(4, dtype=eye.dtype, device=eye.device)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, torch.linalg.cross(back, right), back, eye
+    return c2w
+
+
+def orbit_poses(poses: torch.Tensor, frames: int) -> torch.Tensor:
+    """``frames`` camera-to-world matrices (F, 4, 4) on a circle around the z axis, looking at the origin.
+
+    The circle has the mean distance from the z axis and the mean height of the cameras in
+    ``poses`` (N, 4, 4): a turntable of novel views at the training cameras' elevation.
+    """
+    centres = poses[:, :3, 3]
+    radius = centres[:, :2].norm(dim=-1).mean()
+    height = centres[:, 2].mean()
+    angles = torch.arange(frames, dtype=poses.dtype) * (2 * math.pi / frames)
+    return torch.stack([look_at(torch.stack([radius * torch.cos(a), radius * torch.sin(a), height])) for a in angles])
