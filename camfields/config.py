@@ -50,6 +50,30 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CamfieldsError(f"config file {path} is not valid TOML: {e}") from None
 
 
+def read_config(name_or_path: str | None) -> tuple[dict[str, Any], str]:
+    """The data of a config file or preset, and a label naming it for error messages.
+
+    A file may start from another preset with ``extends = "nerf/blender"``: its own keys
+    are merged over that preset's (chains allowed, cycles rejected). ``None`` gives ``{}``.
+    """
+    if name_or_path is None:
+        return {}, "command line"
+    chain: list[Path] = []
+    data: dict[str, Any] = {}
+    name: str | None = name_or_path
+    while name is not None:
+        path = find_preset(name).resolve()
+        if path in chain:
+            raise CamfieldsError(f"config {chain[0]}: 'extends' loops back to {path}")
+        chain.append(path)
+        layer = read_toml(path)
+        name = layer.pop("extends", None)
+        if name is not None and not isinstance(name, str):
+            raise CamfieldsError(f"config {path}: 'extends' must name a preset or file, got {name!r}")
+        data = deep_merge(layer, data)
+    return data, f"config {chain[0]}"
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with ``override`` merged in, nested tables merged key by key."""
     merged = dict(base)
@@ -69,8 +93,9 @@ def _check_keys(cls: type, data: dict[str, Any], source: str, prefix: str = "") 
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
             raise CamfieldsError(f"{source}: unknown config key '{prefix}{key}'{hint}")
-        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
-            _check_keys(hints[key], value, source, f"{prefix}{key}.")
+        nested = [t for t in (typing.get_args(hints[key]) or [hints[key]]) if dataclasses.is_dataclass(t)]
+        if nested and isinstance(value, dict):  # a dataclass, or an optional one
+            _check_keys(nested[0], value, source, f"{prefix}{key}.")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:

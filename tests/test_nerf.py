@@ -14,7 +14,7 @@ from conftest import REPO
 from camfields import CAMMLP, CamfieldsError, PlaneGrid, SinusoidalEncoding
 from camfields.modules.radiance import RadianceField, direction_angles
 from camfields.render import OccupancyGrid, camera_rays
-from camfields.render.radiance import render_rays
+from camfields.render.radiance import RayConditioned, render_rays
 from camfields.render.rays import look_at, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, inverse_transform, stratified_edges
 from camfields.tasks.nerf import (
@@ -122,7 +122,7 @@ def test_inverse_transform_sampling_follows_the_weights():
 def test_hierarchical_sampler_concentrates_samples_at_the_surface():
     origins = torch.tensor([[-3.0, 0.0, 0.0]])
     dirs = torch.tensor([[1.0, 0.0, 0.0]])
-    samples = HierarchicalSampler(AABB, coarse=16, fine=64).sample(Sphere(), origins, dirs)
+    samples = HierarchicalSampler(AABB, coarse=16, fine=64).sample(RayConditioned(Sphere()), origins, dirs)
     assert len(samples.t_starts) == 16 + 64
     assert torch.equal(samples.t_ends[:-1], samples.t_starts[1:])  # contiguous, sorted intervals
     mids = 0.5 * (samples.t_starts + samples.t_ends)

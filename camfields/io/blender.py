@@ -2,7 +2,8 @@
 
 Each JSON holds ``camera_angle_x`` (horizontal field of view, radians) and ``frames``, each
 with a ``file_path`` (relative, often without extension) and a 4x4 camera-to-world
-``transform_matrix`` in the OpenGL convention (camera looks along -z, y up).
+``transform_matrix`` in the OpenGL convention (camera looks along -z, y up). The D-NeRF
+format is the same with a ``time`` in [0, 1] on every frame.
 """
 
 from __future__ import annotations
@@ -19,12 +20,24 @@ from camfields.render.rays import focal_from_fov
 
 
 class CameraSplit(NamedTuple):
-    """Images (N, H, W, 3) in [0, 1] composited on the background, poses (N, 4, 4), focal in pixels."""
+    """Images (N, H, W, 3) in [0, 1] composited on the background, poses (N, 4, 4), focal in
+    pixels, a name per image and, for dynamic scenes, times (N,) in [0, 1]."""
 
     images: torch.Tensor
     poses: torch.Tensor
     focal: float
     names: list[str]
+    times: torch.Tensor | None = None
+
+
+def check_times(times: torch.Tensor, count: int, where: str) -> torch.Tensor:
+    """``times`` as float32 (N,), with one clear error unless it holds ``count`` finite values in [0, 1]."""
+    times = torch.as_tensor(times, dtype=torch.float32).reshape(-1)
+    if len(times) != count:
+        raise CamfieldsError(f"{where}: {len(times)} times for {count} images")
+    if not torch.isfinite(times).all() or times.min() < 0 or times.max() > 1:
+        raise CamfieldsError(f"{where}: times must lie in [0, 1], got {times.min():.4g} to {times.max():.4g}")
+    return times
 
 
 def _frame_image(root: Path, frame: dict, where: str) -> Path:
@@ -63,7 +76,7 @@ def load_blender(
     if not meta["frames"]:
         raise CamfieldsError(f"{meta_path} lists no frames")
     bg = torch.tensor(background, dtype=torch.float32)
-    images, poses, names = [], [], []
+    images, poses, names, times = [], [], [], []
     for number, frame in enumerate(meta["frames"]):
         where = f"{meta_path.name} frame {number}"
         path = _frame_image(root, frame, where)
@@ -85,7 +98,17 @@ def load_blender(
         images.append(pixels)
         poses.append(pose)
         names.append(path.stem)
+        if "time" in frame:
+            if not isinstance(frame["time"], (int, float)):
+                raise CamfieldsError(f"{where}: 'time' must be a number, got {frame['time']!r}")
+            times.append(float(frame["time"]))
+    if times and len(times) != len(images):
+        raise CamfieldsError(f"{meta_path.name}: {len(times)} of {len(images)} frames have a 'time'; all or none must")
     width = images[0].shape[1]
     return CameraSplit(
-        torch.stack(images), torch.stack(poses), focal_from_fov(width, float(meta["camera_angle_x"])), names
+        torch.stack(images),
+        torch.stack(poses),
+        focal_from_fov(width, float(meta["camera_angle_x"])),
+        names,
+        check_times(torch.tensor(times), len(images), meta_path.name) if times else None,
     )

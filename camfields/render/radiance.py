@@ -11,9 +11,43 @@ from camfields.render.volume import RenderResult, volume_render
 
 
 class Field(Protocol):
+    """A static field: density (N,) at points (N, 3); density and colour (N, 3) seen along directions."""
+
     def density(self, points: torch.Tensor) -> torch.Tensor: ...
 
     def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class TimedField(Protocol):
+    """A dynamic field: as ``Field`` with a time (N,) in [0, 1] per point."""
+
+    def density(self, points: torch.Tensor, times: torch.Tensor) -> torch.Tensor: ...
+
+    def __call__(
+        self, points: torch.Tensor, directions: torch.Tensor, times: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class RayConditioned:
+    """A field seen by the samplers: evaluated at sample points of known rays.
+
+    A static field ignores the rays; a dynamic field reads each sample at its ray's time.
+    """
+
+    def __init__(self, field: Field | TimedField, ray_times: torch.Tensor | None = None):
+        self.field, self.ray_times = field, ray_times
+
+    def density(self, points: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor:
+        if self.ray_times is None:
+            return self.field.density(points)
+        return self.field.density(points, self.ray_times[ray_indices])
+
+    def shade(
+        self, points: torch.Tensor, directions: torch.Tensor, ray_indices: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.ray_times is None:
+            return self.field(points, directions)
+        return self.field(points, directions, self.ray_times[ray_indices])
 
 
 class RayRender(NamedTuple):
@@ -30,16 +64,19 @@ def render_rays(
     directions: torch.Tensor,
     background: torch.Tensor,
     generator: torch.Generator | None = None,
+    times: torch.Tensor | None = None,
 ) -> RayRender:
     """Render rays (R, 3) with unit directions through ``field``.
 
     The sampler chooses the samples without gradients (skipping empty space, or
     coarse-to-fine); the field is then evaluated, with gradients, on those samples only and
     the result composited over ``background`` ((3,) or (R, 3)). Pass a ``generator`` while
-    training to jitter the samples.
+    training to jitter the samples. A dynamic field takes ``times`` (R,) in [0, 1], one per ray.
     """
-    samples = sampler.sample(field, origins, directions, generator)
-    sigmas, rgbs = field(sample_points(origins, directions, samples), directions[samples.ray_indices])
+    conditioned = RayConditioned(field, times)
+    samples = sampler.sample(conditioned, origins, directions, generator)
+    points = sample_points(origins, directions, samples)
+    sigmas, rgbs = conditioned.shade(points, directions[samples.ray_indices], samples.ray_indices)
     result = volume_render(
         sigmas, rgbs, samples.t_starts, samples.t_ends, samples.ray_indices, len(origins), background
     )

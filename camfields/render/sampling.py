@@ -24,7 +24,9 @@ from camfields.render.volume import render_weights
 
 
 class DensityField(Protocol):
-    def density(self, points: torch.Tensor) -> torch.Tensor: ...
+    """Density (S,) at sample points (S, 3) of the rays ``ray_indices`` (S,) (see ``render.radiance``)."""
+
+    def density(self, points: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor: ...
 
 
 def sample_points(origins: torch.Tensor, directions: torch.Tensor, samples: Samples) -> torch.Tensor:
@@ -34,7 +36,7 @@ def sample_points(origins: torch.Tensor, directions: torch.Tensor, samples: Samp
 
 
 def _weights(field: DensityField, origins: torch.Tensor, directions: torch.Tensor, samples: Samples) -> torch.Tensor:
-    sigmas = field.density(sample_points(origins, directions, samples))
+    sigmas = field.density(sample_points(origins, directions, samples), samples.ray_indices)
     return render_weights(sigmas, samples.t_starts, samples.t_ends, samples.ray_indices, len(origins))
 
 

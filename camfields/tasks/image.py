@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from camfields.config import check_choice, deep_merge, find_preset, from_dict, read_toml, to_dict
+from camfields.config import check_choice, deep_merge, from_dict, read_config, to_dict
 from camfields.errors import CamfieldsError
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig, build_field
 from camfields.io.images import Image, downscale, list_images, load_embedded_image, load_image, save_png
@@ -74,10 +74,7 @@ def resolve_config(
         config: a TOML file or preset name such as "image/natural".
         overrides: nested dict applied last, e.g. ``{"train": {"steps": 100}}``.
     """
-    file_data, source = {}, "command line"
-    if config is not None:
-        path = find_preset(config)
-        file_data, source = read_toml(path), f"config {path}"
+    file_data, source = read_config(config)
     name = model or file_data.get("model", "cam")
     check_choice(name, MODEL_PRESETS, "model")
     base = to_dict(ImageConfig(model=name, field=MODEL_PRESETS[name]()))

@@ -1,0 +1,411 @@
+"""What NeRF-style tasks share: radiance-field configs, the model with its sampler, rays,
+the ray objective, evaluation (views, quantized weights, turntable video) and the fit.
+
+A task (``tasks.nerf`` for static Blender scenes, ``tasks.dynamic`` for scenes over time)
+supplies its data loader and model presets; everything else is here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import torch
+from torch import nn
+
+from camfields.compression import quantized_copy, quantized_size_bytes
+from camfields.config import check_choice, deep_merge, from_dict, read_config
+from camfields.errors import CamfieldsError
+from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
+from camfields.io.blender import CameraSplit
+from camfields.io.images import save_png
+from camfields.io.video import write_video
+from camfields.metrics import image_metrics, mse_to_psnr, psnr
+from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
+from camfields.render.occupancy import OccupancyGrid
+from camfields.render.radiance import render_rays
+from camfields.render.rays import camera_rays, orbit_poses
+from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
+from camfields.render.volume import RenderResult
+from camfields.runtime import device_name
+from camfields.tasks.image import count_parameters
+from camfields.training import Evaluation, TrainConfig, train
+from camfields.training.checkpoint import write_json
+from camfields.training.run_dir import prepare_run_dir
+
+SAMPLERS = ("occupancy", "hierarchical")
+SPLITS = ("val", "test")
+#: a dynamic field's occupancy updates cycle through this many slices of [0, 1] in time
+TIME_STRATA = 8
+
+
+@dataclass
+class RadianceConfig:
+    """Trunk (its encoding: the position's) and head (its encoding: the view direction's);
+    for dynamic scenes a deformation MLP over (x, t), time as a trunk input, and where the
+    trunk's modulation grid is read (position, time or space_time)."""
+
+    trunk: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    head: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    features: int = 256  # trunk features passed to the head
+    density_bias: float = -2.0  # density = softplus(raw + bias)
+    deformation: FieldConfig | None = None  # T-NeRF: (x, t) -> offset into the canonical field
+    time_input: bool = False  # the trunk reads (x, t) instead of x
+    trunk_modulation: str = "position"  # position | time | space_time
+
+
+@dataclass
+class SamplerConfig:
+    """How rays are sampled: occupancy-grid marching or hierarchical (coarse + fine)."""
+
+    kind: str = "occupancy"
+    steps_per_diagonal: int = 512  # occupancy: marching step = box diagonal / this
+    grid_resolution: int = 128  # occupancy grid cells per axis
+    threshold: float = 0.01  # occupancy: opacity of one step that marks a cell occupied
+    update_every: int = 16  # occupancy: training steps between grid updates
+    warmup: int = 256  # occupancy: steps during which updates refresh every cell
+    update_fraction: float = 0.5  # occupancy: share of cells refreshed by an update after warm-up
+    stop_transmittance: float = 1e-4  # occupancy: early ray termination
+    coarse: int = 64  # hierarchical: stratified samples per ray
+    fine: int = 128  # hierarchical: importance samples per ray
+
+
+@dataclass
+class SceneConfig:
+    """A resolved fit of posed images: data, model, sampling, training and evaluation settings."""
+
+    model: str = "ngp"
+    data: str = ""  # scene folder or file; the --data argument wins
+    downscale: int = 2  # 800x800 Blender images -> 400x400
+    background: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.0, 1.0])
+    aabb: list[float] = dataclasses.field(default_factory=lambda: [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
+    eval_split: str = "val"
+    eval_views: int = 0  # evaluate this many views spread evenly over the split; 0 = all
+    eval_chunk: int = 8192  # rays rendered at once during evaluation
+    turntable_frames: int = 60  # frames of the novel-view turntable video; 0 = none
+    quantize_bits: int = 8  # also evaluate with weights quantized to this many bits; 0 = off
+    field: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
+    sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(batch_size=4096))
+
+    def validate(self) -> None:
+        check_choice(self.eval_split, SPLITS, "evaluation split")
+        check_choice(self.sampler.kind, SAMPLERS, "sampler")
+        check_choice(self.field.trunk_modulation, TRUNK_MODULATION_COORDS, "field.trunk_modulation")
+        if self.downscale < 1:
+            raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
+        if len(self.background) != 3 or len(self.aabb) != 6:
+            raise CamfieldsError("background needs 3 numbers (RGB in [0, 1]) and aabb 6 (min xyz, max xyz)")
+        if any(lo >= hi for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
+            raise CamfieldsError(f"aabb {self.aabb} must list its minimum corner first, each below the maximum")
+        if self.train.batch_size < 1:
+            raise CamfieldsError("train.batch_size (rays per step) must be positive")
+        self.train.validate()
+
+
+C = TypeVar("C", bound=SceneConfig)
+
+
+def resolve_scene_config(
+    cls: type[C],
+    presets: dict[str, dict[str, Any]],
+    default: str,
+    model: str | None = None,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> C:
+    """Layer a model preset, a config file (path or ``scenes/`` preset) and overrides into ``cls``.
+
+    A config file's top-level keys apply to every model; its ``[models.<name>]`` tables
+    apply to that model only (e.g. smaller widths for a CPU-sized run).
+    """
+    file_data, source = read_config(config)
+    per_model = file_data.pop("models", {})
+    name = model or file_data.get("model", default)
+    check_choice(name, presets, "model")
+    unknown = set(per_model) - set(presets)
+    if unknown:
+        raise CamfieldsError(f"{source}: [models.{sorted(unknown)[0]}] names no model; choose from {list(presets)}")
+    data = deep_merge(presets[name], file_data)
+    data = deep_merge(deep_merge(data, per_model.get(name, {})), {**(overrides or {}), "model": name})
+    cfg = from_dict(cls, data, source)
+    cfg.validate()
+    return cfg
+
+
+def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceField:
+    """The radiance field of ``cfg`` over the box ``aabb`` (6,)."""
+    mod_dim = {"position": 3, "time": 1, "space_time": 4}[cfg.trunk_modulation]
+    trunk = build_field(cfg.trunk, in_dim=4 if cfg.time_input else 3, out_dim=1 + cfg.features, mod_dim=mod_dim)
+    direction = build_encoding(cfg.head.encoding, 3)
+    head = build_mlp(cfg.head, cfg.features + direction.out_dim, 3, encoding=None, mod_dim=2)
+    deformation = None if cfg.deformation is None else build_field(cfg.deformation, in_dim=4, out_dim=3)
+    return RadianceField(
+        trunk, head, direction, aabb, cfg.density_bias, deformation, cfg.time_input, cfg.trunk_modulation
+    )
+
+
+class NeRFModel(nn.Module):
+    """A radiance field, its occupancy grid (when marching) and its sampling settings.
+
+    Checkpoints hold the field, the grid and ``steps_seen`` (which drives grid updates).
+    """
+
+    def __init__(self, field: RadianceField, sampler: SamplerConfig):
+        super().__init__()
+        check_choice(sampler.kind, SAMPLERS, "sampler")
+        self.field, self.sampler_cfg = field, sampler
+        self.grid = (
+            OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
+            if sampler.kind == "occupancy"
+            else None
+        )
+        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+        self._seen: int | None = None  # host copy of steps_seen, read from the device once
+
+    @property
+    def step_size(self) -> float:
+        """Marching step: the box diagonal over ``steps_per_diagonal``."""
+        box = self.field.aabb
+        return float((box[3:] - box[:3]).norm()) / self.sampler_cfg.steps_per_diagonal
+
+    def sampler(self) -> Sampler:
+        cfg = self.sampler_cfg
+        if self.grid is not None:
+            return OccupancySampler(self.grid, self.step_size, cfg.stop_transmittance)
+        return HierarchicalSampler(self.field.aabb, cfg.coarse, cfg.fine)
+
+    def before_step(self, generator: torch.Generator) -> None:
+        """Count a training step; refresh the occupancy grid when one is due."""
+        if self._seen is None:
+            self._seen = int(self.steps_seen)  # after a resume: the restored count
+        cfg = self.sampler_cfg
+        if self.grid is not None and self._seen % cfg.update_every == 0:
+            fraction = 1.0 if self._seen < cfg.warmup else cfg.update_fraction
+            stratum = (self._seen // cfg.update_every % TIME_STRATA, TIME_STRATA)
+            density = lambda points: self.field.occupancy_density(points, generator, stratum)  # noqa: E731
+            self.grid.update(density, self.step_size, generator, fraction)
+        self._seen += 1
+        self.steps_seen += 1
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._seen = None
+        return super().load_state_dict(state_dict, strict, assign)
+
+    def render(
+        self,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        background: torch.Tensor,
+        generator: torch.Generator | None = None,
+        times: torch.Tensor | None = None,
+    ) -> RenderResult:
+        """Colour, opacity and depth of rays (R, 3) (at ``times`` (R,) for a dynamic field);
+        ``generator`` jitters the samples (training)."""
+        return render_rays(self.field, self.sampler(), origins, directions, background, generator, times).result
+
+
+class Rays(NamedTuple):
+    """Rays (R, 3) with unit directions, their target colours (R, 3) in [0, 1] and, for a
+    dynamic scene, their times (R,) in [0, 1]."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    colors: torch.Tensor
+    times: torch.Tensor | None = None
+
+
+def split_rays(split: CameraSplit, device: torch.device) -> Rays:
+    """Every pixel's ray of every image of a split, images in order, pixels row-major."""
+    count, height, width, _ = split.images.shape
+    pairs = [camera_rays(pose, height, width, split.focal) for pose in split.poses]
+    times = None if split.times is None else split.times.repeat_interleave(height * width).to(device)
+    return Rays(
+        torch.cat([o for o, _ in pairs]).to(device),
+        torch.cat([d for _, d in pairs]).to(device),
+        split.images.reshape(-1, 3).to(device),
+        times,
+    )
+
+
+@torch.no_grad()
+def render_image(
+    model: NeRFModel,
+    pose: torch.Tensor,
+    height: int,
+    width: int,
+    focal: float,
+    background: torch.Tensor,
+    chunk: int,
+    time: float | None = None,
+) -> torch.Tensor:
+    """The model's view (H, W, 3) in [0, 1] from camera-to-world ``pose`` (4, 4), at ``time`` if dynamic."""
+    origins, directions = camera_rays(pose.to(background.device), height, width, focal)
+    colors = []
+    for o, d in zip(origins.split(chunk), directions.split(chunk)):
+        times = None if time is None else torch.full((len(o),), float(time), device=o.device)
+        colors.append(model.render(o, d, background, times=times).color)
+    return torch.cat(colors).reshape(height, width, 3).clamp(0, 1)
+
+
+class View(NamedTuple):
+    """One posed image: camera-to-world pose (4, 4), image (H, W, 3), focal in pixels, time or None."""
+
+    pose: torch.Tensor
+    image: torch.Tensor
+    focal: float
+    time: float | None = None
+
+    @staticmethod
+    def of(split: CameraSplit, index: int) -> View:
+        time = None if split.times is None else float(split.times[index])
+        return View(split.poses[index], split.images[index], split.focal, time)
+
+
+class RayObjective:
+    """Photometric MSE on ``batch_size`` random rays drawn across all training images.
+
+    Evaluation during training renders ``preview`` (a held-out view) for TensorBoard, or,
+    without one, scores every training ray.
+    """
+
+    def __init__(
+        self,
+        rays: Rays,
+        batch_size: int,
+        background: torch.Tensor,
+        preview: View | None = None,
+        chunk: int = 8192,
+    ):
+        self.rays, self.batch_size, self.background = rays, batch_size, background
+        self.preview, self.chunk = preview, chunk
+
+    def loss(self, model: NeRFModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        model.before_step(generator)
+        index = torch.randint(len(self.rays.origins), (self.batch_size,), generator=generator)
+        index = index.to(self.rays.origins.device)
+        times = None if self.rays.times is None else self.rays.times[index]
+        origins, directions = self.rays.origins[index], self.rays.directions[index]
+        color = model.render(origins, directions, self.background, generator, times).color
+        mse = torch.mean((color - self.rays.colors[index]) ** 2)
+        return mse, mse_to_psnr(mse.detach())
+
+    def evaluate(self, model: NeRFModel) -> Evaluation:
+        if self.preview is None:
+            colors = []
+            for start in range(0, len(self.rays.origins), self.chunk):
+                part = slice(start, start + self.chunk)
+                times = None if self.rays.times is None else self.rays.times[part]
+                colors.append(
+                    model.render(
+                        self.rays.origins[part], self.rays.directions[part], self.background, times=times
+                    ).color
+                )
+            return Evaluation({"psnr": psnr(torch.cat(colors), self.rays.colors)})
+        p = self.preview
+        view = render_image(
+            model, p.pose, p.image.shape[0], p.image.shape[1], p.focal, self.background, self.chunk, p.time
+        )
+        return Evaluation({"psnr_preview": psnr(view, p.image)}, {"preview": view})
+
+
+def _views(split: CameraSplit, count: int) -> list[int]:
+    """Indices of ``count`` views spread evenly over the split (all when count is 0)."""
+    total = len(split.poses)
+    if count <= 0 or count >= total:
+        return list(range(total))
+    return sorted({math.floor(i * total / count) for i in range(count)})
+
+
+def evaluate_views(
+    model: NeRFModel, split: CameraSplit, views: list[int], background: torch.Tensor, chunk: int, out_dir: Path | None
+) -> dict[str, dict[str, float | None]]:
+    """PSNR, SSIM and LPIPS of each view; with ``out_dir``, each rendering saved there as PNG."""
+    model.eval()
+    height, width = split.images.shape[1:3]
+    per_view = {}
+    for index in views:
+        name, view = split.names[index], View.of(split, index)
+        rendered = render_image(model, view.pose, height, width, view.focal, background, chunk, view.time)
+        per_view[name] = image_metrics(rendered, view.image.to(rendered.device))
+        if out_dir is not None:
+            save_png(out_dir / f"{name}.png", rendered)
+    return per_view
+
+
+def _mean(per_view: dict[str, dict[str, float | None]], key: str) -> float | None:
+    values = [m[key] for m in per_view.values()]
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def fit_scene(
+    train_split: CameraSplit,
+    eval_split: CameraSplit,
+    cfg: SceneConfig,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool = True,
+    label: str = "scene",
+) -> dict[str, Any]:
+    """Fit posed images and evaluate; returns (and writes to ``metrics.json``) the metrics.
+
+    Writes to ``out_dir``: ``config.json``, ``checkpoint.pt``, TensorBoard logs in ``tb/``,
+    the evaluation views as PNG in ``eval_<split>/``, ``turntable.mp4`` and ``metrics.json``
+    (mean and per-view PSNR / SSIM / LPIPS, optionally PSNR with quantized weights, model
+    size in MB and with n-bit weights, training seconds, device). For a dynamic scene the
+    turntable also sweeps time from 0 to 1.
+    """
+    torch.manual_seed(cfg.train.seed)
+    model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler).to(device)
+    if model.field.dynamic != (train_split.times is not None):
+        needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
+        raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
+    out_dir = Path(out_dir)
+    prepare_run_dir(out_dir, dataclasses.asdict(cfg), resume)
+    background = torch.tensor(cfg.background, device=device)
+    views = _views(eval_split, cfg.eval_views)
+    preview = View.of(eval_split, views[0])
+    preview = preview._replace(image=preview.image.to(device))
+    objective = RayObjective(split_rays(train_split, device), cfg.train.batch_size, background, preview, cfg.eval_chunk)
+    result = train(
+        model, objective, cfg.train, out_dir, resume=resume, progress=progress, description=f"{label} {cfg.model}"
+    )
+
+    per_view = evaluate_views(model, eval_split, views, background, cfg.eval_chunk, out_dir / f"eval_{cfg.eval_split}")
+    height, width = eval_split.images.shape[1:3]
+    params = count_parameters(model)
+    metrics: dict[str, Any] = {
+        "scene": label,
+        "model": cfg.model,
+        "split": cfg.eval_split,
+        "width": width,
+        "height": height,
+        "views": len(views),
+        **{key: _mean(per_view, key) for key in ("psnr", "ssim", "lpips")},
+        "params": params,
+        "size_mb": params * 4 / 1e6,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 2),
+        "device": device_name(device),
+    }
+    if cfg.quantize_bits:
+        quantized = quantized_copy(model, cfg.quantize_bits)
+        q_views = evaluate_views(quantized, eval_split, views, background, cfg.eval_chunk, None)
+        metrics[f"psnr_{cfg.quantize_bits}bit"] = _mean(q_views, "psnr")
+        metrics[f"size_mb_{cfg.quantize_bits}bit"] = quantized_size_bytes(model, cfg.quantize_bits) / 1e6
+    metrics["per_view"] = per_view
+    if cfg.turntable_frames:
+        count = cfg.turntable_frames
+        times = [k / max(count - 1, 1) if model.field.dynamic else None for k in range(count)]
+        poses = orbit_poses(train_split.poses, count)
+        frames = [
+            render_image(model, pose, height, width, eval_split.focal, background, cfg.eval_chunk, time)
+            for pose, time in zip(poses, times)
+        ]
+        write_video(out_dir / "turntable.mp4", frames)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
