@@ -1,0 +1,107 @@
+"""The side-by-side benchmark shared by bench_nerf.py and bench_dynamic.py.
+
+Every model sees the same data, resolution, steps, rays per step and seed (the config's
+``[models.<name>]`` tables set the model sizes). Prints a table (PSNR / SSIM / LPIPS on the
+evaluation views, PSNR with 8-bit weights, size, seconds) and writes JSON with the device.
+Rerunning with the same --workdir keeps finished models and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from camfields.config import check_choice
+from camfields.runtime import device_name, resolve_device
+from camfields.training.checkpoint import read_json, write_json
+
+COLUMNS = ("psnr", "ssim", "lpips", "psnr_8bit", "size_mb", "size_mb_8bit", "seconds")
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def run_benchmark(
+    argv: list[str] | None,
+    description: str,
+    presets: dict[str, Any],
+    resolve: Callable[..., Any],
+    fit: Callable[..., dict[str, Any]],
+    baselines: dict[str, str],
+    default_data: Path,
+    default_config: str,
+) -> None:
+    """Parse the command line, fit every model, print the table and write the JSON report.
+
+    Args:
+        presets: the task's model presets (names to run and check).
+        resolve: ``resolve_config(model, config, overrides)`` of the task.
+        fit: ``fit_*(data, cfg, out_dir, device, resume, progress)`` of the task.
+        baselines: CAM variant -> the plain model it is compared with.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(default_data), help=f"scene (default: {default_data})")
+    parser.add_argument("--config", default=default_config, help="preset or TOML file with the settings")
+    parser.add_argument("--models", default=",".join(presets), help="comma-separated models")
+    parser.add_argument("--steps", type=int, help="override the config's steps")
+    parser.add_argument("--downscale", type=int, help="override the config's downscale")
+    parser.add_argument("--eval-split", choices=("val", "test"), help="override the config's evaluation split")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workdir", help="folder for the per-model outputs (default: a temporary folder)")
+    parser.add_argument("--out", required=True, help="JSON results file")
+    args = parser.parse_args(argv)
+
+    models = args.models.split(",")
+    for model in models:
+        check_choice(model, presets, "model")
+    device = resolve_device(args.device)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_"))
+    overrides: dict = {"train": {"steps": args.steps}} if args.steps else {}
+    if args.downscale:
+        overrides["downscale"] = args.downscale
+    if args.eval_split:
+        overrides["eval_split"] = args.eval_split
+
+    results: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    for model in models:
+        cfg = resolve(model, args.config, overrides)
+        out = workdir / model
+        print(f"[{time.perf_counter() - t0:7.0f}s] {model}: {cfg.train.steps} steps", flush=True)
+        done = out / "metrics.json"
+        results[model] = (
+            read_json(done) if done.exists() else fit(args.data, cfg, out, str(device), resume=True, progress=False)
+        )
+
+    first = results[models[0]]
+    print(
+        f"\n{first['scene']} {first['width']}x{first['height']}, {first['views']} {first['split']} views, "
+        f"{first['steps']} steps, {first['device']}"
+    )
+    print(f"{'model':<16}" + "".join(f"{c:>13}" for c in COLUMNS))
+    for model in models:
+        row = results[model]
+        digits = {"ssim": 3, "lpips": 3}
+        print(f"{model:<16}" + "".join(f"{fmt(row.get(c), digits.get(c, 2)):>13}" for c in COLUMNS))
+    gains = {
+        cam: results[cam]["psnr"] - results[base]["psnr"]
+        for cam, base in baselines.items()
+        if {cam, base} <= set(results)
+    }
+    report = {
+        "name": Path(parser.prog).stem,
+        "description": description.splitlines()[0],
+        "device": device_name(device),
+        "scene": args.data,
+        "config": args.config,
+        "psnr_gain_over_plain": gains,
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "results": results,
+    }
+    write_json(Path(args.out), report)
+    print(f"\nPSNR gain of each CAM variant over its plain model: {gains}\nwrote {args.out}")
