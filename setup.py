@@ -41,6 +41,8 @@ setup(
         "torch>=2.1",
         "numpy",
         "imageio>=2.28",
+        "imageio-ffmpeg",  # the ffmpeg binary: turntable videos, video input, x264/x265 baselines
+        "constriction",  # range coding of quantized weights in the bitstream
         "tqdm",
         "tensorboard",
         "lpips",

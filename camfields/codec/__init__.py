@@ -1,0 +1,1 @@
+"""Neural video codec pieces: entropy coding, the bitstream file, rate-distortion metrics."""

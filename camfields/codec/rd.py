@@ -1,0 +1,50 @@
+"""Rate-distortion comparison: Bjontegaard delta rate and delta PSNR between two RD curves.
+
+Both follow Bjontegaard (VCEG-M33): fit a cubic polynomial through each curve in the
+(log rate, PSNR) plane, integrate over the overlapping interval, and compare. BD-rate is the
+average rate change (in %) of the test curve at equal quality (negative: the test codec
+needs fewer bits); BD-PSNR the average quality change (dB) at equal rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from camfields.errors import CamfieldsError
+
+
+def _check(rates: list[float], psnrs: list[float], which: str) -> tuple[np.ndarray, np.ndarray]:
+    r, p = np.asarray(rates, dtype=np.float64), np.asarray(psnrs, dtype=np.float64)
+    if r.shape != p.shape or r.ndim != 1 or len(r) < 4:
+        raise CamfieldsError(f"{which} curve needs at least 4 (rate, PSNR) points of equal count, got {len(r)}")
+    if (r <= 0).any() or not np.isfinite(p).all():
+        raise CamfieldsError(f"{which} curve needs positive rates and finite PSNRs")
+    order = np.argsort(r)
+    return r[order], p[order]
+
+
+def _integral(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
+    poly = np.polyint(np.polyfit(x, y, 3))
+    return float(np.polyval(poly, high) - np.polyval(poly, low))
+
+
+def bd_rate(ref_rates, ref_psnrs, test_rates, test_psnrs) -> float:
+    """Average rate difference (%) of the test curve against the reference at equal PSNR."""
+    r1, p1 = _check(ref_rates, ref_psnrs, "reference")
+    r2, p2 = _check(test_rates, test_psnrs, "test")
+    low, high = max(p1.min(), p2.min()), min(p1.max(), p2.max())
+    if low >= high:
+        raise CamfieldsError("the two RD curves do not overlap in PSNR; BD-rate is undefined")
+    diff = (_integral(p2, np.log(r2), low, high) - _integral(p1, np.log(r1), low, high)) / (high - low)
+    return float((np.exp(diff) - 1.0) * 100.0)
+
+
+def bd_psnr(ref_rates, ref_psnrs, test_rates, test_psnrs) -> float:
+    """Average PSNR difference (dB) of the test curve against the reference at equal rate."""
+    r1, p1 = _check(ref_rates, ref_psnrs, "reference")
+    r2, p2 = _check(test_rates, test_psnrs, "test")
+    l1, l2 = np.log(r1), np.log(r2)
+    low, high = max(l1.min(), l2.min()), min(l1.max(), l2.max())
+    if low >= high:
+        raise CamfieldsError("the two RD curves do not overlap in rate; BD-PSNR is undefined")
+    return (_integral(l2, p2, low, high) - _integral(l1, p1, low, high)) / (high - low)
