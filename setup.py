@@ -43,6 +43,7 @@ setup(
         "imageio>=2.28",
         "imageio-ffmpeg",  # the ffmpeg binary: turntable videos, video input, x264/x265 baselines
         "constriction",  # range coding of quantized weights in the bitstream
+        "matplotlib",  # the rate-distortion plot of eval_rd.py
         "tqdm",
         "tensorboard",
         "lpips",

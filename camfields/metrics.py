@@ -11,6 +11,7 @@ import math
 import warnings
 
 import torch
+from pytorch_msssim import ms_ssim as _ms_ssim
 from pytorch_msssim import ssim as _ssim
 
 _LPIPS_STATE: dict[str, object] = {}
@@ -36,6 +37,17 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
     if win < 3:
         return float("nan")
     return float(_ssim(_to_nchw(pred.clamp(0, 1)), _to_nchw(target), data_range=1.0, win_size=win))
+
+
+def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """MS-SSIM over five scales (window 11; frames under 161 px on their short side use the
+    largest odd window that five scales allow, and frames under 33 px plain SSIM)."""
+    shortest = min(target.shape[:2])
+    win = min(11, (shortest - 1) // 16 + 1)
+    win -= 1 - win % 2
+    if win < 3:
+        return ssim(pred, target)
+    return float(_ms_ssim(_to_nchw(pred.clamp(0, 1)), _to_nchw(target), data_range=1.0, win_size=win))
 
 
 def _lpips_model(device: torch.device):

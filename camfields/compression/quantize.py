@@ -46,3 +46,25 @@ def quantized_size_bytes(model: nn.Module, bits: int) -> int:
     """Bytes of the model's parameters at ``bits`` per weight, plus each tensor's range (no entropy coding)."""
     _check_bits(bits)
     return sum((p.numel() * bits + 7) // 8 + TENSOR_OVERHEAD_BYTES for p in model.parameters() if p.requires_grad)
+
+
+def symmetric_step(tensor: torch.Tensor, bits: int) -> torch.Tensor:
+    """Step of symmetric n-bit quantization: max |w| over the 2^(n-1) - 1 positive levels (1 if all zero)."""
+    _check_bits(bits)
+    peak = tensor.detach().abs().max()
+    return torch.where(peak > 0, peak / (2 ** (bits - 1) - 1), torch.ones_like(peak))
+
+
+def symmetric_integers(tensor: torch.Tensor, bits: int) -> tuple[torch.Tensor, float]:
+    """Integers q in [-(2^(n-1) - 1), 2^(n-1) - 1] (int64) and the step with ``w ~ q * step``; zero stays zero."""
+    step = symmetric_step(tensor, bits)
+    return torch.round(tensor.detach() / step).long(), float(step)
+
+
+def fake_quantize(tensor: torch.Tensor, bits: int) -> torch.Tensor:
+    """``tensor`` rounded to its symmetric n-bit levels in the forward pass, with a straight-through
+    gradient (quantization-aware training). Without autograd the levels are returned exactly,
+    equal bit for bit to what a decoder rebuilds from the integers and the step."""
+    step = symmetric_step(tensor, bits)
+    levels = torch.round(tensor.detach() / step) * step
+    return tensor + (levels - tensor).detach() if torch.is_grad_enabled() else levels

@@ -1,0 +1,113 @@
+"""NeRV-style frame generators: a frame time in [0, 1] in, a whole (3, H, W) frame out.
+
+The time is embedded (NeRV's positional encoding, ``b = 1.25``), an MLP stem maps it to a
+(C_0, h_0, w_0) feature map, and every block upsamples: conv 3x3 to ``C_{l+1} s^2``
+channels, pixel shuffle by the stride ``s``, then GELU. With CAM (the CAM paper's FFNeRV
+setting) each block normalises its output per frame and channel (instance norm, no affine)
+and scales and shifts it per channel by ``gamma_l(t), beta_l(t)`` read from a 1D grid over
+time; the grid stores deltas around (1, 0) and starts at zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camfields.errors import CamfieldsError
+from camfields.modules.grids import DenseGrid
+
+
+class TimeEmbedding(nn.Module):
+    """NeRV's embedding of t in [0, 1]: [sin(b^i pi t), cos(b^i pi t)] for i < levels: (N, 2 * levels)."""
+
+    def __init__(self, levels: int = 80, base: float = 1.25):
+        super().__init__()
+        self.out_dim = 2 * levels
+        self.register_buffer("freqs", math.pi * base ** torch.arange(levels, dtype=torch.float32))
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        phase = times[:, None] * self.freqs
+        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+
+
+def block_channels(first: int, blocks: int, reduce: float, minimum: int) -> list[int]:
+    """Output channels of each block: ``first`` divided by ``reduce`` per block, at least ``minimum``."""
+    return [max(minimum, int(round(first / reduce**i))) for i in range(blocks)]
+
+
+class NeRVGenerator(nn.Module):
+    """Frames (N, 3, H, W) in [0, 1] from frame times (N,) in [0, 1].
+
+    Args:
+        height, width: frame size; each must be divisible by ``prod(strides)``.
+        strides: upsampling factor of each block, e.g. (5, 2, 2, 2, 2) for 1280x720.
+        channels: output channels of the first block; later blocks divide by ``reduce``.
+        stem_channels: channels of the stem's feature map (C_0).
+        stem_hidden: width of the stem MLP's hidden layer.
+        reduce, min_channels: channel schedule of the blocks (see ``block_channels``).
+        embedding_levels: frequencies of the time embedding.
+        time_grid: nodes of the CAM temporal grid; 0 builds the plain generator.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        strides: Sequence[int],
+        channels: int = 64,
+        stem_channels: int = 64,
+        stem_hidden: int = 256,
+        reduce: float = 1.2,
+        min_channels: int = 12,
+        embedding_levels: int = 80,
+        time_grid: int = 0,
+    ):
+        super().__init__()
+        scale = math.prod(strides)
+        if not strides or any(s < 1 for s in strides) or height % scale or width % scale:
+            raise CamfieldsError(
+                f"frame size {width}x{height} is not divisible by the product {scale} of the strides {list(strides)}"
+            )
+        self.height, self.width = height, width
+        self.base = (height // scale, width // scale)
+        self.stem_channels = stem_channels
+        self.embedding = TimeEmbedding(embedding_levels)
+        self.stem = nn.Sequential(
+            nn.Linear(self.embedding.out_dim, stem_hidden),
+            nn.GELU(),
+            nn.Linear(stem_hidden, stem_channels * self.base[0] * self.base[1]),
+            nn.GELU(),
+        )
+        self.channels = block_channels(channels, len(strides), reduce, min_channels)
+        inputs = [stem_channels, *self.channels[:-1]]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out * s * s, 3, padding=1) for c_in, c_out, s in zip(inputs, self.channels, strides)
+        )
+        self.strides = list(strides)
+        self.head = nn.Conv2d(self.channels[-1], 3, 1)
+        # built last, so a seed gives the same convolutions with and without CAM
+        self.time_grid = DenseGrid((time_grid,), 2 * sum(self.channels)) if time_grid else None
+
+    def modulation(self, times: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per block, (gamma, beta), each (N, C_l, 1, 1), at frame times (N,)."""
+        values = self.time_grid(times[:, None] * 2.0 - 1.0)  # (N, 2 * sum C)
+        out, start = [], 0
+        for c in self.channels:
+            gamma, beta = values[:, start : start + c], values[:, start + c : start + 2 * c]
+            out.append((1.0 + gamma[..., None, None], beta[..., None, None]))
+            start += 2 * c
+        return out
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        x = self.stem(self.embedding(times)).view(len(times), self.stem_channels, *self.base)
+        mods = self.modulation(times) if self.time_grid is not None else [None] * len(self.convs)
+        for conv, stride, mod in zip(self.convs, self.strides, mods):
+            x = F.pixel_shuffle(conv(x), stride)
+            if mod is not None:
+                x = F.instance_norm(x) * mod[0] + mod[1]
+            x = F.gelu(x)
+        return torch.sigmoid(self.head(x))

@@ -1,0 +1,349 @@
+"""Neural video representation and compression: a NeRV-style generator (plain or with CAM)
+fitted to a clip, quantization-aware training to n-bit weights, and a bitstream file that
+the decoder turns back into the frames on its own.
+
+Frame ``k`` of ``T`` sits at time ``t = k / (T - 1)`` in [0, 1] (0 for a single frame).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
+from camfields.compression.quantize import fake_quantize, symmetric_integers
+from camfields.config import check_choice, deep_merge, from_dict, read_config, to_dict
+from camfields.errors import CamfieldsError
+from camfields.io.images import save_png
+from camfields.io.video import read_video, write_video
+from camfields.metrics import ms_ssim, mse_to_psnr, psnr
+from camfields.modules.nerv import NeRVGenerator
+from camfields.runtime import device_name, resolve_device
+from camfields.training import Evaluation, TrainConfig, train
+from camfields.training.checkpoint import write_json
+from camfields.training.run_dir import prepare_run_dir
+
+BITSTREAM_FORMAT = "camfields-video/1"
+
+
+@dataclass
+class GeneratorConfig:
+    """Sizes of a NeRV generator (see ``modules.nerv.NeRVGenerator``); ``time_grid`` 0 = no CAM."""
+
+    strides: list[int] = dataclasses.field(default_factory=lambda: [5, 2, 2, 2, 2])
+    channels: int = 64
+    stem_channels: int = 32
+    stem_hidden: int = 128
+    reduce: float = 1.2
+    min_channels: int = 12
+    embedding_levels: int = 80
+    time_grid: int = 0
+
+
+@dataclass
+class VideoConfig:
+    """A resolved video fit: clip selection, generator, training, quantization and pruning."""
+
+    model: str = "cam"
+    width: int = 0  # frame size after resizing; 0 = the video's own
+    height: int = 0
+    start: int = 0
+    frames: int = 0  # 0 = all
+    stride: int = 1
+    target_params: int = 0  # choose generator.channels so the model has about this many parameters
+    epochs: int = 300
+    batch_frames: int = 1  # frames per training step
+    bits: int = 8  # weight bit depth of the bitstream (grids included)
+    qat_fraction: float = 0.2  # the last fraction of the epochs trains through the quantizer
+    prune: float = 0.0  # fraction of each convolution's weights zeroed by magnitude before QAT
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    train: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(lr=5e-3, schedule="cosine", final_lr_ratio=0.01, checkpoint_every=1000)
+    )
+
+    def validate(self) -> None:
+        check_choice(self.model, MODEL_PRESETS, "model")
+        if min(self.epochs, self.batch_frames, self.stride) < 1 or min(self.start, self.frames) < 0:
+            raise CamfieldsError("epochs, batch_frames and stride must be >= 1; start and frames >= 0")
+        if not 2 <= self.bits <= 16:
+            raise CamfieldsError(f"bits must be in 2..16, got {self.bits}")
+        if not 0 <= self.qat_fraction <= 1 or not 0 <= self.prune < 1:
+            raise CamfieldsError("qat_fraction must be in [0, 1] and prune in [0, 1)")
+        if (self.width > 0) != (self.height > 0):
+            raise CamfieldsError("give both width and height (or neither, for the video's own size)")
+        self.train.validate()
+
+
+#: the plain NeRV generator, and the same with CAM: a 60-node per-channel temporal grid
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "nerv": {"generator": {"time_grid": 0}},
+    "cam": {"generator": {"time_grid": 60}},
+}
+
+
+def resolve_config(
+    model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
+) -> VideoConfig:
+    """Layer the defaults, the model preset, a config file (path or ``scenes/`` preset) and overrides."""
+    file_data, source = read_config(config)
+    name = model or file_data.get("model", "cam")
+    check_choice(name, MODEL_PRESETS, "model")
+    data = deep_merge(deep_merge(to_dict(VideoConfig()), MODEL_PRESETS[name]), file_data)
+    cfg = from_dict(VideoConfig, deep_merge(data, {**(overrides or {}), "model": name}), source)
+    cfg.validate()
+    return cfg
+
+
+def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenerator:
+    return NeRVGenerator(height, width, **dataclasses.asdict(cfg))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_for_params(cfg: GeneratorConfig, height: int, width: int, target: int) -> GeneratorConfig:
+    """``cfg`` with the first block's channels chosen so the generator has about ``target`` parameters."""
+    low, high = 1, 4096
+    while low < high:  # the largest channel count that stays within the target
+        mid = (low + high + 1) // 2
+        params = count_parameters(build_generator(dataclasses.replace(cfg, channels=mid), height, width))
+        low, high = (mid, high) if params <= target else (low, mid - 1)
+    return dataclasses.replace(cfg, channels=low)
+
+
+def frame_times(count: int) -> torch.Tensor:
+    """Times (T,) of the frames: k / (T - 1)."""
+    return torch.arange(count, dtype=torch.float32) / max(count - 1, 1)
+
+
+class VideoModel(nn.Module):
+    """A generator with its training step count; past ``qat_start`` steps it trains through the quantizer."""
+
+    def __init__(self, generator: NeRVGenerator, bits: int, qat_start: int):
+        super().__init__()
+        self.generator, self.bits, self.qat_start = generator, bits, qat_start
+        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+
+    def quantized_parameters(self) -> dict[str, torch.Tensor]:
+        return {name: fake_quantize(p, self.bits) for name, p in self.generator.named_parameters()}
+
+    def forward(self, times: torch.Tensor, quantized: bool) -> torch.Tensor:
+        """Frames (N, 3, H, W) at ``times`` (N,), through the quantized weights when ``quantized``."""
+        if not quantized:
+            return self.generator(times)
+        return functional_call(self.generator, self.quantized_parameters(), (times,))
+
+
+def prune_masks(generator: NeRVGenerator, fraction: float) -> dict[str, torch.Tensor]:
+    """Masks keeping the largest ``1 - fraction`` of each convolution weight by magnitude."""
+    masks = {}
+    for name, p in generator.named_parameters():
+        if name.startswith("convs.") and name.endswith("weight") and fraction > 0:
+            k = int(p.numel() * fraction)
+            threshold = p.detach().abs().flatten().kthvalue(max(k, 1)).values
+            masks[name] = p.detach().abs() > threshold
+    return masks
+
+
+class FrameObjective:
+    """MSE on random frames; evaluation renders every frame through the quantized weights."""
+
+    def __init__(self, video: torch.Tensor, batch_frames: int, chunk: int = 4):
+        self.video = video.permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
+        self.times = frame_times(len(video)).to(video.device)
+        self.batch_frames, self.chunk = batch_frames, chunk
+
+    def loss(self, model: VideoModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        quantized = int(model.steps_seen) >= model.qat_start
+        model.steps_seen += 1
+        index = torch.randint(len(self.times), (self.batch_frames,), generator=generator).to(self.times.device)
+        mse = torch.mean((model(self.times[index], quantized) - self.video[index]) ** 2)
+        return mse, mse_to_psnr(mse.detach())
+
+    @torch.no_grad()
+    def render(self, model: VideoModel, quantized: bool) -> torch.Tensor:
+        """Every frame (T, 3, H, W) in [0, 1]."""
+        return torch.cat([model(t, quantized) for t in self.times.split(self.chunk)]).clamp(0, 1)
+
+    def evaluate(self, model: VideoModel) -> Evaluation:
+        frames = self.render(model, quantized=True)
+        return Evaluation({"psnr": psnr(frames, self.video)}, {"frame_0": frames[0].permute(1, 2, 0)})
+
+
+def quantize_generator(generator: NeRVGenerator, bits: int) -> list[QuantizedTensor]:
+    """Every parameter as symmetric n-bit integers and a step, in ``named_parameters`` order."""
+    tensors = []
+    for name, p in generator.named_parameters():
+        values, step = symmetric_integers(p, bits)
+        tensors.append(QuantizedTensor(name, tuple(p.shape), step, values.reshape(-1).cpu().numpy()))
+    return tensors
+
+
+def encode(path: Path, generator: NeRVGenerator, gen_cfg: GeneratorConfig, bits: int, frames: int) -> int:
+    """Write the bitstream of a fitted generator; returns the file size in bytes."""
+    header = {
+        "format": BITSTREAM_FORMAT,
+        "width": generator.width,
+        "height": generator.height,
+        "frames": frames,
+        "generator": dataclasses.asdict(gen_cfg),
+    }
+    return write_bitstream(path, header, bits, quantize_generator(generator, bits))
+
+
+def decoder_from_bitstream(stream: Bitstream) -> tuple[NeRVGenerator, int]:
+    """The generator (float32, CPU) and frame count a bitstream describes."""
+    header = stream.config
+    if not isinstance(header, dict) or header.get("format") != BITSTREAM_FORMAT:
+        raise CamfieldsError(f"the bitstream holds {header.get('format')!r}, not a camfields video")
+    gen_cfg = from_dict(GeneratorConfig, header["generator"], "bitstream header")
+    frames, height, width = header["frames"], header["height"], header["width"]
+    if not all(isinstance(v, int) and 0 < v <= 1 << 16 for v in (frames, height, width)):
+        raise CamfieldsError("the bitstream header gives an impossible frame count or size")
+    generator = build_generator(gen_cfg, height, width)
+    params = dict(generator.named_parameters())
+    stored = {t.name: t for t in stream.tensors}
+    if set(stored) != set(params):
+        raise CamfieldsError("the bitstream's tensors do not match the generator its header describes")
+    with torch.no_grad():
+        for name, p in params.items():
+            if stored[name].shape != tuple(p.shape):
+                raise CamfieldsError(
+                    f"tensor {name} has shape {stored[name].shape}, the generator needs {tuple(p.shape)}"
+                )
+            p.copy_(torch.from_numpy(stored[name].dequantize()))
+    return generator.eval(), frames
+
+
+@torch.no_grad()
+def decode_frames(path: Path, device: torch.device | None = None, chunk: int = 4) -> torch.Tensor:
+    """Every frame (T, H, W, 3) in [0, 1] of a bitstream file, rebuilt from the file alone."""
+    generator, frames = decoder_from_bitstream(read_bitstream(path))
+    generator = generator.to(device or torch.device("cpu"))
+    times = frame_times(frames).to(device or torch.device("cpu"))
+    out = torch.cat([generator(t).clamp(0, 1) for t in times.split(chunk)])
+    return out.permute(0, 2, 3, 1)
+
+
+def to_8bit(frames: torch.Tensor) -> torch.Tensor:
+    """Frames rounded to 8-bit levels (what a player shows), still floats in [0, 1]."""
+    return torch.round(frames.clamp(0, 1) * 255.0) / 255.0
+
+
+def quality(frames: torch.Tensor, video: torch.Tensor) -> dict[str, float]:
+    """Mean per-frame PSNR and MS-SSIM of 8-bit-rounded frames (T, H, W, 3) against the source."""
+    frames = to_8bit(frames)
+    per_frame = [psnr(a, b) for a, b in zip(frames, video)]
+    return {
+        "psnr": sum(per_frame) / len(per_frame),
+        "ms_ssim": sum(ms_ssim(a, b) for a, b in zip(frames, video)) / len(frames),
+    }
+
+
+def load_clip(path: Path, cfg: VideoConfig) -> torch.Tensor:
+    size = (cfg.width, cfg.height) if cfg.width else None
+    return read_video(path, cfg.start, cfg.frames or None, cfg.stride, size)
+
+
+def fit_video(
+    path: Path, cfg: VideoConfig, out_dir: Path, device: str = "auto", resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Fit, quantize, encode and decode a clip; writes ``video.camf``, ``metrics.json`` and a preview.
+
+    Metrics: PSNR / MS-SSIM (8-bit frames) of the decoded bitstream, PSNR of the float
+    model, bits per pixel from the file's bytes, an entropy estimate (labelled), parameters,
+    fit seconds, encoding and decoding frames per second, and the device.
+    """
+    cfg.validate()
+    torch_device = resolve_device(device)
+    video = load_clip(Path(path), cfg)
+    frames, height, width, _ = video.shape
+    gen_cfg = cfg.generator
+    if cfg.target_params:
+        gen_cfg = size_for_params(gen_cfg, height, width, cfg.target_params)
+    steps_per_epoch = math.ceil(frames / cfg.batch_frames)
+    cfg = dataclasses.replace(
+        cfg, generator=gen_cfg, train=dataclasses.replace(cfg.train, steps=cfg.epochs * steps_per_epoch)
+    )
+    out_dir = Path(out_dir)
+    prepare_run_dir(out_dir, to_dict(cfg), resume)
+
+    torch.manual_seed(cfg.train.seed)
+    generator = build_generator(gen_cfg, height, width)
+    qat_start = cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch
+    model = VideoModel(generator, cfg.bits, qat_start).to(torch_device)
+    masks: dict[str, torch.Tensor] = {}
+
+    def on_step(step: int, model: VideoModel) -> None:
+        nonlocal masks
+        if cfg.prune and step >= qat_start and not masks:  # also after a resume past the start
+            masks = prune_masks(model.generator, cfg.prune)
+        if masks:
+            params = dict(model.generator.named_parameters())
+            with torch.no_grad():
+                for name, mask in masks.items():
+                    params[name].mul_(mask)
+
+    objective = FrameObjective(video.to(torch_device), cfg.batch_frames)
+    t0 = time.perf_counter()
+    result = train(
+        model,
+        objective,
+        cfg.train,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        description=f"{Path(path).stem} {cfg.model}",
+        on_step=on_step,
+    )
+    float_frames = objective.render(model, quantized=False).permute(0, 2, 3, 1).cpu()
+    bitstream = out_dir / "video.camf"
+    size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames)
+    encode_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    decoded = decode_frames(bitstream, torch_device).cpu()
+    decode_seconds = time.perf_counter() - t1
+    stream = read_bitstream(bitstream)
+    save_png(out_dir / "frame_0000.png", decoded[0])
+    metrics: dict[str, Any] = {
+        "video": str(path),
+        "model": cfg.model,
+        "width": width,
+        "height": height,
+        "frames": frames,
+        "epochs": cfg.epochs,
+        "bits": cfg.bits,
+        "prune": cfg.prune,
+        **quality(decoded, video),
+        "psnr_float": quality(float_frames, video)["psnr"],
+        "params": count_parameters(model.generator),
+        "bytes": size,
+        "bpp": 8 * size / (width * height * frames),
+        "bpp_entropy_estimate": stream.estimated_payload_bits / (width * height * frames),
+        "seconds": round(result.seconds, 2),
+        "encode_fps": frames / encode_seconds if not result.resumed_from else None,
+        "decode_fps": frames / decode_seconds,
+        "device": device_name(torch_device),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def write_frames(frames: torch.Tensor, out: Path, fps: int = 25) -> None:
+    """Frames (T, H, W, 3) to ``out``: an mp4 when it ends in .mp4, else a folder of PNGs."""
+    out = Path(out)
+    if out.suffix.lower() == ".mp4":
+        write_video(out, frames, fps)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames):
+        save_png(out / f"frame_{index:04d}.png", frame)

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Rate-distortion evaluation of the video codec against x264 and x265 on one clip.
+
+For every model (nerv, cam), target size and bit depth: fit, encode, decode and measure PSNR
+(8-bit frames) and MS-SSIM against the source and bpp from the bitstream's bytes. x264 and
+x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on the same frames. Writes
+CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against each
+baseline, and an RD plot (PSNR vs bpp). Finished points are kept when rerun with the same --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from camfields.cli import run
+from camfields.codec import baselines
+from camfields.codec.rd import bd_psnr, bd_rate
+from camfields.errors import CamfieldsError
+from camfields.runtime import device_name, resolve_device
+from camfields.tasks.video import fit_video, load_clip, quality, resolve_config
+from camfields.training.checkpoint import read_json, write_json
+
+
+def ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise CamfieldsError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def curve(name: str, description: str, points: list[dict]) -> dict:
+    points = sorted(points, key=lambda p: p["bpp"])
+    return {
+        "name": name,
+        "description": description,
+        "results": {key: [p[key] for p in points] for key in ("bpp", "psnr", "ms_ssim")},
+        "points": points,
+    }
+
+
+def plot(curves: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for c in curves:
+        ax.plot(c["results"]["bpp"], c["results"]["psnr"], marker="o", label=c["name"])
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB, 8-bit RGB)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", required=True, help="video file or folder of frames")
+    parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file of the fits")
+    parser.add_argument("--models", default="nerv,cam", help="comma-separated camfields models")
+    parser.add_argument("--params", default="100000,200000,400000", help="comma-separated target parameter counts")
+    parser.add_argument("--bits", default="8", help="comma-separated weight bit depths")
+    parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument("--crf", default="51,46,41,36,31", help="comma-separated CRFs of x264 / x265")
+    parser.add_argument("--preset", default="veryslow", help="x264 / x265 preset")
+    parser.add_argument("--codecs", default="x264,x265", help="baselines to run (those ffmpeg lacks are reported)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", required=True, help="output folder (fits, rd.json, rd.png)")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    device = resolve_device(args.device)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    curves, notes = [], []
+    reference_cfg = None
+    for model in args.models.split(","):
+        points = []
+        for params in ints(args.params):
+            for bits in ints(args.bits):
+                cfg = resolve_config(model, args.config, {**overrides, "target_params": params, "bits": bits})
+                reference_cfg = reference_cfg or cfg
+                run_dir = out / f"{model}_{params}_{bits}bit"
+                done = run_dir / "metrics.json"
+                print(f"{model} {params} params {bits} bits", flush=True)
+                metrics = (
+                    read_json(done) if done.exists() else fit_video(args.video, cfg, run_dir, str(device), True, False)
+                )
+                points.append({k: metrics[k] for k in ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps")})
+        curves.append(
+            curve(f"camfields-{model}", f"camfields {model}, {args.params} parameters, {args.bits} bits", points)
+        )
+
+    video = load_clip(Path(args.video), reference_cfg)
+    for codec in args.codecs.split(","):
+        if not baselines.available(codec):
+            notes.append(f"{codec} is unavailable in the bundled ffmpeg")
+            continue
+        points = []
+        for crf in ints(args.crf):
+            print(f"{codec} crf {crf}", flush=True)
+            coded = baselines.code_clip(video, codec, crf, args.preset)
+            frames, height, width, _ = video.shape
+            points.append(
+                {
+                    "crf": crf,
+                    "bpp": 8 * coded.bytes / (frames * height * width),
+                    **quality(coded.frames, video),
+                    "encode_fps": frames / coded.seconds_encode,
+                    "decode_fps": frames / coded.seconds_decode,
+                }
+            )
+        curves.append(curve(codec, f"{codec} via ffmpeg, preset {args.preset}, yuv420p, CRF {args.crf}", points))
+
+    bd = {}
+    by_name = {c["name"]: c["results"] for c in curves}
+    for ours in [n for n in by_name if n.startswith("camfields-")]:
+        for ref in [n for n in by_name if n != ours]:
+            r, t = by_name[ref], by_name[ours]
+            try:
+                bd[f"{ours} vs {ref}"] = {
+                    "bd_rate_percent": bd_rate(r["bpp"], r["psnr"], t["bpp"], t["psnr"]),
+                    "bd_psnr_db": bd_psnr(r["bpp"], r["psnr"], t["bpp"], t["psnr"]),
+                }
+            except CamfieldsError as e:
+                bd[f"{ours} vs {ref}"] = {"error": str(e)}
+    frames, height, width, _ = video.shape
+    report = {
+        "video": args.video,
+        "frames": frames,
+        "width": width,
+        "height": height,
+        "device": device_name(device),
+        "notes": notes,
+        "bd": bd,
+        "codecs": curves,
+    }
+    write_json(out / "rd.json", report)
+    plot(curves, out / "rd.png", f"{Path(args.video).stem} {width}x{height}, {frames} frames")
+    for c in curves:
+        pairs = ", ".join(f"{b:.4f} bpp {p:.2f} dB" for b, p in zip(c["results"]["bpp"], c["results"]["psnr"]))
+        print(f"{c['name']:<16} {pairs}")
+    for name, value in bd.items():
+        print(f"{name}: {value}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {out / 'rd.json'} and {out / 'rd.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Fit a video with a NeRV-style generator (nerv, or cam with a temporal CAM grid), quantize it to
+n-bit weights and write the bitstream; see README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from camfields.cli import add_common_arguments, run, train_overrides
+from camfields.errors import CamfieldsError
+from camfields.tasks.video import MODEL_PRESETS, fit_video, resolve_config
+
+
+def parse_size(text: str) -> dict[str, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise CamfieldsError(f"--size must look like 320x180, got {text!r}") from None
+    return {"width": width, "height": height}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--video", required=True, help="video file (mp4 or anything ffmpeg reads) or folder of frames")
+    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="nerv or cam (default: cam)")
+    parser.add_argument("--epochs", type=int, help="passes over all frames")
+    parser.add_argument("--size", help="resize frames to WxH, e.g. 320x180")
+    parser.add_argument("--frames", type=int, help="number of frames to use (default: all)")
+    parser.add_argument("--params", type=int, help="target parameter count (sizes the generator)")
+    parser.add_argument("--bits", type=int, help="weight bit depth of the bitstream")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.steps is not None:
+        raise CamfieldsError("a video fit counts epochs, not steps: use --epochs")
+    top = {"epochs": args.epochs, "frames": args.frames, "target_params": args.params, "bits": args.bits}
+    overrides = {k: v for k, v in top.items() if v is not None} | (parse_size(args.size) if args.size else {})
+    cfg = resolve_config(args.model, args.config, {**overrides, "train": train_overrides(args)})
+    metrics = fit_video(args.video, cfg, args.out, args.device, args.resume, progress=not args.quiet)
+    print(json.dumps({k: metrics[k] for k in ("psnr", "ms_ssim", "bpp", "params", "seconds", "decode_fps")}))
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,172 @@
+"""Video: reading clips, the NeRV generators, the codec round trip, a tiny fit and the RD script."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, shared_data
+
+from camfields import CamfieldsError
+from camfields.codec.bitstream import read_bitstream
+from camfields.io.video import read_video
+from camfields.modules.nerv import NeRVGenerator
+from camfields.tasks.video import (
+    GeneratorConfig,
+    VideoModel,
+    build_generator,
+    count_parameters,
+    decode_frames,
+    encode,
+    fit_video,
+    frame_times,
+    resolve_config,
+    size_for_params,
+)
+
+SMALL = {"strides": [2, 2], "channels": 16, "stem_channels": 8, "stem_hidden": 32, "embedding_levels": 16}
+
+
+def synthetic_clip(frames: int = 8, size: int = 32) -> np.ndarray:
+    """A moving colour gradient with a bright square sliding across: (T, S, S, 3) uint8."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    clip = []
+    for k in range(frames):
+        t = k / frames
+        frame = np.stack([x, y, 0.5 + 0.5 * np.sin(2 * np.pi * (x + t))], axis=-1)
+        left = int(t * (size - 8))
+        frame[8:16, left : left + 8] = 1.0
+        clip.append((frame * 255).round().astype(np.uint8))
+    return np.stack(clip)
+
+
+def write_frames_folder(root, clip: np.ndarray):
+    root.mkdir()
+    for k, frame in enumerate(clip):
+        iio.imwrite(root / f"f_{k:03d}.png", frame)
+    return root
+
+
+def test_read_video_from_a_folder_with_range_crop_and_resize(tmp_path):
+    clip = synthetic_clip()
+    root = write_frames_folder(tmp_path / "clip", clip)
+    video = read_video(root)
+    assert video.shape == (8, 32, 32, 3)
+    torch.testing.assert_close(video[3], torch.from_numpy(clip[3]).float() / 255)
+    part = read_video(root, start=1, frames=3, stride=2, crop=(16, 16), size=(8, 8))
+    assert part.shape == (3, 8, 8, 3)
+    expected = torch.from_numpy(clip[5, 8:24, 8:24]).float().reshape(8, 2, 8, 2, 3).mean(dim=(1, 3)) / 255
+    torch.testing.assert_close(part[2], expected)
+
+
+def test_read_video_errors(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(3))
+    with pytest.raises(CamfieldsError, match="does not exist"):
+        read_video(tmp_path / "nope.mp4")
+    with pytest.raises(CamfieldsError, match="no frames in the range"):
+        read_video(root, start=10)
+    with pytest.raises(CamfieldsError, match="larger than"):
+        read_video(root, crop=(64, 8))
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(CamfieldsError, match="cannot read video"):
+        read_video(tmp_path / "bad.mp4")
+    iio.imwrite(root / "f_999.png", np.zeros((16, 16, 3), dtype=np.uint8))
+    with pytest.raises(CamfieldsError, match="frames of different sizes"):
+        read_video(root)
+
+
+def test_read_video_file():
+    video = read_video(shared_data("video/carphone_pristine.mp4"), start=2, frames=4)
+    assert video.shape == (4, 144, 176, 3) and 0.1 < video.mean() < 0.9
+
+
+def test_cam_generator_starts_as_identity_modulation_and_sizes_hit_targets():
+    gen = NeRVGenerator(32, 32, [2, 2], channels=16, stem_channels=8, stem_hidden=32, time_grid=5)
+    for gamma, beta in gen.modulation(torch.tensor([0.0, 0.3, 1.0])):
+        assert torch.equal(gamma, torch.ones_like(gamma)) and torch.equal(beta, torch.zeros_like(beta))
+    with pytest.raises(CamfieldsError, match="not divisible"):
+        NeRVGenerator(30, 32, [4, 2])
+    target = 60000
+    plain = size_for_params(GeneratorConfig(**SMALL), 32, 32, target)
+    cam = size_for_params(GeneratorConfig(**SMALL, time_grid=30), 32, 32, target)
+    sizes = [count_parameters(build_generator(c, 32, 32)) for c in (plain, cam)]
+    assert all(0.9 * target < s <= target for s in sizes), sizes
+    assert cam.channels <= plain.channels  # the grid's parameters come out of the convolutions
+
+
+def test_bitstream_decoder_reproduces_the_quantized_generator_bit_for_bit(tmp_path):
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(**SMALL, time_grid=6)
+    generator = build_generator(cfg, 32, 32)
+    with torch.no_grad():
+        generator.time_grid.table.normal_(0, 0.1)
+    path = tmp_path / "g.camf"
+    size = encode(path, generator, cfg, 6, frames=5)
+    assert size == path.stat().st_size
+    decoded = decode_frames(path)
+    model = VideoModel(generator, bits=6, qat_start=0).eval()
+    with torch.no_grad():
+        expected = model(frame_times(5), quantized=True).clamp(0, 1).permute(0, 2, 3, 1)
+    torch.testing.assert_close(decoded, expected, atol=1e-6, rtol=0)  # batching may change the last bit
+    stream = read_bitstream(path)
+    assert stream.bits == 6 and all(np.abs(t.values).max() <= 31 for t in stream.tensors)
+    # the decoded weights are the quantized weights, bit for bit
+    with torch.no_grad():
+        quantized = model.quantized_parameters()
+    for t in stream.tensors:
+        assert torch.equal(torch.from_numpy(t.dequantize()), quantized[t.name]), t.name
+
+
+def test_tiny_clip_fits_encodes_and_decodes(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip())
+    cfg = resolve_config("cam", overrides={"epochs": 150, "generator": SMALL, "train": {"lr": 1e-2}})
+    metrics = fit_video(root, cfg, tmp_path / "run", "cpu", progress=False)
+    # measured when written: about 30 dB on the decoded 8-bit frames
+    assert metrics["psnr"] > 26, metrics
+    assert abs(metrics["psnr"] - metrics["psnr_float"]) < 1.5  # quantization-aware training kept 8 bits close
+    path = tmp_path / "run" / "video.camf"
+    assert metrics["bpp"] == pytest.approx(8 * path.stat().st_size / (32 * 32 * 8))
+    assert 0 < metrics["bpp_entropy_estimate"] < metrics["bpp"]
+    frames = decode_frames(path)
+    source = read_video(root)
+    psnr_decoded = np.mean(
+        [float(-10 * torch.log10(torch.mean((torch.round(f * 255) / 255 - s) ** 2))) for f, s in zip(frames, source)]
+    )
+    assert psnr_decoded == pytest.approx(metrics["psnr"], abs=1e-3)
+    # the decode script writes PNGs; a damaged file ends in one line and exit code 2
+    out = tmp_path / "frames"
+    script = [sys.executable, str(REPO / "scripts" / "decode_video.py")]
+    subprocess.run([*script, str(path), "--out", str(out), "--device", "cpu"], check=True, capture_output=True)
+    assert len(list(out.glob("*.png"))) == 8
+    damaged = tmp_path / "damaged.camf"
+    damaged.write_bytes(path.read_bytes()[:-100])
+    done = subprocess.run([*script, str(damaged), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 2 and "not a valid camfields bitstream" in done.stderr
+
+
+def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+    config = tmp_path / "tiny.toml"
+    config.write_text("epochs = 4\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
+        + ["--models", "cam", "--params", "8000,16000,32000,64000", "--crf", "45,38,31,24", "--codecs", "x264"]
+        + ["--preset", "ultrafast", "--device", "cpu", "--out", str(tmp_path / "rd")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "rd" / "rd.json").read_text())
+    names = [c["name"] for c in report["codecs"]]
+    assert names == ["camfields-cam", "x264"]
+    for c in report["codecs"]:
+        assert len(c["results"]["bpp"]) == 4 and c["results"]["bpp"] == sorted(c["results"]["bpp"])
+    bd = report["bd"]["camfields-cam vs x264"]
+    assert "error" in bd or math.isfinite(bd["bd_rate_percent"])
+    assert (tmp_path / "rd" / "rd.png").stat().st_size > 1000
