@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from camfields.errors import CamfieldsError
 
@@ -36,3 +38,28 @@ def run(main: Callable[[list[str] | None], object], argv: list[str] | None = Non
         print("interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
     return 0
+
+
+def scene_fit_main(
+    argv: list[str] | None,
+    description: str,
+    presets: dict,
+    default_model: str,
+    data_help: str,
+    resolve: Callable[..., Any],
+    fit: Callable[..., dict[str, Any]],
+) -> None:
+    """The command line of fit_nerf.py and fit_dynamic.py: parse, resolve the config, fit, print metrics."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", help=data_help)
+    parser.add_argument("--model", choices=sorted(presets), help=f"model preset (default: {default_model})")
+    parser.add_argument("--downscale", type=int, help="area-downscale the images by this integer factor")
+    parser.add_argument("--eval-split", choices=("val", "test"), help="split to evaluate on (default: val)")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    top = {"downscale": args.downscale, "eval_split": args.eval_split}
+    overrides = {k: v for k, v in top.items() if v is not None}
+    cfg = resolve(args.model, args.config, {**overrides, "train": train_overrides(args)})
+    metrics = fit(args.data, cfg, args.out, args.device, args.resume, progress=not args.quiet)
+    keys = ("psnr", "ssim", "lpips", "size_mb", "seconds")
+    print(json.dumps({k: metrics[k] for k in keys} | {k: v for k, v in metrics.items() if k.endswith("bit")}))

@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from camfields.config import deep_merge, to_dict
-from camfields.errors import CamfieldsError
 from camfields.fields import EncodingConfig, FieldConfig, ModulationConfig
 from camfields.io.dynamic import load_dynamic
-from camfields.runtime import resolve_device
 from camfields.tasks.nerf import ngp_preset, vanilla_preset
-from camfields.tasks.radiance import SceneConfig, fit_scene, resolve_scene_config
+from camfields.tasks.radiance import SceneConfig, fit_scene_from, resolve_scene_config
 
 
 @dataclass
@@ -95,11 +93,4 @@ def fit_dynamic(
 
     Outputs and metrics as ``tasks.radiance.fit_scene``; the turntable sweeps time from 0 to 1.
     """
-    cfg.validate()
-    source = Path(data) if data else Path(cfg.data) if cfg.data else None
-    if source is None:
-        raise CamfieldsError("no scene given: pass --data PATH (a D-NeRF folder or .npz) or a config with 'data'")
-    torch_device = resolve_device(device)
-    train_split = load_dynamic(source, "train", cfg.downscale, tuple(cfg.background))
-    eval_split = load_dynamic(source, cfg.eval_split, cfg.downscale, tuple(cfg.background))
-    return fit_scene(train_split, eval_split, cfg, out_dir, torch_device, resume, progress, source.stem)
+    return fit_scene_from(data, cfg, load_dynamic, "a D-NeRF folder or .npz", out_dir, device, resume, progress)

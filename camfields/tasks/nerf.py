@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from camfields.config import deep_merge, to_dict
-from camfields.errors import CamfieldsError
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig
 from camfields.io.blender import load_blender
-from camfields.runtime import resolve_device
 from camfields.tasks.radiance import (
     SPLITS,
     NeRFModel,
@@ -29,7 +27,7 @@ from camfields.tasks.radiance import (
     SamplerConfig,
     SceneConfig,
     build_radiance_field,
-    fit_scene,
+    fit_scene_from,
     resolve_scene_config,
 )
 from camfields.training import TrainConfig
@@ -157,11 +155,4 @@ def fit_nerf(
 
     Outputs and metrics as ``tasks.radiance.fit_scene``.
     """
-    cfg.validate()
-    root = Path(data) if data else Path(cfg.data) if cfg.data else None
-    if root is None:
-        raise CamfieldsError("no scene given: pass --data DIR (a Blender scene folder) or a config with 'data'")
-    torch_device = resolve_device(device)
-    train_split = load_blender(root, "train", cfg.downscale, tuple(cfg.background))
-    eval_split = load_blender(root, cfg.eval_split, cfg.downscale, tuple(cfg.background))
-    return fit_scene(train_split, eval_split, cfg, out_dir, torch_device, resume, progress, root.name)
+    return fit_scene_from(data, cfg, load_blender, "a Blender scene folder", out_dir, device, resume, progress)

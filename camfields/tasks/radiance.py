@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -30,7 +31,7 @@ from camfields.render.radiance import render_rays
 from camfields.render.rays import camera_rays, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
-from camfields.runtime import device_name
+from camfields.runtime import device_name, resolve_device
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
@@ -409,3 +410,31 @@ def fit_scene(
         write_video(out_dir / "turntable.mp4", frames)
     write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+#: loads one split: (path, split, downscale factor, background RGB) -> CameraSplit
+SplitLoader = Callable[[Path, str, int, tuple[float, float, float]], CameraSplit]
+
+
+def fit_scene_from(
+    data: Path | None,
+    cfg: SceneConfig,
+    loader: SplitLoader,
+    what: str,
+    out_dir: Path,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load the train and evaluation splits of ``data`` (default ``cfg.data``) with ``loader``, then ``fit_scene``.
+
+    ``what`` names the expected input in the error for a missing one (e.g. "a Blender scene folder").
+    """
+    cfg.validate()
+    source = Path(data) if data else Path(cfg.data) if cfg.data else None
+    if source is None:
+        raise CamfieldsError(f"no scene given: pass --data PATH ({what}) or a config with 'data'")
+    torch_device = resolve_device(device)
+    train_split = loader(source, "train", cfg.downscale, tuple(cfg.background))
+    eval_split = loader(source, cfg.eval_split, cfg.downscale, tuple(cfg.background))
+    return fit_scene(train_split, eval_split, cfg, out_dir, torch_device, resume, progress, source.stem)
