@@ -140,3 +140,14 @@ def test_bad_train_settings_are_clear_errors():
         TrainConfig(schedule="linear").validate()
     with pytest.raises(CamfieldsError, match="steps"):
         TrainConfig(steps=0).validate()
+
+
+def test_step_counter_continues_from_a_restored_count():
+    from camfields.training.steps import StepCounted
+
+    counter = StepCounted()
+    assert [counter.count_step() for _ in range(3)] == [0, 1, 2] and int(counter.steps_seen) == 3
+    restored = StepCounted()
+    restored.count_step()
+    restored.load_state_dict(counter.state_dict())
+    assert restored.count_step() == 3 and int(restored.steps_seen) == 4

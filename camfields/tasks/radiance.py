@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import torch
-from torch import nn
 
 from camfields.compression import quantized_copy, quantized_size_bytes
 from camfields.config import check_choice, deep_merge, from_dict, read_config
@@ -36,6 +35,7 @@ from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
 from camfields.training.run_dir import prepare_run_dir
+from camfields.training.steps import StepCounted
 
 SAMPLERS = ("occupancy", "hierarchical")
 SPLITS = ("val", "test")
@@ -149,7 +149,7 @@ def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceFie
     )
 
 
-class NeRFModel(nn.Module):
+class NeRFModel(StepCounted):
     """A radiance field, its occupancy grid (when marching) and its sampling settings.
 
     Checkpoints hold the field, the grid and ``steps_seen`` (which drives grid updates).
@@ -164,8 +164,6 @@ class NeRFModel(nn.Module):
             if sampler.kind == "occupancy"
             else None
         )
-        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
-        self._seen: int | None = None  # host copy of steps_seen, read from the device once
 
     @property
     def step_size(self) -> float:
@@ -181,20 +179,13 @@ class NeRFModel(nn.Module):
 
     def before_step(self, generator: torch.Generator) -> None:
         """Count a training step; refresh the occupancy grid when one is due."""
-        if self._seen is None:
-            self._seen = int(self.steps_seen)  # after a resume: the restored count
+        seen = self.count_step()
         cfg = self.sampler_cfg
-        if self.grid is not None and self._seen % cfg.update_every == 0:
-            fraction = 1.0 if self._seen < cfg.warmup else cfg.update_fraction
-            stratum = (self._seen // cfg.update_every % TIME_STRATA, TIME_STRATA)
+        if self.grid is not None and seen % cfg.update_every == 0:
+            fraction = 1.0 if seen < cfg.warmup else cfg.update_fraction
+            stratum = (seen // cfg.update_every % TIME_STRATA, TIME_STRATA)
             density = lambda points: self.field.occupancy_density(points, generator, stratum)  # noqa: E731
             self.grid.update(density, self.step_size, generator, fraction)
-        self._seen += 1
-        self.steps_seen += 1
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._seen = None
-        return super().load_state_dict(state_dict, strict, assign)
 
     def render(
         self,

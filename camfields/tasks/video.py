@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.func import functional_call
 
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
@@ -27,9 +26,11 @@ from camfields.io.video import read_video, write_video
 from camfields.metrics import ms_ssim, mse_to_psnr, psnr
 from camfields.modules.nerv import NeRVGenerator
 from camfields.runtime import device_name, resolve_device
+from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
 from camfields.training.run_dir import prepare_run_dir
+from camfields.training.steps import StepCounted
 
 BITSTREAM_FORMAT = "camfields-video/1"
 
@@ -106,10 +107,6 @@ def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenera
     return NeRVGenerator(height, width, **dataclasses.asdict(cfg))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def size_for_params(cfg: GeneratorConfig, height: int, width: int, target: int) -> GeneratorConfig:
     """``cfg`` with the first block's channels chosen so the generator has about ``target`` parameters."""
     low, high = 1, 4096
@@ -125,13 +122,12 @@ def frame_times(count: int) -> torch.Tensor:
     return torch.arange(count, dtype=torch.float32) / max(count - 1, 1)
 
 
-class VideoModel(nn.Module):
+class VideoModel(StepCounted):
     """A generator with its training step count; past ``qat_start`` steps it trains through the quantizer."""
 
     def __init__(self, generator: NeRVGenerator, bits: int, qat_start: int):
         super().__init__()
         self.generator, self.bits, self.qat_start = generator, bits, qat_start
-        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
 
     def quantized_parameters(self) -> dict[str, torch.Tensor]:
         return {name: fake_quantize(p, self.bits) for name, p in self.generator.named_parameters()}
@@ -163,8 +159,7 @@ class FrameObjective:
         self.batch_frames, self.chunk = batch_frames, chunk
 
     def loss(self, model: VideoModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        quantized = int(model.steps_seen) >= model.qat_start
-        model.steps_seen += 1
+        quantized = model.count_step() >= model.qat_start
         index = torch.randint(len(self.times), (self.batch_frames,), generator=generator).to(self.times.device)
         mse = torch.mean((model(self.times[index], quantized) - self.video[index]) ** 2)
         return mse, mse_to_psnr(mse.detach())
