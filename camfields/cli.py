@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from camfields.errors import CamfieldsError
+import torch.distributed as dist
+
+from camfields import distributed
+from camfields.errors import CamfieldsError, first_line
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: torchrun stops the other ranks this way when one of them fails."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,16 +39,45 @@ def train_overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in {"steps": args.steps, "seed": args.seed}.items() if v is not None}
 
 
+def report(summary: dict[str, Any]) -> None:
+    """Print a fit's one-line JSON summary (once: on rank 0 under torchrun)."""
+    if distributed.current().main:
+        print(json.dumps(summary))
+
+
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> int:
-    """Run ``main``; a CamfieldsError or Ctrl-C ends in one line on stderr and a non-zero exit."""
+    """Run ``main``; errors, Ctrl-C and a failed peer rank end in one line on stderr and a non-zero exit."""
+    label = f"rank {distributed.current_rank_from_env()}: " if distributed.launched() else ""
+    if distributed.launched():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         main(argv)
     except CamfieldsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{label}error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; continue with the same command and --resume", file=sys.stderr)
+        print(f"{label}interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print(
+            f"{label}stopped: the launcher ended this process (another rank failed, or the job was cancelled); "
+            "continue with the same command and --resume",
+            file=sys.stderr,
+        )
+        return 143
+    except RuntimeError as e:  # gloo reports a dead peer as a plain RuntimeError
+        if not (distributed.launched() and (isinstance(e, dist.DistError) or distributed.peer_failure(e))):
+            raise
+        print(
+            f"{label}error: lost contact with another rank ({first_line(e)}); the job stops, "
+            "continue it with the same command and --resume",
+            file=sys.stderr,
+        )
+        return 3
+    finally:
+        if distributed.launched():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        distributed.shutdown()
     return 0
 
 
@@ -62,4 +103,4 @@ def scene_fit_main(
     cfg = resolve(args.model, args.config, {**overrides, "train": train_overrides(args)})
     metrics = fit(args.data, cfg, args.out, args.device, args.resume, progress=not args.quiet)
     keys = ("psnr", "ssim", "lpips", "size_mb", "seconds")
-    print(json.dumps({k: metrics[k] for k in keys} | {k: v for k, v in metrics.items() if k.endswith("bit")}))
+    report({k: metrics[k] for k in keys} | {k: v for k, v in metrics.items() if k.endswith("bit")})

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from camfields.cli import add_common_arguments, run, train_overrides
+from camfields.cli import add_common_arguments, report, run, train_overrides
 from camfields.tasks.image import MODEL_PRESETS, MODES, fit_images, resolve_config
 
 
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = resolve_config(args.model, args.config, {**top, "train": train_overrides(args)})
     result = fit_images(args.image, cfg, args.out, args.device, args.resume, progress=not args.quiet)
     summary = result.get("mean", result)
-    print(json.dumps({k: summary[k] for k in ("psnr", "ssim", "lpips") if k in summary}))
+    report({k: summary[k] for k in ("psnr", "ssim", "lpips") if k in summary})
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ n-bit weights and write the bitstream; see README.md."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from camfields.cli import add_common_arguments, run, train_overrides
+from camfields.cli import add_common_arguments, report, run, train_overrides
 from camfields.errors import CamfieldsError
 from camfields.tasks.video import MODEL_PRESETS, fit_video, resolve_config
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {k: v for k, v in top.items() if v is not None} | (parse_size(args.size) if args.size else {})
     cfg = resolve_config(args.model, args.config, {**overrides, "train": train_overrides(args)})
     metrics = fit_video(args.video, cfg, args.out, args.device, args.resume, progress=not args.quiet)
-    print(json.dumps({k: metrics[k] for k in ("psnr", "ms_ssim", "bpp", "params", "seconds", "decode_fps")}))
+    report({k: metrics[k] for k in ("psnr", "ms_ssim", "bpp", "params", "seconds", "decode_fps")})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camfields.errors import CamfieldsError
+from camfields.errors import CamfieldsError, first_line
 
 #: File extensions treated as images when a folder is given.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -56,7 +56,7 @@ def load_image(path: Path) -> Image:
     try:
         array = iio.imread(path)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise CamfieldsError(f"could not read image {path}: {reason}") from None
     if array.ndim == 4:  # an animation or multi-page file: take its first frame
         array = array[0]

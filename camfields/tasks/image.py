@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
+from camfields import distributed
 from camfields.config import check_choice, deep_merge, from_dict, read_config, to_dict
+from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig, build_field
 from camfields.io.images import Image, downscale, list_images, load_embedded_image, load_image, save_png
 from camfields.metrics import image_metrics, psnr, ssim
-from camfields.runtime import device_name, resolve_device
+from camfields.runtime import device_name
 from camfields.training import CoordinateRegression, Evaluation, TrainConfig, predict, train
 from camfields.training.checkpoint import read_json, write_json
 from camfields.training.run_dir import prepare_run_dir
@@ -132,12 +134,15 @@ def fit_image(
     device: torch.device,
     resume: bool = False,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Fit one image and write ``reconstruction.png`` and ``metrics.json`` to ``out_dir``.
 
-    Returns the metrics: psnr, ssim, lpips (None when unavailable) on all pixels,
-    psnr_heldout (generalization only: the pixels never trained on), params, steps,
-    seconds, device, and the image size.
+    With ``shard`` (several ranks fitting this image together) each rank trains on its
+    slice of every pixel batch and rank 0 writes the files; without it this process fits
+    and writes alone. Returns the metrics (on every rank): psnr, ssim, lpips (None when
+    unavailable) on all pixels, psnr_heldout (generalization only: the pixels never
+    trained on), params, steps, seconds, device, and the image size.
     """
     pixels = downscale(image.pixels, cfg.downscale).to(device)
     height, width, channels = pixels.shape
@@ -153,7 +158,10 @@ def fit_image(
         resume=resume,
         progress=progress,
         description=f"{image.name} {cfg.model}",
+        shard=shard,
     )
+    if shard is not None and not shard.main:
+        return distributed.broadcast(None)
     model.eval()
     with torch.no_grad():
         recon = objective.render(model)
@@ -171,10 +179,12 @@ def fit_image(
         params=count_parameters(model),
         steps=result.steps,
         seconds=round(result.seconds, 3),
+        ranks=1 if shard is None else shard.world,
+        resumed_from=result.resumed_from,
         device=device_name(device),
     )
     write_json(Path(out_dir) / "metrics.json", metrics)
-    return metrics
+    return distributed.broadcast(metrics) if shard is not None else metrics
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -200,10 +210,11 @@ def summarize(per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _start_run(cfg: ImageConfig, out_dir: Path, device: str, resume: bool) -> torch.device:
-    """Check the config and device, then record the config in (or check it against) ``out_dir``."""
+    """Check the config, join the ranks (if launched by torchrun), pick the device, then
+    record the config in (or check it against) ``out_dir`` on rank 0."""
     cfg.validate()
-    torch_device = resolve_device(device)
-    prepare_run_dir(out_dir, to_dict(cfg), resume)
+    torch_device = distributed.init(device)
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, to_dict(cfg), resume))
     return torch_device
 
 
@@ -220,11 +231,13 @@ def fit_images(
     A single image writes its outputs to ``out_dir``; a folder writes one subfolder per
     image and a summary ``metrics.json`` with per-image metrics and their means. With
     ``resume``, finished images are kept and an interrupted one continues from its checkpoint.
+    Under torchrun a single image is fitted by all ranks together (pixel batches split
+    across them), a folder's images are spread over the ranks.
     """
     if source is None or not Path(source).is_dir():
         image = load_embedded_image() if source is None else load_image(Path(source))
         torch_device = _start_run(cfg, Path(out_dir), device, resume)
-        return fit_image(image, cfg, Path(out_dir), torch_device, resume, progress)
+        return fit_image(image, cfg, Path(out_dir), torch_device, resume, progress, distributed.current())
 
     return fit_image_files(list_images(Path(source)), cfg, out_dir, device, resume, progress)
 
@@ -240,17 +253,26 @@ def fit_image_files(
     """Fit each image file into ``out_dir/<stem>`` and write the summary ``metrics.json``.
 
     With ``resume``, images whose ``metrics.json`` exists are read back instead of refitted.
+    Under torchrun each rank fits one image at a time (image k on rank k mod N) and writes
+    that image's folder; rank 0 gathers the metrics and writes the summary.
     """
     out_dir = Path(out_dir)
     torch_device = _start_run(cfg, out_dir, device, resume)
-    per_image: dict[str, dict[str, Any]] = {}
-    for path in files:
+    rank = distributed.current().rank
+
+    def fit_one(path: Path) -> dict[str, Any]:
         image_dir = out_dir / path.stem
         done = image_dir / "metrics.json"
         if resume and done.exists():
-            per_image[path.stem] = read_json(done)
-            continue
-        per_image[path.stem] = fit_image(load_image(path), cfg, image_dir, torch_device, resume, progress)
+            return read_json(done)
+        show = progress and rank == 0
+        return fit_image(load_image(path), cfg, image_dir, torch_device, resume, show) | {"rank": rank}
+
+    per_image = {path.stem: metrics for path, metrics in distributed.map_gathered(files, fit_one)}
+    return distributed.run_on_main(lambda: _write_summary(out_dir, per_image))
+
+
+def _write_summary(out_dir: Path, per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
     summary = summarize(per_image)
     write_json(out_dir / "metrics.json", summary)
     return summary

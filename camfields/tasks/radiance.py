@@ -16,8 +16,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import torch
 
+from camfields import distributed
 from camfields.compression import quantized_copy, quantized_size_bytes
 from camfields.config import check_choice, deep_merge, from_dict, read_config
+from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
 from camfields.io.blender import CameraSplit
@@ -30,7 +32,7 @@ from camfields.render.radiance import render_rays
 from camfields.render.rays import camera_rays, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
-from camfields.runtime import device_name, resolve_device
+from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
@@ -275,14 +277,14 @@ class RayObjective:
         self.rays, self.batch_size, self.background = rays, batch_size, background
         self.preview, self.chunk = preview, chunk
 
-    def loss(self, model: NeRFModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, model: NeRFModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
         model.before_step(generator)
-        index = torch.randint(len(self.rays.origins), (self.batch_size,), generator=generator)
-        index = index.to(self.rays.origins.device)
+        batch = torch.randint(len(self.rays.origins), (self.batch_size,), generator=generator)
+        index = shard.take(batch).to(self.rays.origins.device)
         times = None if self.rays.times is None else self.rays.times[index]
         origins, directions = self.rays.origins[index], self.rays.directions[index]
         color = model.render(origins, directions, self.background, generator, times).color
-        mse = torch.mean((color - self.rays.colors[index]) ** 2)
+        mse = shard.mean((color - self.rays.colors[index]) ** 2, len(batch))
         return mse, mse_to_psnr(mse.detach())
 
     def evaluate(self, model: NeRFModel) -> Evaluation:
@@ -312,25 +314,39 @@ def _views(split: CameraSplit, count: int) -> list[int]:
     return sorted({math.floor(i * total / count) for i in range(count)})
 
 
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """An image in [0, 1] as 8-bit levels on the CPU (compact to send between ranks)."""
+    return torch.round(image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+
+
 def evaluate_views(
     model: NeRFModel, split: CameraSplit, views: list[int], background: torch.Tensor, chunk: int, out_dir: Path | None
 ) -> dict[str, dict[str, float | None]]:
-    """PSNR, SSIM and LPIPS of each view; with ``out_dir``, each rendering saved there as PNG."""
+    """PSNR, SSIM and LPIPS of each view; with ``out_dir``, each rendering saved there as PNG.
+
+    Under torchrun the views are spread over the ranks; rank 0 gathers the metrics,
+    writes the PNGs and returns the metrics (the other ranks return an empty dict).
+    """
     model.eval()
     height, width = split.images.shape[1:3]
-    per_view = {}
-    for index in views:
-        name, view = split.names[index], View.of(split, index)
+
+    def render_view(index: int) -> tuple[dict[str, float | None], torch.Tensor | None]:
+        view = View.of(split, index)
         rendered = render_image(model, view.pose, height, width, view.focal, background, chunk, view.time)
-        per_view[name] = image_metrics(rendered, view.image.to(rendered.device))
+        return image_metrics(rendered, view.image.to(rendered.device)), to_uint8(rendered) if out_dir else None
+
+    per_view = {}
+    for index, (metrics, image) in distributed.map_gathered(views, render_view):
+        per_view[split.names[index]] = metrics
         if out_dir is not None:
-            save_png(out_dir / f"{name}.png", rendered)
+            save_png(out_dir / f"{split.names[index]}.png", image.float() / 255)
     return per_view
 
 
 def _mean(per_view: dict[str, dict[str, float | None]], key: str) -> float | None:
+    """Mean of ``key`` over the views; None when a view lacks it (or there are none, as on ranks > 0)."""
     values = [m[key] for m in per_view.values()]
-    return None if any(v is None for v in values) else sum(values) / len(values)
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
 
 
 def fit_scene(
@@ -357,14 +373,22 @@ def fit_scene(
         needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
         raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, dataclasses.asdict(cfg), resume)
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, dataclasses.asdict(cfg), resume))
+    shard = distributed.current()
     background = torch.tensor(cfg.background, device=device)
     views = _views(eval_split, cfg.eval_views)
     preview = View.of(eval_split, views[0])
     preview = preview._replace(image=preview.image.to(device))
     objective = RayObjective(split_rays(train_split, device), cfg.train.batch_size, background, preview, cfg.eval_chunk)
     result = train(
-        model, objective, cfg.train, out_dir, resume=resume, progress=progress, description=f"{label} {cfg.model}"
+        model,
+        objective,
+        cfg.train,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        description=f"{label} {cfg.model}",
+        shard=shard,
     )
 
     per_view = evaluate_views(model, eval_split, views, background, cfg.eval_chunk, out_dir / f"eval_{cfg.eval_split}")
@@ -382,25 +406,33 @@ def fit_scene(
         "size_mb": params * 4 / 1e6,
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
+        "ranks": shard.world,
+        "resumed_from": result.resumed_from,
         "device": device_name(device),
     }
     if cfg.quantize_bits:
         quantized = quantized_copy(model, cfg.quantize_bits)
         q_views = evaluate_views(quantized, eval_split, views, background, cfg.eval_chunk, None)
-        metrics[f"psnr_{cfg.quantize_bits}bit"] = _mean(q_views, "psnr")
-        metrics[f"size_mb_{cfg.quantize_bits}bit"] = quantized_size_bytes(model, cfg.quantize_bits) / 1e6
+        if shard.main:
+            metrics[f"psnr_{cfg.quantize_bits}bit"] = _mean(q_views, "psnr")
+            metrics[f"size_mb_{cfg.quantize_bits}bit"] = quantized_size_bytes(model, cfg.quantize_bits) / 1e6
     metrics["per_view"] = per_view
     if cfg.turntable_frames:
         count = cfg.turntable_frames
         times = [k / max(count - 1, 1) if model.field.dynamic else None for k in range(count)]
-        poses = orbit_poses(train_split.poses, count)
-        frames = [
-            render_image(model, pose, height, width, eval_split.focal, background, cfg.eval_chunk, time)
-            for pose, time in zip(poses, times)
-        ]
-        write_video(out_dir / "turntable.mp4", frames)
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+        cameras = list(zip(orbit_poses(train_split.poses, count), times))
+
+        def render_frame(camera: tuple[torch.Tensor, float | None]) -> torch.Tensor:
+            pose, time = camera
+            image = render_image(model, pose, height, width, eval_split.focal, background, cfg.eval_chunk, time)
+            return to_uint8(image)
+
+        frames = [frame.float() / 255 for _, frame in distributed.map_gathered(cameras, render_frame)]
+        if shard.main:
+            write_video(out_dir / "turntable.mp4", frames)
+    if shard.main:
+        write_json(out_dir / "metrics.json", metrics)
+    return distributed.broadcast(metrics)
 
 
 #: loads one split: (path, split, downscale factor, background RGB) -> CameraSplit
@@ -425,7 +457,7 @@ def fit_scene_from(
     source = Path(data) if data else Path(cfg.data) if cfg.data else None
     if source is None:
         raise CamfieldsError(f"no scene given: pass --data PATH ({what}) or a config with 'data'")
-    torch_device = resolve_device(device)
+    torch_device = distributed.init(device)
     train_split = loader(source, "train", cfg.downscale, tuple(cfg.background))
     eval_split = loader(source, cfg.eval_split, cfg.downscale, tuple(cfg.background))
     return fit_scene(train_split, eval_split, cfg, out_dir, torch_device, resume, progress, source.stem)

@@ -17,15 +17,17 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from camfields import distributed
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
 from camfields.compression.quantize import fake_quantize, symmetric_integers
 from camfields.config import check_choice, deep_merge, from_dict, read_config, to_dict
+from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.io.images import save_png
 from camfields.io.video import read_video, write_video
 from camfields.metrics import ms_ssim, mse_to_psnr, psnr
 from camfields.modules.nerv import NeRVGenerator
-from camfields.runtime import device_name, resolve_device
+from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
@@ -158,10 +160,11 @@ class FrameObjective:
         self.times = frame_times(len(video)).to(video.device)
         self.batch_frames, self.chunk = batch_frames, chunk
 
-    def loss(self, model: VideoModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, model: VideoModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
         quantized = model.count_step() >= model.qat_start
-        index = torch.randint(len(self.times), (self.batch_frames,), generator=generator).to(self.times.device)
-        mse = torch.mean((model(self.times[index], quantized) - self.video[index]) ** 2)
+        batch = torch.randint(len(self.times), (self.batch_frames,), generator=generator)
+        index = shard.take(batch).to(self.times.device)
+        mse = shard.mean((model(self.times[index], quantized) - self.video[index]) ** 2, len(batch))
         return mse, mse_to_psnr(mse.detach())
 
     @torch.no_grad()
@@ -256,10 +259,12 @@ def fit_video(
 
     Metrics: PSNR / MS-SSIM (8-bit frames) of the decoded bitstream, PSNR of the float
     model, bits per pixel from the file's bytes, an entropy estimate (labelled), parameters,
-    fit seconds, encoding and decoding frames per second, and the device.
+    fit seconds, encoding and decoding frames per second, and the device. Under torchrun
+    the frames of every batch are split across the ranks; rank 0 encodes and writes, and
+    every rank returns the metrics.
     """
     cfg.validate()
-    torch_device = resolve_device(device)
+    torch_device = distributed.init(device)
     video = load_clip(Path(path), cfg)
     frames, height, width, _ = video.shape
     gen_cfg = cfg.generator
@@ -270,7 +275,8 @@ def fit_video(
         cfg, generator=gen_cfg, train=dataclasses.replace(cfg.train, steps=cfg.epochs * steps_per_epoch)
     )
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, to_dict(cfg), resume)
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, to_dict(cfg), resume))
+    shard = distributed.current()
 
     torch.manual_seed(cfg.train.seed)
     generator = build_generator(gen_cfg, height, width)
@@ -299,7 +305,10 @@ def fit_video(
         progress=progress,
         description=f"{Path(path).stem} {cfg.model}",
         on_step=on_step,
+        shard=shard,
     )
+    if not shard.main:
+        return distributed.broadcast(None)
     float_frames = objective.render(model, quantized=False).permute(0, 2, 3, 1).cpu()
     bitstream = out_dir / "video.camf"
     size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames)
@@ -325,12 +334,14 @@ def fit_video(
         "bpp": 8 * size / (width * height * frames),
         "bpp_entropy_estimate": stream.estimated_payload_bits / (width * height * frames),
         "seconds": round(result.seconds, 2),
+        "ranks": shard.world,
+        "resumed_from": result.resumed_from,
         "encode_fps": frames / encode_seconds if not result.resumed_from else None,
         "decode_fps": frames / decode_seconds,
         "device": device_name(torch_device),
     }
     write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    return distributed.broadcast(metrics)
 
 
 def write_frames(frames: torch.Tensor, out: Path, fps: int = 25) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from camfields.errors import CamfieldsError
+from camfields.errors import CamfieldsError, first_line
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -53,7 +53,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CamfieldsError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # torch reports truncation and corruption as several types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise CamfieldsError(
             f"checkpoint {path} is truncated or corrupt ({reason}); delete it to restart that fit"
         ) from None

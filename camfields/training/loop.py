@@ -3,11 +3,14 @@
 A task supplies an ``Objective`` (its loss on a batch and its evaluation); the loop
 owns the optimizer groups, the schedule, seeding, the progress bar, TensorBoard,
 checkpoints and resuming, so a resumed fit ends with exactly the same weights as
-an uninterrupted one.
+an uninterrupted one. Given a ``Shard`` of several processes, it trains through
+DistributedDataParallel: each rank computes the loss on its slice of the global batch
+and rank 0 alone writes checkpoints and logs.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from camfields import distributed
+from camfields.distributed import Shard
 from camfields.training.checkpoint import load_checkpoint, save_checkpoint
 from camfields.training.config import TrainConfig
 from camfields.training.optim import build_optimizer
@@ -37,8 +42,12 @@ class Evaluation:
 class Objective(Protocol):
     """A task's side of the loop."""
 
-    def loss(self, model: nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss to minimise, batch PSNR in dB) for one step; draw randomness from ``generator``."""
+    def loss(self, model: nn.Module, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, batch PSNR in dB) for one step, on ``shard``'s slice of the global batch.
+
+        Draw the global batch from ``generator`` (the same on every rank), then train on
+        ``shard.take(batch)`` with the loss ``shard.mean(...)``.
+        """
 
     def evaluate(self, model: nn.Module) -> Evaluation:
         """Metrics (and preview images) of the current model, in eval mode without gradients."""
@@ -51,7 +60,31 @@ class FitResult:
     steps: int
     seconds: float  # training time, summed over resumed runs
     resumed_from: int | None
-    evaluation: Evaluation
+    evaluation: Evaluation | None  # None on ranks other than 0
+
+
+class _ShardLoss(nn.Module):
+    """The objective's loss as a module's forward, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.objective.loss(self.model, generator, shard)
+
+
+def _loss_function(model: nn.Module, objective: Objective, shard: Shard) -> nn.Module:
+    """The per-step loss, wrapped in DistributedDataParallel on several ranks."""
+    step = _ShardLoss(model, objective)
+    if shard.world == 1:
+        return step
+    # Buffers (occupancy grids, step counters) evolve identically on every rank: same
+    # weights, same generator; broadcasting them every step would only cost time.
+    ddp = nn.parallel.DistributedDataParallel
+    if "forward_sync_buffers" in inspect.signature(ddp).parameters:  # torch >= 2.14 renamed it
+        return ddp(step, forward_sync_buffers=False)
+    return ddp(step, broadcast_buffers=False)
 
 
 StepCallback = Callable[[int, nn.Module], None]
@@ -77,6 +110,7 @@ def train(
     tensorboard: bool = True,
     description: str = "fit",
     on_step: StepCallback | None = None,
+    shard: Shard | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``objective`` for ``cfg.steps`` steps.
 
@@ -90,29 +124,39 @@ def train(
         tensorboard: write TensorBoard scalars and images.
         description: label of the progress bar.
         on_step: called after every optimizer step with (step number, model).
+        shard: this process's rank among the processes that fit ``model`` together
+            (``distributed.current()``); None fits it in this process alone.
     Returns:
-        A ``FitResult`` with the final evaluation.
+        A ``FitResult`` with the final evaluation (None on ranks other than 0).
     """
     cfg.validate()
+    shard = shard or Shard()
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     optimizer = build_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     start, seconds_before, resumed_from = 0, 0.0, None
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    state = load_checkpoint(ckpt_path) if shard.main and resume and ckpt_path.exists() else None
+    if shard.world > 1:  # rank 0 reads the checkpoint; the others need no shared folder
+        state = distributed.broadcast(state)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start, seconds_before, resumed_from = state["step"], state["seconds"], state["step"]
+        if progress and shard.main:
+            tqdm.write(f"resuming {out_dir} from step {start} of {cfg.steps}")
+    step_loss = _loss_function(model, objective, shard)
 
     writer = None
-    if tensorboard:
+    if tensorboard and shard.main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out_dir / "tb"), purge_step=start)
 
     def checkpoint(step: int, seconds: float) -> None:
+        if not shard.main:
+            return
         state = {
             "step": step,
             "seconds": seconds,
@@ -133,14 +177,16 @@ def train(
         return evaluation
 
     model.train()
-    bar = tqdm(total=cfg.steps, initial=start, desc=description, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps, initial=start, desc=description, disable=not (progress and shard.main), dynamic_ncols=True
+    )
     t0 = time.perf_counter()
     try:
         for step in range(start, cfg.steps):
             factor = lr_factor(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            loss, batch_psnr = objective.loss(model, generator)
+            loss, batch_psnr = step_loss(generator, shard)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -153,14 +199,14 @@ def train(
                     writer.add_scalar("train/loss", loss_value, done)
                     writer.add_scalar("train/psnr", psnr_value, done)
                     writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
-            if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+            if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and shard.main:
                 log_evaluation(done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 checkpoint(done, seconds_before + time.perf_counter() - t0)
             if on_step is not None:
                 on_step(done, model)
         seconds = seconds_before + time.perf_counter() - t0
-        evaluation = log_evaluation(cfg.steps)
+        evaluation = log_evaluation(cfg.steps) if shard.main else None
     finally:
         bar.close()
         if writer is not None:

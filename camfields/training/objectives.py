@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from camfields.distributed import Shard
 from camfields.metrics import mse_to_psnr, psnr
 from camfields.training.loop import Evaluation
 
@@ -26,12 +27,14 @@ class CoordinateRegression:
     def __init__(self, coords: torch.Tensor, targets: torch.Tensor, batch_size: int = 0):
         self.coords, self.targets, self.batch_size = coords, targets, batch_size
 
-    def loss(self, model: nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.coords, self.targets
-        if 0 < self.batch_size < x.shape[0]:
-            index = torch.randint(x.shape[0], (self.batch_size,), generator=generator).to(x.device)
-            x, y = x[index], y[index]
-        mse = torch.mean((model(x) - y) ** 2)
+    def loss(self, model: nn.Module, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
+        count = self.coords.shape[0]
+        if 0 < self.batch_size < count:
+            index = torch.randint(count, (self.batch_size,), generator=generator)
+        else:
+            index = torch.arange(count)
+        local = shard.take(index).to(self.coords.device)
+        mse = shard.mean((model(self.coords[local]) - self.targets[local]) ** 2, len(index))
         return mse, mse_to_psnr(mse.detach())
 
     def evaluate(self, model: nn.Module) -> Evaluation:
