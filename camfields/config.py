@@ -125,3 +125,32 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         keys = sorted(set(old) | set(new))
         return [d for k in keys for d in config_differences(old.get(k), new.get(k), f"{prefix}{k}.")]
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def resolve_preset_config(
+    cls: type[T],
+    presets: dict[str, dict[str, Any]],
+    default: str,
+    model: str | None = None,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> T:
+    """Layer a model preset, a config file (path or ``scenes/`` preset) and overrides into ``cls``.
+
+    ``presets`` maps each model name to its settings (a dict in the layout of ``cls``);
+    ``model`` defaults to the file's ``model`` key, else ``default``. A config file's
+    top-level keys apply to every model; its ``[models.<name>]`` tables apply to that model
+    only (e.g. smaller widths for a CPU-sized run). The result is validated.
+    """
+    file_data, source = read_config(config)
+    per_model = file_data.pop("models", {})
+    name = model or file_data.get("model", default)
+    check_choice(name, presets, "model")
+    unknown = set(per_model) - set(presets)
+    if unknown:
+        raise CamfieldsError(f"{source}: [models.{sorted(unknown)[0]}] names no model; choose from {list(presets)}")
+    data = deep_merge(presets[name], file_data)
+    data = deep_merge(deep_merge(data, per_model.get(name, {})), {**(overrides or {}), "model": name})
+    cfg = from_dict(cls, data, source)
+    cfg.validate()
+    return cfg

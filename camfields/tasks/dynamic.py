@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfields.config import deep_merge, to_dict
+from camfields.config import deep_merge, resolve_preset_config, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, ModulationConfig
 from camfields.io.dynamic import load_dynamic
 from camfields.tasks.nerf import ngp_preset, vanilla_preset
-from camfields.tasks.radiance import SceneConfig, fit_scene_from, resolve_scene_config
+from camfields.tasks.radiance import SceneConfig, fit_scene_from
 
 
 @dataclass
@@ -78,7 +78,7 @@ def resolve_config(
     model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
 ) -> DynamicConfig:
     """Layer the model preset (default tnerf_cam), a config file and overrides (as for NeRF)."""
-    return resolve_scene_config(DynamicConfig, MODEL_PRESETS, "tnerf_cam", model, config, overrides)
+    return resolve_preset_config(DynamicConfig, MODEL_PRESETS, "tnerf_cam", model, config, overrides)
 
 
 def fit_dynamic(

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from camfields import distributed
-from camfields.config import check_choice, deep_merge, from_dict, read_config, to_dict
+from camfields.config import check_choice, resolve_preset_config, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig, build_field
@@ -76,14 +76,8 @@ def resolve_config(
         config: a TOML file or preset name such as "image/natural".
         overrides: nested dict applied last, e.g. ``{"train": {"steps": 100}}``.
     """
-    file_data, source = read_config(config)
-    name = model or file_data.get("model", "cam")
-    check_choice(name, MODEL_PRESETS, "model")
-    base = to_dict(ImageConfig(model=name, field=MODEL_PRESETS[name]()))
-    data = deep_merge(deep_merge(base, file_data), {**(overrides or {}), "model": name})
-    cfg = from_dict(ImageConfig, data, source)
-    cfg.validate()
-    return cfg
+    presets = {name: to_dict(ImageConfig(model=name, field=preset())) for name, preset in MODEL_PRESETS.items()}
+    return resolve_preset_config(ImageConfig, presets, "cam", model, config, overrides)
 
 
 def pixel_coords(height: int, width: int) -> torch.Tensor:

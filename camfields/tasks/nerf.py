@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfields.config import deep_merge, to_dict
+from camfields.config import deep_merge, resolve_preset_config, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig
 from camfields.io.blender import load_blender
 from camfields.tasks.radiance import (
@@ -28,7 +28,6 @@ from camfields.tasks.radiance import (
     SceneConfig,
     build_radiance_field,
     fit_scene_from,
-    resolve_scene_config,
 )
 from camfields.training import TrainConfig
 
@@ -140,7 +139,7 @@ def resolve_config(
     A config file's top-level keys apply to every model; its ``[models.<name>]`` tables
     apply to that model only (e.g. smaller widths for a CPU-sized run).
     """
-    return resolve_scene_config(NeRFConfig, MODEL_PRESETS, "ngp", model, config, overrides)
+    return resolve_preset_config(NeRFConfig, MODEL_PRESETS, "ngp", model, config, overrides)
 
 
 def fit_nerf(

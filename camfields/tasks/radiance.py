@@ -12,13 +12,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import torch
 
 from camfields import distributed
 from camfields.compression import quantized_copy, quantized_size_bytes
-from camfields.config import check_choice, deep_merge, from_dict, read_config
+from camfields.config import check_choice
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
@@ -107,36 +107,6 @@ class SceneConfig:
         if self.train.batch_size < 1:
             raise CamfieldsError("train.batch_size (rays per step) must be positive")
         self.train.validate()
-
-
-C = TypeVar("C", bound=SceneConfig)
-
-
-def resolve_scene_config(
-    cls: type[C],
-    presets: dict[str, dict[str, Any]],
-    default: str,
-    model: str | None = None,
-    config: str | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> C:
-    """Layer a model preset, a config file (path or ``scenes/`` preset) and overrides into ``cls``.
-
-    A config file's top-level keys apply to every model; its ``[models.<name>]`` tables
-    apply to that model only (e.g. smaller widths for a CPU-sized run).
-    """
-    file_data, source = read_config(config)
-    per_model = file_data.pop("models", {})
-    name = model or file_data.get("model", default)
-    check_choice(name, presets, "model")
-    unknown = set(per_model) - set(presets)
-    if unknown:
-        raise CamfieldsError(f"{source}: [models.{sorted(unknown)[0]}] names no model; choose from {list(presets)}")
-    data = deep_merge(presets[name], file_data)
-    data = deep_merge(deep_merge(data, per_model.get(name, {})), {**(overrides or {}), "model": name})
-    cfg = from_dict(cls, data, source)
-    cfg.validate()
-    return cfg
 
 
 def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceField:

@@ -20,7 +20,7 @@ from torch.func import functional_call
 from camfields import distributed
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
 from camfields.compression.quantize import fake_quantize, symmetric_integers
-from camfields.config import check_choice, deep_merge, from_dict, read_config, to_dict
+from camfields.config import check_choice, deep_merge, from_dict, resolve_preset_config, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.io.images import save_png
@@ -96,13 +96,8 @@ def resolve_config(
     model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
 ) -> VideoConfig:
     """Layer the defaults, the model preset, a config file (path or ``scenes/`` preset) and overrides."""
-    file_data, source = read_config(config)
-    name = model or file_data.get("model", "cam")
-    check_choice(name, MODEL_PRESETS, "model")
-    data = deep_merge(deep_merge(to_dict(VideoConfig()), MODEL_PRESETS[name]), file_data)
-    cfg = from_dict(VideoConfig, deep_merge(data, {**(overrides or {}), "model": name}), source)
-    cfg.validate()
-    return cfg
+    presets = {name: deep_merge(to_dict(VideoConfig()), preset) for name, preset in MODEL_PRESETS.items()}
+    return resolve_preset_config(VideoConfig, presets, "cam", model, config, overrides)
 
 
 def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenerator:
