@@ -175,6 +175,24 @@ def all_gather(value: T) -> list[T]:
     return values
 
 
+def differing_states(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters and buffers whose values differ between the ranks (checked by checksum).
+
+    Parameters stay equal under DistributedDataParallel; buffers (occupancy grids, step
+    counters) stay equal because every rank updates them from the same weights and generator.
+    """
+    if current().world == 1:
+        return []
+    states = [*model.named_parameters(), *model.named_buffers()]
+    sums = torch.stack([tensor.detach().double().sum() for _, tensor in states]).cpu().tolist()
+    ranks = all_gather(sums)
+    return [
+        name
+        for k, (name, _) in enumerate(states)
+        if any(abs(other[k] - sums[k]) > 1e-6 * (1 + abs(sums[k])) for other in ranks)
+    ]
+
+
 def map_gathered(items: Sequence[T], work: Callable[[T], R]) -> Iterator[tuple[T, R]]:
     """Apply ``work`` to ``items`` spread over the ranks, one item per rank at a time.
 

@@ -272,6 +272,11 @@ def fit_video(
     out_dir = Path(out_dir)
     distributed.run_on_main(lambda: prepare_run_dir(out_dir, to_dict(cfg), resume))
     shard = distributed.current()
+    if cfg.batch_frames < shard.world:
+        raise CamfieldsError(
+            f"batch_frames = {cfg.batch_frames} is fewer than the {shard.world} processes: "
+            "every rank needs a frame per step; raise batch_frames or start fewer processes"
+        )
 
     torch.manual_seed(cfg.train.seed)
     generator = build_generator(gen_cfg, height, width)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,9 @@ def train(
             if on_step is not None:
                 on_step(done, model)
         seconds = seconds_before + time.perf_counter() - t0
+        differing = distributed.differing_states(model) if shard.world > 1 else []
+        if differing and shard.main:
+            warnings.warn(f"the ranks' copies of the model drifted apart in {', '.join(differing[:5])}", stacklevel=2)
         evaluation = log_evaluation(cfg.steps) if shard.main else None
     finally:
         bar.close()
