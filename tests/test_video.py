@@ -98,6 +98,10 @@ def test_cam_generator_starts_as_identity_modulation_and_sizes_hit_targets():
     sizes = [count_parameters(build_generator(c, 32, 32)) for c in (plain, cam)]
     assert all(0.9 * target < s <= target for s in sizes), sizes
     assert cam.channels <= plain.channels  # the grid's parameters come out of the convolutions
+    small = size_for_params(GeneratorConfig(**SMALL), 32, 32, 3000)  # every width shrinks, the stem too
+    assert 2700 < count_parameters(build_generator(small, 32, 32)) <= 3000 and small.stem_hidden < SMALL["stem_hidden"]
+    with pytest.raises(CamfieldsError, match="below the smallest generator"):
+        size_for_params(GeneratorConfig(**SMALL), 32, 32, 50)
 
 
 def test_bitstream_decoder_reproduces_the_quantized_generator_bit_for_bit(tmp_path):

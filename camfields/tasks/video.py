@@ -61,7 +61,7 @@ class VideoConfig:
     start: int = 0
     frames: int = 0  # 0 = all
     stride: int = 1
-    target_params: int = 0  # choose generator.channels so the model has about this many parameters
+    target_params: int = 0  # scale the generator's widths so the model has about this many parameters
     epochs: int = 300
     batch_frames: int = 1  # frames per training step
     bits: int = 8  # weight bit depth of the bitstream (grids included)
@@ -104,14 +104,43 @@ def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenera
     return NeRVGenerator(height, width, **dataclasses.asdict(cfg))
 
 
+def scale_widths(cfg: GeneratorConfig, factor: float) -> GeneratorConfig:
+    """``cfg`` with every width (block channels, their minimum, stem channels and hidden width) times ``factor``."""
+
+    def width(n: int) -> int:
+        return max(1, round(n * factor))
+
+    return dataclasses.replace(
+        cfg,
+        channels=width(cfg.channels),
+        min_channels=width(cfg.min_channels),
+        stem_channels=width(cfg.stem_channels),
+        stem_hidden=width(cfg.stem_hidden),
+    )
+
+
 def size_for_params(cfg: GeneratorConfig, height: int, width: int, target: int) -> GeneratorConfig:
-    """``cfg`` with the first block's channels chosen so the generator has about ``target`` parameters."""
-    low, high = 1, 4096
-    while low < high:  # the largest channel count that stays within the target
-        mid = (low + high + 1) // 2
-        params = count_parameters(build_generator(dataclasses.replace(cfg, channels=mid), height, width))
-        low, high = (mid, high) if params <= target else (low, mid - 1)
-    return dataclasses.replace(cfg, channels=low)
+    """``cfg`` with its widths scaled by one factor, the largest that keeps the generator within ``target`` parameters.
+
+    The proportions of the config (stem vs blocks, the channel schedule) are kept, so one
+    config spans a whole rate range; an unreachable target is an error.
+    """
+
+    def params(factor: float) -> int:
+        return count_parameters(build_generator(scale_widths(cfg, factor), height, width))
+
+    low, high = 1e-4, 1.0
+    if params(low) > target:
+        raise CamfieldsError(
+            f"--params {target} is below the smallest generator of this config at {width}x{height} "
+            f"({params(low)} parameters: the embedding, grid and 1-channel layers)"
+        )
+    while params(high) <= target and high < 4096:
+        low, high = high, high * 2
+    for _ in range(40):  # geometric bisection: params(low) <= target < params(high)
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if params(middle) <= target else (low, middle)
+    return scale_widths(cfg, low)
 
 
 def frame_times(count: int) -> torch.Tensor:
