@@ -95,5 +95,7 @@ def test_bd_rate_and_bd_psnr_of_known_curves():
     assert bd_rate(rates, psnrs, [1.5 * r for r in rates], psnrs) == pytest.approx(50.0, abs=1e-6)
     with pytest.raises(CamfieldsError, match="do not overlap"):
         bd_rate(rates, psnrs, rates, [p + 20 for p in psnrs])
-    with pytest.raises(CamfieldsError, match="at least 4"):
-        bd_rate(rates[:3], psnrs[:3], rates, psnrs)
+    # three points: the quadratic through them, exact for a curve that is one
+    assert bd_rate(rates[:3], psnrs[:3], [0.8 * r for r in rates[:3]], psnrs[:3]) == pytest.approx(-20.0, abs=1e-6)
+    with pytest.raises(CamfieldsError, match="at least 3"):
+        bd_rate(rates[:2], psnrs[:2], rates, psnrs)

@@ -174,3 +174,18 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     bd = report["bd"]["camfields-cam vs x264"]
     assert "error" in bd or math.isfinite(bd["bd_rate_percent"])
     assert (tmp_path / "rd" / "rd.png").stat().st_size > 1000
+
+
+def test_cam_without_norm_starts_equal_to_the_plain_generator():
+    times = torch.tensor([0.0, 0.4, 1.0])
+    torch.manual_seed(0)
+    plain = build_generator(GeneratorConfig(**SMALL), 32, 32)
+    torch.manual_seed(0)
+    cam = build_generator(GeneratorConfig(**SMALL, time_grid=7, cam_norm="none"), 32, 32)
+    torch.manual_seed(0)
+    normed = build_generator(GeneratorConfig(**SMALL, time_grid=7), 32, 32)
+    with torch.no_grad():
+        assert torch.equal(cam(times), plain(times))  # gamma = 1, beta = 0 and nothing normalised
+        assert not torch.allclose(normed(times), plain(times), atol=1e-3)  # instance norm changes it
+    with pytest.raises(CamfieldsError, match="cam_norm"):
+        build_generator(GeneratorConfig(**SMALL, time_grid=7, cam_norm="batch"), 32, 32)

@@ -1,7 +1,8 @@
 """Rate-distortion comparison: Bjontegaard delta rate and delta PSNR between two RD curves.
 
 Both follow Bjontegaard (VCEG-M33): fit a cubic polynomial through each curve in the
-(log rate, PSNR) plane, integrate over the overlapping interval, and compare. BD-rate is the
+(log rate, PSNR) plane, integrate over the overlapping interval, and compare. A curve of
+three points gets the quadratic through them instead (the cubic needs four). BD-rate is the
 average rate change (in %) of the test curve at equal quality (negative: the test codec
 needs fewer bits); BD-PSNR the average quality change (dB) at equal rate.
 """
@@ -15,8 +16,8 @@ from camfields.errors import CamfieldsError
 
 def _check(rates: list[float], psnrs: list[float], which: str) -> tuple[np.ndarray, np.ndarray]:
     r, p = np.asarray(rates, dtype=np.float64), np.asarray(psnrs, dtype=np.float64)
-    if r.shape != p.shape or r.ndim != 1 or len(r) < 4:
-        raise CamfieldsError(f"{which} curve needs at least 4 (rate, PSNR) points of equal count, got {len(r)}")
+    if r.shape != p.shape or r.ndim != 1 or len(r) < 3:
+        raise CamfieldsError(f"{which} curve needs at least 3 (rate, PSNR) points of equal count, got {len(r)}")
     if (r <= 0).any() or not np.isfinite(p).all():
         raise CamfieldsError(f"{which} curve needs positive rates and finite PSNRs")
     order = np.argsort(r)
@@ -24,7 +25,7 @@ def _check(rates: list[float], psnrs: list[float], which: str) -> tuple[np.ndarr
 
 
 def _integral(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
-    poly = np.polyint(np.polyfit(x, y, 3))
+    poly = np.polyint(np.polyfit(x, y, min(3, len(x) - 1)))
     return float(np.polyval(poly, high) - np.polyval(poly, low))
 
 
@@ -47,4 +48,4 @@ def bd_psnr(ref_rates, ref_psnrs, test_rates, test_psnrs) -> float:
     low, high = max(l1.min(), l2.min()), min(l1.max(), l2.max())
     if low >= high:
         raise CamfieldsError("the two RD curves do not overlap in rate; BD-PSNR is undefined")
-    return (_integral(l2, p2, low, high) - _integral(l1, p1, low, high)) / (high - low)
+    return float((_integral(l2, p2, low, high) - _integral(l1, p1, low, high)) / (high - low))

@@ -20,6 +20,8 @@ from torch import nn
 from camfields.errors import CamfieldsError
 from camfields.modules.grids import DenseGrid
 
+CAM_NORMS = ("instance", "none")
+
 
 class TimeEmbedding(nn.Module):
     """NeRV's embedding of t in [0, 1]: [sin(b^i pi t), cos(b^i pi t)] for i < levels: (N, 2 * levels)."""
@@ -51,6 +53,8 @@ class NeRVGenerator(nn.Module):
         reduce, min_channels: channel schedule of the blocks (see ``block_channels``).
         embedding_levels: frequencies of the time embedding.
         time_grid: nodes of the CAM temporal grid; 0 builds the plain generator.
+        cam_norm: what CAM normalises before its scale and shift: "instance" (per frame and
+            channel, the CAM paper's setting) or "none".
     """
 
     def __init__(
@@ -65,8 +69,12 @@ class NeRVGenerator(nn.Module):
         min_channels: int = 12,
         embedding_levels: int = 80,
         time_grid: int = 0,
+        cam_norm: str = "instance",
     ):
         super().__init__()
+        if cam_norm not in CAM_NORMS:
+            raise CamfieldsError(f"cam_norm must be one of {', '.join(CAM_NORMS)}, got {cam_norm!r}")
+        self.cam_norm = cam_norm
         scale = math.prod(strides)
         if not strides or any(s < 1 for s in strides) or height % scale or width % scale:
             raise CamfieldsError(
@@ -108,6 +116,6 @@ class NeRVGenerator(nn.Module):
         for conv, stride, mod in zip(self.convs, self.strides, mods):
             x = F.pixel_shuffle(conv(x), stride)
             if mod is not None:
-                x = F.instance_norm(x) * mod[0] + mod[1]
+                x = (F.instance_norm(x) if self.cam_norm == "instance" else x) * mod[0] + mod[1]
             x = F.gelu(x)
         return torch.sigmoid(self.head(x))

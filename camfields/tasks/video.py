@@ -49,6 +49,7 @@ class GeneratorConfig:
     min_channels: int = 12
     embedding_levels: int = 80
     time_grid: int = 0
+    cam_norm: str = "instance"  # instance | none: the normalisation CAM's scale and shift follow
 
 
 @dataclass
