@@ -50,6 +50,12 @@ class Shard:
         """This rank's contiguous slice of a global batch (B, ...); slices differ by at most one row."""
         return batch.tensor_split(self.world)[self.rank]
 
+    def rows(self, count: int) -> slice:
+        """This rank's rows of a batch of ``count`` rows: the same rows as ``take``, as a slice (no copy)."""
+        size, extra = divmod(count, self.world)
+        start = self.rank * size + min(self.rank, extra)
+        return slice(start, start + size + (self.rank < extra))
+
     def mean(self, local: torch.Tensor, global_rows: int) -> torch.Tensor:
         """The mean over the global batch, as far as this rank's rows ``local`` (b, ...) contribute.
 

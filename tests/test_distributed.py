@@ -17,7 +17,8 @@ import torch
 from conftest import REPO
 from test_nerf import write_blender_scene
 
-from camfields.distributed import Shard, map_gathered, run_on_main
+from camfields.distributed import Shard, init, map_gathered, run_on_main
+from camfields.errors import CamfieldsError
 from camfields.io.blender import load_blender
 from camfields.tasks.nerf import NeRFModel, build_radiance_field, resolve_config
 from camfields.tasks.radiance import evaluate_views
@@ -64,8 +65,19 @@ def test_shard_slices_and_items_cover_everything_once():
     for world in (1, 2, 3, 4):
         slices = [Shard(rank, world).take(batch) for rank in range(world)]
         assert torch.equal(torch.cat(slices), batch)
+        assert all(torch.equal(batch[Shard(r, world).rows(10)], slices[r]) for r in range(world))
         items = sorted(x for rank in range(world) for x in Shard(rank, world).mine(list(range(10))))
         assert items == list(range(10))
+
+
+def test_bad_launch_settings_are_clear_errors(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun; both checks come before joining
+    with pytest.raises(CamfieldsError, match="every rank on one GPU"):
+        init("cuda:1")
+    for bad in ("soon", "-5"):
+        monkeypatch.setenv("CAMFIELDS_DIST_TIMEOUT", bad)
+        with pytest.raises(CamfieldsError, match="CAMFIELDS_DIST_TIMEOUT"):
+            init("cpu")
 
 
 def test_helpers_work_in_one_process_without_a_process_group():

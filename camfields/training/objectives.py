@@ -30,11 +30,12 @@ class CoordinateRegression:
     def loss(self, model: nn.Module, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
         count = self.coords.shape[0]
         if 0 < self.batch_size < count:
-            index = torch.randint(count, (self.batch_size,), generator=generator)
-        else:
-            index = torch.arange(count)
-        local = shard.take(index).to(self.coords.device)
-        mse = shard.mean((model(self.coords[local]) - self.targets[local]) ** 2, len(index))
+            batch = torch.randint(count, (self.batch_size,), generator=generator)
+            local = shard.take(batch).to(self.coords.device)
+            rows = self.batch_size
+        else:  # full batch: this rank's contiguous rows, without copying them
+            local, rows = shard.rows(count), count
+        mse = shard.mean((model(self.coords[local]) - self.targets[local]) ** 2, rows)
         return mse, mse_to_psnr(mse.detach())
 
     def evaluate(self, model: nn.Module) -> Evaluation:
