@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Rate-distortion evaluation of the video codec against x264 and x265 on one clip.
 
-For every model (nerv, cam), target size and bit depth: fit, encode, decode and measure PSNR
+For every model (nerv, cam, ffnerv, ffnerv_cam), target size and bit depth: fit, encode, decode and measure PSNR
 (8-bit frames) and MS-SSIM against the source and bpp from the bitstream's bytes. x264 and
 x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on the same frames. Writes
 CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against each
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", required=True, help="video file or folder of frames")
     parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file of the fits")
-    parser.add_argument("--models", default="nerv,cam", help="comma-separated camfields models")
+    parser.add_argument("--models", default="nerv,cam", help="camfields models: nerv, cam, ffnerv, ffnerv_cam")
     parser.add_argument("--params", default="100000,200000,400000", help="comma-separated target parameter counts")
     parser.add_argument("--bits", default="8", help="comma-separated weight bit depths")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Fit a video with a NeRV-style generator (nerv, or cam with a temporal CAM grid), quantize it to
-n-bit weights and write the bitstream; see README.md."""
+"""Fit a video with a NeRV-style generator (nerv; cam with a temporal CAM grid; ffnerv and
+ffnerv_cam with FFNeRV's multi-resolution temporal grids as the embedding), quantize it to n-bit
+weights and write the bitstream; see README.md."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def parse_size(text: str) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--video", required=True, help="video file (mp4 or anything ffmpeg reads) or folder of frames")
-    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="nerv or cam (default: cam)")
+    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="generator preset (default: cam)")
     parser.add_argument("--epochs", type=int, help="passes over all frames")
     parser.add_argument("--size", help="resize frames to WxH, e.g. 320x180")
     parser.add_argument("--frames", type=int, help="number of frames to use (default: all)")

@@ -1,7 +1,9 @@
 """NeRV-style frame generators: a frame time in [0, 1] in, a whole (3, H, W) frame out.
 
-The time is embedded (NeRV's positional encoding, ``b = 1.25``), an MLP stem maps it to a
-(C_0, h_0, w_0) feature map, and every block upsamples: conv 3x3 to ``C_{l+1} s^2``
+The time becomes a (C_0, h_0, w_0) feature map in one of two ways: NeRV's positional
+encoding (``b = 1.25``) through an MLP stem, or FFNeRV's multi-resolution temporal grids
+(feature maps stored at a few time resolutions, read by linear interpolation in time and
+concatenated over channels). Then every block upsamples: conv 3x3 to ``C_{l+1} s^2``
 channels, pixel shuffle by the stride ``s``, then GELU. With CAM (the CAM paper's FFNeRV
 setting) each block normalises its output per frame and channel (instance norm, no affine)
 and scales and shifts it per channel by ``gamma_l(t), beta_l(t)`` read from a 1D grid over
@@ -21,6 +23,7 @@ from camfields.errors import CamfieldsError
 from camfields.modules.grids import DenseGrid
 
 CAM_NORMS = ("instance", "none")
+EMBEDDINGS = ("mlp", "grids")
 
 
 class TimeEmbedding(nn.Module):
@@ -36,6 +39,30 @@ class TimeEmbedding(nn.Module):
         return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
 
 
+class FrameGrids(nn.Module):
+    """FFNeRV's multi-resolution temporal grids: times (N,) in [0, 1] -> feature maps (N, sum C_l, h, w).
+
+    Level l stores ``nodes_l`` maps of (C_l, h, w) spread evenly over [0, 1] (a ``DenseGrid``
+    over time, so it trains in the grid learning-rate group); a time reads the two nearest
+    maps of each level, linearly interpolated. Coarse levels hold what changes slowly, fine
+    levels the detail of single frames.
+    """
+
+    def __init__(self, levels: Sequence[Sequence[int]], height: int, width: int, init_scale: float = 0.1):
+        super().__init__()
+        if not levels or any(len(level) != 2 or min(level) < 1 for level in levels):
+            raise CamfieldsError(f"frame grid levels must be [nodes, channels] pairs of positive ints, got {levels}")
+        self.shape = (height, width)
+        self.levels = nn.ModuleList(
+            DenseGrid((nodes,), channels * height * width, init_scale) for nodes, channels in levels
+        )
+        self.out_channels = sum(channels for _, channels in levels)
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        coords = times[:, None] * 2.0 - 1.0
+        return torch.cat([level(coords).view(len(times), -1, *self.shape) for level in self.levels], dim=1)
+
+
 def block_channels(first: int, blocks: int, reduce: float, minimum: int) -> list[int]:
     """Output channels of each block: ``first`` divided by ``reduce`` per block, at least ``minimum``."""
     return [max(minimum, int(round(first / reduce**i))) for i in range(blocks)]
@@ -48,8 +75,11 @@ class NeRVGenerator(nn.Module):
         height, width: frame size; each must be divisible by ``prod(strides)``.
         strides: upsampling factor of each block, e.g. (5, 2, 2, 2, 2) for 1280x720.
         channels: output channels of the first block; later blocks divide by ``reduce``.
-        stem_channels: channels of the stem's feature map (C_0).
+        stem_channels: channels of the stem's feature map (C_0) when ``embedding`` is "mlp".
         stem_hidden: width of the stem MLP's hidden layer.
+        embedding: "mlp" (NeRV: positional encoding and MLP stem) or "grids" (FFNeRV's
+            multi-resolution temporal grids, ``frame_grids``; C_0 is their channel sum).
+        frame_grids: [nodes, channels] per temporal grid level, for ``embedding = "grids"``.
         reduce, min_channels: channel schedule of the blocks (see ``block_channels``).
         embedding_levels: frequencies of the time embedding.
         time_grid: nodes of the CAM temporal grid; 0 builds the plain generator.
@@ -70,10 +100,14 @@ class NeRVGenerator(nn.Module):
         embedding_levels: int = 80,
         time_grid: int = 0,
         cam_norm: str = "instance",
+        embedding: str = "mlp",
+        frame_grids: Sequence[Sequence[int]] = ((8, 16), (32, 4)),
     ):
         super().__init__()
         if cam_norm not in CAM_NORMS:
             raise CamfieldsError(f"cam_norm must be one of {', '.join(CAM_NORMS)}, got {cam_norm!r}")
+        if embedding not in EMBEDDINGS:
+            raise CamfieldsError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
         self.cam_norm = cam_norm
         scale = math.prod(strides)
         if not strides or any(s < 1 for s in strides) or height % scale or width % scale:
@@ -82,14 +116,19 @@ class NeRVGenerator(nn.Module):
             )
         self.height, self.width = height, width
         self.base = (height // scale, width // scale)
+        if embedding == "grids":
+            self.embedding: nn.Module = nn.Identity()
+            self.stem: nn.Module = FrameGrids(frame_grids, *self.base)
+            stem_channels = self.stem.out_channels
+        else:
+            self.embedding = TimeEmbedding(embedding_levels)
+            self.stem = nn.Sequential(
+                nn.Linear(self.embedding.out_dim, stem_hidden),
+                nn.GELU(),
+                nn.Linear(stem_hidden, stem_channels * self.base[0] * self.base[1]),
+                nn.GELU(),
+            )
         self.stem_channels = stem_channels
-        self.embedding = TimeEmbedding(embedding_levels)
-        self.stem = nn.Sequential(
-            nn.Linear(self.embedding.out_dim, stem_hidden),
-            nn.GELU(),
-            nn.Linear(stem_hidden, stem_channels * self.base[0] * self.base[1]),
-            nn.GELU(),
-        )
         self.channels = block_channels(channels, len(strides), reduce, min_channels)
         inputs = [stem_channels, *self.channels[:-1]]
         self.convs = nn.ModuleList(

@@ -50,6 +50,8 @@ class GeneratorConfig:
     embedding_levels: int = 80
     time_grid: int = 0
     cam_norm: str = "instance"  # instance | none: the normalisation CAM's scale and shift follow
+    embedding: str = "mlp"  # mlp (NeRV's encoding + MLP stem) | grids (FFNeRV's multi-resolution temporal grids)
+    frame_grids: list[list[int]] = dataclasses.field(default_factory=lambda: [[8, 16], [32, 4]])  # [nodes, channels]
 
 
 @dataclass
@@ -86,10 +88,14 @@ class VideoConfig:
         self.train.validate()
 
 
-#: the plain NeRV generator, and the same with CAM: a 60-node per-channel temporal grid
+#: the plain NeRV generator and the same with CAM (a 60-node per-channel temporal grid); FFNeRV's
+#: multi-resolution temporal grids as the embedding, without and with CAM (30 nodes, the CAM
+#: paper's compression setting)
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "nerv": {"generator": {"time_grid": 0}},
     "cam": {"generator": {"time_grid": 60}},
+    "ffnerv": {"generator": {"embedding": "grids", "time_grid": 0}},
+    "ffnerv_cam": {"generator": {"embedding": "grids", "time_grid": 30}},
 }
 
 
@@ -106,7 +112,8 @@ def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenera
 
 
 def scale_widths(cfg: GeneratorConfig, factor: float) -> GeneratorConfig:
-    """``cfg`` with every width (block channels, their minimum, stem channels and hidden width) times ``factor``."""
+    """``cfg`` with every width (block channels, their minimum, stem channels, hidden width and the channels
+    of each frame grid level) times ``factor``."""
 
     def width(n: int) -> int:
         return max(1, round(n * factor))
@@ -117,6 +124,7 @@ def scale_widths(cfg: GeneratorConfig, factor: float) -> GeneratorConfig:
         min_channels=width(cfg.min_channels),
         stem_channels=width(cfg.stem_channels),
         stem_hidden=width(cfg.stem_hidden),
+        frame_grids=[[nodes, width(channels)] for nodes, channels in cfg.frame_grids],
     )
 
 
