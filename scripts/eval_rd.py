@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 from camfields.cli import run
@@ -19,7 +20,7 @@ from camfields.codec import baselines
 from camfields.codec.rd import bd_psnr, bd_rate
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.video import fit_video, load_clip, quality, resolve_config
+from camfields.tasks.video import MODEL_PRESETS, fit_video, load_clip, quality, resolve_config
 from camfields.training.checkpoint import read_json, write_json
 
 
@@ -28,6 +29,15 @@ def ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v]
     except ValueError:
         raise CamfieldsError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def names(text: str, known: Collection[str], option: str) -> list[str]:
+    """The comma-separated names of ``text``, each checked against ``known``."""
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        raise CamfieldsError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    return chosen
 
 
 def curve(name: str, description: str, points: list[dict]) -> dict:
@@ -70,17 +80,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument("--crf", default="51,46,41,36,31", help="comma-separated CRFs of x264 / x265")
     parser.add_argument("--preset", default="veryslow", help="x264 / x265 preset")
-    parser.add_argument("--codecs", default="x264,x265", help="baselines to run (those ffmpeg lacks are reported)")
+    parser.add_argument(
+        "--codecs", default="x264,x265", help="baselines to run, '' for none (those ffmpeg lacks are reported)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, help="output folder (fits, rd.json, rd.png)")
     args = parser.parse_args(argv)
 
+    models = names(args.models, MODEL_PRESETS, "--models")
+    codecs = names(args.codecs, baselines.CODECS, "--codecs")
     out = Path(args.out)
     device = resolve_device(args.device)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     curves, notes = [], []
     reference_cfg = None
-    for model in args.models.split(","):
+    for model in models:
         points = []
         for params in ints(args.params):
             for bits in ints(args.bits):
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     video = load_clip(Path(args.video), reference_cfg)
-    for codec in args.codecs.split(","):
+    for codec in codecs:
         if not baselines.available(codec):
             notes.append(f"{codec} is unavailable in the bundled ffmpeg")
             continue

@@ -207,6 +207,18 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     assert (tmp_path / "rd" / "rd.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--codecs", "x264,none", "--codecs: unknown none; choose from x264, x265"), ("--models", "cam,nerf", "nerf")],
+)
+def test_eval_rd_rejects_unknown_names_before_fitting(tmp_path, option, value, message):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(2))
+    script = [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--out", str(tmp_path / "rd")]
+    done = subprocess.run([*script, option, value], capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "rd").exists()  # nothing fitted
+
+
 def test_cam_without_norm_starts_equal_to_the_plain_generator():
     times = torch.tensor([0.0, 0.4, 1.0])
     torch.manual_seed(0)
