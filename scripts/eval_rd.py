@@ -18,6 +18,7 @@ from pathlib import Path
 from camfields.cli import run
 from camfields.codec import baselines
 from camfields.codec.rd import bd_psnr, bd_rate
+from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import MODEL_PRESETS, fit_video, load_clip, quality, resolve_config
@@ -34,9 +35,8 @@ def ints(text: str) -> list[int]:
 def names(text: str, known: Collection[str], option: str) -> list[str]:
     """The comma-separated names of ``text``, each checked against ``known``."""
     chosen = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in chosen if v not in known]
-    if unknown:
-        raise CamfieldsError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    for name in chosen:
+        check_choice(name, known, f"{option} name")
     return chosen
 
 

@@ -209,7 +209,10 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--codecs", "x264,none", "--codecs: unknown none; choose from x264, x265"), ("--models", "cam,nerf", "nerf")],
+    [
+        ("--codecs", "x264,none", "unknown --codecs name 'none'; choose one of x264, x265"),
+        ("--models", "cam,nerf", "nerf"),
+    ],
 )
 def test_eval_rd_rejects_unknown_names_before_fitting(tmp_path, option, value, message):
     root = write_frames_folder(tmp_path / "clip", synthetic_clip(2))

@@ -117,7 +117,7 @@ class NeRVGenerator(nn.Module):
         self.height, self.width = height, width
         self.base = (height // scale, width // scale)
         if embedding == "grids":
-            self.embedding: nn.Module = nn.Identity()
+            self.embedding: nn.Module = nn.Identity()  # the grids read the time itself
             self.stem: nn.Module = FrameGrids(frame_grids, *self.base)
             stem_channels = self.stem.out_channels
         else:
