@@ -4,6 +4,9 @@ Every model sees the same data, resolution, steps, rays per step and seed (the c
 ``[models.<name>]`` tables set the model sizes). Prints a table (PSNR / SSIM / LPIPS on the
 evaluation views, PSNR with 8-bit weights, size, seconds) and writes JSON with the device.
 Rerunning with the same --workdir keeps finished models and resumes an interrupted one.
+With ``--seconds S`` each model first trains a short probe (``PROBE_STEPS``) to measure its
+step rate and then trains for the steps that fill about S seconds (the probe includes the
+warm-up, so the real fit usually takes a little less; its training seconds are reported).
 """
 
 from __future__ import annotations
@@ -15,15 +18,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from camfields.config import check_choice
+from camfields.config import check_choice, deep_merge
 from camfields.runtime import device_name, resolve_device
 from camfields.training.checkpoint import read_json, write_json
 
+PROBE_STEPS = 300
 COLUMNS = ("psnr", "ssim", "lpips", "psnr_8bit", "size_mb", "size_mb_8bit", "seconds")
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def steps_for_seconds(
+    args: argparse.Namespace,
+    model: str,
+    resolve: Callable[..., Any],
+    fit: Callable[..., dict[str, Any]],
+    overrides: dict,
+    workdir: Path,
+    device: str,
+) -> int:
+    """Steps that train ``model`` for about ``args.seconds``, from a ``PROBE_STEPS``-step probe fit."""
+    probe_overrides = {"train": {"steps": PROBE_STEPS}, "eval_views": 1}
+    probe_cfg = resolve(model, args.config, deep_merge(overrides, probe_overrides))
+    probe = fit(args.data, probe_cfg, workdir / f"{model}_probe", device, resume=True, progress=False)
+    steps = max(PROBE_STEPS, int(PROBE_STEPS * args.seconds / probe["seconds"]))
+    print(f"  probe: {PROBE_STEPS} steps in {probe['seconds']:.1f} s -> {steps} steps for {args.seconds:.0f} s", flush=True)
+    return steps
 
 
 def run_benchmark(
@@ -49,6 +71,7 @@ def run_benchmark(
     parser.add_argument("--config", default=default_config, help="preset or TOML file with the settings")
     parser.add_argument("--models", default=",".join(presets), help="comma-separated models")
     parser.add_argument("--steps", type=int, help="override the config's steps")
+    parser.add_argument("--seconds", type=float, help="train each model for about this many seconds (sets the steps)")
     parser.add_argument("--downscale", type=int, help="override the config's downscale")
     parser.add_argument("--eval-split", choices=("val", "test"), help="override the config's evaluation split")
     parser.add_argument("--device", default="auto")
@@ -72,6 +95,9 @@ def run_benchmark(
     for model in models:
         cfg = resolve(model, args.config, overrides)
         out = workdir / model
+        if args.seconds and not (out / "metrics.json").exists():
+            steps = steps_for_seconds(args, model, resolve, fit, overrides, workdir, str(device))
+            cfg = resolve(model, args.config, deep_merge(overrides, {"train": {"steps": steps}}))
         print(f"[{time.perf_counter() - t0:7.0f}s] {model}: {cfg.train.steps} steps", flush=True)
         done = out / "metrics.json"
         results[model] = (
@@ -99,6 +125,7 @@ def run_benchmark(
         "device": device_name(device),
         "scene": args.data,
         "config": args.config,
+        "seconds_per_model": args.seconds,
         "psnr_gain_over_plain": gains,
         "total_seconds": round(time.perf_counter() - t0, 1),
         "results": results,
