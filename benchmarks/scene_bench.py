@@ -44,7 +44,8 @@ def steps_for_seconds(
     probe_cfg = resolve(model, args.config, deep_merge(overrides, probe_overrides))
     probe = fit(args.data, probe_cfg, workdir / f"{model}_probe", device, resume=True, progress=False)
     steps = max(PROBE_STEPS, int(PROBE_STEPS * args.seconds / probe["seconds"]))
-    print(f"  probe: {PROBE_STEPS} steps in {probe['seconds']:.1f} s -> {steps} steps for {args.seconds:.0f} s", flush=True)
+    rate = f"{PROBE_STEPS} steps in {probe['seconds']:.1f} s"
+    print(f"  probe: {rate} -> {steps} steps for {args.seconds:.0f} s", flush=True)
     return steps
 
 
