@@ -55,6 +55,14 @@ def test_every_parameter_lands_in_its_intended_group():
     assert mlp_names == {n for n in names_by_id.values() if n.startswith(("hidden_layers.", "output_layer."))}
     assert grid_names.isdisjoint(mlp_names) and len(grid_names | mlp_names) == len(names_by_id)
     assert groups["grid"]["lr"] == pytest.approx(2e-2) and groups["mlp"]["lr"] == pytest.approx(2e-3)
+    assert "modulation" not in groups
+
+    # modulation_lr_mult moves exactly the CAM grids into their own group at their own rate
+    split = {g["name"]: g for g in build_optimizer(model, TrainConfig(lr=2e-3, modulation_lr_mult=1.0)).param_groups}
+    modulation_names = {names_by_id[id(p)] for p in split["modulation"]["params"]}
+    assert modulation_names == {n for n in grid_names if n.startswith("modulation.grid.")} != set()
+    assert {names_by_id[id(p)] for p in split["grid"]["params"]} == grid_names - modulation_names
+    assert split["modulation"]["lr"] == pytest.approx(2e-3) and split["grid"]["lr"] == pytest.approx(2e-2)
 
 
 @pytest.mark.parametrize(

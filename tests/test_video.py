@@ -235,3 +235,15 @@ def test_cam_without_norm_starts_equal_to_the_plain_generator():
         assert not torch.allclose(normed(times), plain(times), atol=1e-3)  # instance norm changes it
     with pytest.raises(CamfieldsError, match="cam_norm"):
         build_generator(GeneratorConfig(**SMALL, time_grid=7, cam_norm="batch"), 32, 32)
+
+
+def test_modulation_lr_mult_gives_the_cam_time_grid_its_own_rate():
+    from camfields.training.config import TrainConfig
+    from camfields.training.optim import build_optimizer
+
+    model = build_generator(resolve_config("ffnerv_cam").generator, 80, 160)
+    groups = {g["name"]: g for g in build_optimizer(model, TrainConfig(lr=1e-3, modulation_lr_mult=2.0)).param_groups}
+    assert [id(p) for p in groups["modulation"]["params"]] == [id(model.time_grid.table)]
+    frame_grid_ids = {id(p) for p in model.stem.parameters()}
+    assert frame_grid_ids and frame_grid_ids <= {id(p) for p in groups["grid"]["params"]}
+    assert groups["modulation"]["lr"] == pytest.approx(2e-3) and groups["grid"]["lr"] == pytest.approx(1e-2)

@@ -52,6 +52,8 @@ class FeatureGrid(nn.Module):
     in_dim: int
     out_features: int
     table: nn.Parameter
+    #: True for grids that give CAM scales and shifts (``train.modulation_lr_mult`` applies)
+    modulation: bool = False
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         check_coords(coords, self.in_dim, f"coordinates of {type(self).__name__}")

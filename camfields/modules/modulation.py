@@ -46,6 +46,7 @@ class GridModulation(nn.Module):
                 f"features, got a grid with {grid.out_features}"
             )
         self.grid = grid
+        self.grid.modulation = True
         self.width = channels if per_channel else 1
 
     @property

@@ -138,6 +138,8 @@ class NeRVGenerator(nn.Module):
         self.head = nn.Conv2d(self.channels[-1], 3, 1)
         # built last, so a seed gives the same convolutions with and without CAM
         self.time_grid = DenseGrid((time_grid,), 2 * sum(self.channels)) if time_grid else None
+        if self.time_grid is not None:
+            self.time_grid.modulation = True
 
     def modulation(self, times: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per block, (gamma, beta), each (N, C_l, 1, 1), at frame times (N,)."""

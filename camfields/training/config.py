@@ -17,6 +17,7 @@ class TrainConfig:
     steps: int = 2000
     lr: float = 1e-3
     grid_lr_mult: float = 10.0  # learning-rate multiplier of every FeatureGrid parameter
+    modulation_lr_mult: float | None = None  # multiplier of the CAM modulation grids; None = grid_lr_mult
     schedule: str = "step"  # constant | step | cosine | exponential
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of steps
     decay: float = 0.1  # step: lr factor at each milestone
@@ -34,8 +35,8 @@ class TrainConfig:
         check_choice(self.schedule, SCHEDULES, "learning-rate schedule")
         if self.steps < 1:
             raise CamfieldsError(f"train.steps must be at least 1, got {self.steps}")
-        if self.lr <= 0 or self.grid_lr_mult <= 0:
-            raise CamfieldsError("train.lr and train.grid_lr_mult must be positive")
+        if self.lr <= 0 or self.grid_lr_mult <= 0 or (self.modulation_lr_mult or 1.0) <= 0:
+            raise CamfieldsError("train.lr, train.grid_lr_mult and train.modulation_lr_mult must be positive")
         if self.batch_size < 0:
             raise CamfieldsError(f"train.batch_size must be 0 (full batch) or positive, got {self.batch_size}")
         if len(self.adam_betas) != 2:

@@ -9,21 +9,39 @@ from camfields.modules.grids import FeatureGrid
 from camfields.training.config import TrainConfig
 
 
+def _grid_ids(model: nn.Module, modulation_only: bool = False) -> set[int]:
+    """Ids of the parameters owned by ``FeatureGrid``s (only CAM modulation grids if asked)."""
+    return {
+        id(p)
+        for module in model.modules()
+        if isinstance(module, FeatureGrid) and (module.modulation or not modulation_only)
+        for p in module.parameters()
+    }
+
+
 def split_grid_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(grid parameters, other parameters): grid ones are owned by a ``FeatureGrid``."""
-    grid_ids = {id(p) for module in model.modules() if isinstance(module, FeatureGrid) for p in module.parameters()}
+    grid_ids = _grid_ids(model)
     params = [p for p in model.parameters() if p.requires_grad]
     return [p for p in params if id(p) in grid_ids], [p for p in params if id(p) not in grid_ids]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
-    """Adam with two groups: ``"mlp"`` at ``cfg.lr`` and ``"grid"`` at ``cfg.lr * cfg.grid_lr_mult``.
+    """Adam with the groups ``"mlp"`` at ``cfg.lr`` and ``"grid"`` at ``cfg.lr * cfg.grid_lr_mult``.
 
+    With ``cfg.modulation_lr_mult`` set, the CAM modulation grids (``FeatureGrid.modulation``)
+    form a third group ``"modulation"`` at ``cfg.lr * cfg.modulation_lr_mult``.
     Each group records its ``base_lr`` so that schedules can scale it.
     """
     grid, other = split_grid_parameters(model)
+    named = [("mlp", other, 1.0), ("grid", grid, cfg.grid_lr_mult)]
+    if cfg.modulation_lr_mult is not None:
+        modulation_ids = _grid_ids(model, modulation_only=True)
+        named[1] = ("grid", [p for p in grid if id(p) not in modulation_ids], cfg.grid_lr_mult)
+        named.append(("modulation", [p for p in grid if id(p) in modulation_ids], cfg.modulation_lr_mult))
     groups = [
-        {"name": "mlp", "params": other, "lr": cfg.lr, "base_lr": cfg.lr},
-        {"name": "grid", "params": grid, "lr": cfg.lr * cfg.grid_lr_mult, "base_lr": cfg.lr * cfg.grid_lr_mult},
+        {"name": name, "params": params, "lr": cfg.lr * mult, "base_lr": cfg.lr * mult}
+        for name, params, mult in named
+        if params
     ]
-    return torch.optim.Adam([g for g in groups if g["params"]], betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    return torch.optim.Adam(groups, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
