@@ -126,7 +126,8 @@ GRIDS = {
 }
 
 
-def grid_case(kind, n, c, per_channel, dtype=torch.float32, seed=0):
+def grid_case(kind, n, c, per_channel, dtype=torch.float32, seed=0, on_bounds=True):
+    """(grid, coords (n, dim) with the first two exactly on -1 and +1 when ``on_bounds``, width)."""
     dim, factory = GRIDS[kind]
     torch.manual_seed(seed)
     width = c if per_channel else 1
@@ -134,7 +135,8 @@ def grid_case(kind, n, c, per_channel, dtype=torch.float32, seed=0):
     with torch.no_grad():
         grid.table.normal_(0, 0.3)
     coords = torch.rand(n, dim, device="cuda") * 2 - 1
-    coords[: min(n, 2)] = torch.tensor([[-1.0] * dim, [1.0] * dim], device="cuda")[: min(n, 2)]  # exact bounds
+    if on_bounds:
+        coords[: min(n, 2)] = torch.tensor([[-1.0] * dim, [1.0] * dim], device="cuda")[: min(n, 2)]
     return (
         grid.to(dtype if dtype == torch.float64 else torch.float32),
         coords.to(grid.table.dtype).requires_grad_(),
@@ -159,10 +161,13 @@ def test_fused_grid_modulate_matches_reference(kind, per_channel, n, c):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
 
 
-@pytest.mark.parametrize("kind", ["dense2d", "triplane-product", "hash"])
-def test_fused_grid_modulate_float64_gradcheck(kind):
-    grid, coords, width = grid_case(kind, 5, 8, True, dtype=torch.float64, seed=4)
-    h = torch.randn(5, 8, device="cuda", dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("kind,per_channel", [("dense2d", True), ("triplane-product", True), ("hash", False)])
+def test_fused_grid_modulate_float64_gradcheck(kind, per_channel):
+    # Interior coordinates: at exactly -1 / +1 the coordinates are clamped, and a central
+    # difference across the clamp disagrees with any one-sided derivative (the PyTorch
+    # reference fails there too). Three channels keep the numerical Jacobian of the table small.
+    grid, coords, width = grid_case(kind, 5, 3, per_channel, dtype=torch.float64, seed=4, on_bounds=False)
+    h = torch.randn(5, 3, device="cuda", dtype=torch.float64, requires_grad=True)
     table = grid.table.detach().clone().requires_grad_()
 
     def fn(h, table, coords):

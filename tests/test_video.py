@@ -247,3 +247,21 @@ def test_modulation_lr_mult_gives_the_cam_time_grid_its_own_rate():
     frame_grid_ids = {id(p) for p in model.stem.parameters()}
     assert frame_grid_ids and frame_grid_ids <= {id(p) for p in groups["grid"]["params"]}
     assert groups["modulation"]["lr"] == pytest.approx(2e-3) and groups["grid"]["lr"] == pytest.approx(1e-2)
+
+
+def test_tasks_import_without_imageio_ffmpeg_and_video_io_says_what_is_missing(tmp_path):
+    """A NeRF fit with no turntable needs no ffmpeg; reading a video without it is one clear error."""
+    (tmp_path / "clip.mp4").write_bytes(b"not read")
+    code = (
+        "import sys; sys.modules['imageio_ffmpeg'] = None\n"
+        "import camfields.tasks.nerf, camfields.tasks.video\n"
+        "from camfields.io.video import read_video\n"
+        "from camfields.errors import CamfieldsError\n"
+        "try:\n"
+        f"    read_video({str(tmp_path / 'clip.mp4')!r})\n"
+        "except CamfieldsError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "needs imageio-ffmpeg" in done.stdout

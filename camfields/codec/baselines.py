@@ -11,11 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import torch
 
 from camfields.errors import CamfieldsError
+from camfields.io.video import imageio_ffmpeg
 
 #: ffmpeg encoder, raw stream format and extra arguments of each baseline
 CODECS = {
@@ -39,9 +39,9 @@ def available(codec: str) -> bool:
     encoder = CODECS[codec][0]
     try:
         listing = subprocess.run(
-            [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60
+            [imageio_ffmpeg().get_ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60
         ).stdout
-    except (OSError, RuntimeError, subprocess.SubprocessError):
+    except (OSError, RuntimeError, subprocess.SubprocessError, CamfieldsError):
         return False
     return f" {encoder} " in listing
 
@@ -66,7 +66,7 @@ def code_clip(frames: torch.Tensor, codec: str, crf: int, preset: str = "veryslo
         raise CamfieldsError(f"yuv420p needs an even frame size, got {width}x{height}")
     encoder, stream_format, extra = CODECS[codec]
     raw = (frames.clamp(0, 1) * 255).round().byte().cpu().numpy().tobytes()
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    ffmpeg = imageio_ffmpeg().get_ffmpeg_exe()
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / f"clip.{stream_format}"
         _, encode_seconds = _run(

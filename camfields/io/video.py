@@ -7,9 +7,9 @@ y4m, ...) or a folder of image files taken in name order.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,19 @@ from camfields.errors import CamfieldsError
 from camfields.io.images import list_images, load_image
 
 
+def imageio_ffmpeg() -> ModuleType:
+    """The ``imageio_ffmpeg`` module (ffmpeg binary), imported on first use so that tasks without
+    video input or output run where it is missing."""
+    try:
+        import imageio_ffmpeg as module
+    except ImportError:
+        raise CamfieldsError("reading and writing videos needs imageio-ffmpeg: pip install imageio-ffmpeg") from None
+    return module
+
+
 def _file_frames(path: Path, start: int, stop: int | None, stride: int) -> tuple[list[np.ndarray], tuple[int, int]]:
     try:
-        reader = imageio_ffmpeg.read_frames(str(path))
+        reader = imageio_ffmpeg().read_frames(str(path))
         meta = next(reader)
         width, height = meta["size"]
         frames = []
@@ -103,6 +113,7 @@ def write_video(path: Path, frames: list[torch.Tensor] | torch.Tensor, fps: int 
     video = np.stack([(f.detach().clamp(0, 1) * 255).round().byte().cpu().numpy() for f in frames])
     pad = ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2), (0, 0))
     video = np.pad(video, pad, mode="edge")
+    imageio_ffmpeg()  # a clear error when the ffmpeg plugin has no binary
     try:
         iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=2, plugin="FFMPEG")
     except Exception as e:  # no ffmpeg binary, or it failed
