@@ -27,10 +27,16 @@ from camfields.ops.grid_modulate import grid_modulate
 from camfields.training.checkpoint import write_json
 
 
-def time_ms(fn, repeats: int = 20, warmup: int = 5) -> float:
-    """Median milliseconds of ``fn()`` measured with CUDA events."""
+def time_ms(fn, repeats: int = 20, warmup: int = 5, budget_ms: float = 2000.0) -> float:
+    """Median milliseconds of ``fn()`` measured with CUDA events (fewer repeats, at least 3,
+    when the warm-up says ``repeats`` would take longer than ``budget_ms``)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
     for _ in range(warmup):
         fn()
+    end.record()
+    torch.cuda.synchronize()
+    repeats = max(3, min(repeats, int(budget_ms * warmup / max(start.elapsed_time(end), 1e-3))))
     times = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -118,6 +124,23 @@ def measure(op: str, n: int, c: int, per_channel: bool, backend: str) -> dict:
     }
 
 
+def profile(op: str, n: int, c: int, per_channel: bool, rows: int = 12) -> None:
+    """Print the CUDA kernels that take the time of one forward+backward, per backend."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    run_op, inputs, _, _ = make_case(op, n, c, per_channel)
+    cot = torch.randn(n, c, device="cuda")
+    for backend in ("torch", "cuda"):
+        torch.autograd.grad(run_op(backend), inputs, cot)  # warm-up
+        torch.cuda.synchronize()
+        with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            torch.autograd.grad(run_op(backend), inputs, cot)
+            torch.cuda.synchronize()
+        print(f"\n{op} n={n} C={c} {'channel' if per_channel else 'scalar'}, backend {backend}:")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows))
+
+
 def image_steps_per_second(backend: str, steps: int = 50) -> float:
     torch.manual_seed(0)
     model = CAMMLP(
@@ -159,14 +182,33 @@ def main(argv: list[str] | None = None) -> None:
         default="modulate,dense2d,triplane,hash",
         help="modulate (gamma/beta given) and grid_modulate over each grid type",
     )
-    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument(
+        "--profile",
+        metavar="OP,LOG2N,C,MOD",
+        help="instead of the sweep, print the CUDA kernels of one case, e.g. dense2d,20,128,scalar",
+    )
+    parser.add_argument("--out", required=True, help="JSON results file (rewritten after every row)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise CamfieldsError("bench_modulate needs a CUDA GPU")
+    if args.profile:
+        op, log_n, c, mod = args.profile.split(",")
+        profile(op, 1 << int(log_n), int(c), mod == "channel")
+        return
     device = torch.cuda.get_device_name()
     copy_gbs = copy_bandwidth_gbs()
-    rows = []
+    report = {
+        "name": "bench_modulate",
+        "description": "fused (grid) modulation, layer norm + ReLU, fp32, vs the PyTorch reference",
+        "device": device,
+        "copy_bandwidth_gbs": copy_gbs,
+        "rows": [],
+    }
     print(f"{device}; device copy bandwidth {copy_gbs:.0f} GB/s; layer norm + ReLU, fp32")
+    end_to_end = {b: image_steps_per_second(b) for b in ("torch", "cuda")}
+    print(f"image fit 512x512 cam, steps/s: torch {end_to_end['torch']:.1f}, cuda {end_to_end['cuda']:.1f}")
+    report["image_fit_steps_per_second"] = end_to_end
+    write_json(Path(args.out), report)
     print(
         f"{'op':>9} {'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | "
         f"{'speedup fb':>10} | {'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}"
@@ -192,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
             "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
             "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs,
         }
-        rows.append(row)
+        report["rows"].append(row)
+        write_json(Path(args.out), report)
         print(
             f"{op:>9} {'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
             f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
@@ -201,19 +244,6 @@ def main(argv: list[str] | None = None) -> None:
             f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}"
         )
         torch.cuda.empty_cache()
-    end_to_end = {b: image_steps_per_second(b) for b in ("torch", "cuda")}
-    print(f"image fit 512x512 cam, steps/s: torch {end_to_end['torch']:.1f}, cuda {end_to_end['cuda']:.1f}")
-    write_json(
-        Path(args.out),
-        {
-            "name": "bench_modulate",
-            "description": "fused (grid) modulation, layer norm + ReLU, fp32, vs the PyTorch reference",
-            "device": device,
-            "copy_bandwidth_gbs": copy_gbs,
-            "rows": rows,
-            "image_fit_steps_per_second": end_to_end,
-        },
-    )
 
 
 if __name__ == "__main__":

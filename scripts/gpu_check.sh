@@ -30,6 +30,9 @@ tests_rc=$?
 gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null || echo unknown)
 timeout 200 python3 benchmarks/bench_modulate.py --out "$out/modulate_${gpu}.json" >"$out/bench_modulate.txt" 2>&1
 bench_rc=$?
+for case in dense2d,20,128,scalar triplane,20,128,scalar hash,20,128,channel; do  # where the time goes
+  timeout 60 python3 benchmarks/bench_modulate.py --profile "$case" --out /dev/null
+done >"$out/profile.txt" 2>&1
 nerf_rc=skipped
 if [ -n "${LEGO:-}" ]; then
   seconds="${NERF_SECONDS:-300}"
