@@ -13,16 +13,21 @@
 // gamma and beta are recomputed where needed and never written to memory; the backward
 // accumulates table gradients with atomicAdd (order-dependent rounding: not bitwise
 // deterministic) and, when asked, writes the weight gradients the coordinates need.
+// Small tables read by many points would serialise those atomics on a few cache lines, so
+// blocks then spread them over `copies` private gradient tables, summed after the kernel.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "device_math.cuh"
@@ -109,12 +114,13 @@ __global__ void grid_modulate_forward_kernel(const scalar_t* __restrict__ h, con
   }
 }
 
-// Scatter d(loss)/d(delta_j) of one table column into the table and weight gradients.
+// Shared scalar pair: scatter d(loss)/d(delta_j) of one table column into the table and weight
+// gradients, the lanes splitting the corners (so each weight gradient has one writer).
 template <typename table_t>
-__device__ __forceinline__ void scatter_delta_grad(const table_t* table, const table_t* weight, const GridArgs& g,
-                                                   int64_t point, int col, table_t grad_delta,
-                                                   table_t* grad_table, table_t* grad_weight, int first, int stride) {
-  for (int pk = first; pk < g.groups_p * g.corners_k; pk += stride) {
+__device__ __forceinline__ void scatter_shared_grad(const table_t* table, const table_t* weight, const GridArgs& g,
+                                                    int64_t point, int col, table_t grad_delta,
+                                                    table_t* grad_table, table_t* grad_weight, int lane) {
+  for (int pk = lane; pk < g.groups_p * g.corners_k; pk += kWarp) {
     const int p = pk / g.corners_k;
     const int64_t at = point * g.groups_p * g.corners_k + pk;
     const table_t grad_s = grad_delta * group_factor(table, weight, g, point, p, col);
@@ -124,16 +130,42 @@ __device__ __forceinline__ void scatter_delta_grad(const table_t* table, const t
   }
 }
 
+// Per-channel variant: every lane of the warp owns one channel (`active` false past the last
+// one) and all lanes run together, so the weight gradient of each corner, a sum over the
+// channels, is reduced across the warp and added once by lane 0 instead of by 32 lanes
+// contending for one address.
+template <typename table_t>
+__device__ __forceinline__ void scatter_channel_grad(const table_t* table, const table_t* weight, const GridArgs& g,
+                                                     int64_t point, int col, bool active, table_t grad_delta,
+                                                     table_t* grad_table, table_t* grad_weight, int lane) {
+  for (int pk = 0; pk < g.groups_p * g.corners_k; ++pk) {
+    const int p = pk / g.corners_k;
+    const int64_t at = point * g.groups_p * g.corners_k + pk;
+    const int64_t cell = g.index[at] * g.features + col;
+    table_t to_weight = 0;
+    if (active) {
+      const table_t grad_s = grad_delta * group_factor(table, weight, g, point, p, col);
+      atomicAdd(grad_table + cell, weight[at] * grad_s);
+      to_weight = table[cell] * grad_s;
+    }
+    if (grad_weight != nullptr) {
+      to_weight = warp_sum(to_weight);
+      if (lane == 0) grad_weight[at] += to_weight;  // this warp alone owns the point
+    }
+  }
+}
+
 template <typename scalar_t, typename table_t>
 __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ h,
                                               const table_t* __restrict__ table, const table_t* __restrict__ weight,
-                                              GridArgs g, scalar_t* __restrict__ grad_h, table_t* grad_table,
-                                              table_t* grad_weight, int64_t n, int channels, int norm, int groups,
-                                              int act, float eps) {
+                                              GridArgs g, scalar_t* __restrict__ grad_h, table_t* grad_tables,
+                                              int64_t table_numel, int copies, table_t* grad_weight, int64_t n,
+                                              int channels, int norm, int groups, int act, float eps) {
   using acc_t = at::opmath_type<scalar_t>;
   const int lane = threadIdx.x % kWarp;
   const int64_t point = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   if (point >= n) return;
+  table_t* grad_table = grad_tables + static_cast<int64_t>(blockIdx.x % copies) * table_numel;
   const scalar_t* row = h + point * channels;
   const scalar_t* go_row = grad_out + point * channels;
   scalar_t* gh_row = grad_h + point * channels;
@@ -145,21 +177,27 @@ __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_
     acc_t mean = 0, rstd = 1;
     if (norm) group_stats<scalar_t, acc_t>(row, begin, group_size, static_cast<acc_t>(eps), lane, mean, rstd);
     acc_t sum_dn = 0, sum_dn_x = 0;
-    for (int c = begin + lane; c < begin + group_size; c += kWarp) {
-      acc_t gam = shared_gamma, bet = shared_beta;
-      if (g.width != 1) channel_gamma_beta(table, weight, g, point, c, gam, bet);
-      const acc_t x = (static_cast<acc_t>(row[c]) - mean) * rstd;
-      const acc_t dz = static_cast<acc_t>(go_row[c]) * activate_grad(x * gam + bet, act);
-      sum_dn += dz * gam;
-      sum_dn_x += dz * gam * x;
+    for (int c0 = begin; c0 < begin + group_size; c0 += kWarp) {  // the whole warp runs every round
+      const int c = c0 + lane;
+      const bool active = c < begin + group_size;
+      acc_t x = 0, dz = 0;
+      if (active) {
+        acc_t gam = shared_gamma, bet = shared_beta;
+        if (g.width != 1) channel_gamma_beta(table, weight, g, point, c, gam, bet);
+        x = (static_cast<acc_t>(row[c]) - mean) * rstd;
+        dz = static_cast<acc_t>(go_row[c]) * activate_grad(x * gam + bet, act);
+        sum_dn += dz * gam;
+        sum_dn_x += dz * gam * x;
+      }
       if (g.width == 1) {
         shared_dgamma += dz * x;
         shared_dbeta += dz;
-      } else {  // this lane owns channel c: scatter its gamma and beta gradients over all corners
-        scatter_delta_grad(table, weight, g, point, g.column + c, static_cast<table_t>(dz * x), grad_table,
-                           grad_weight, 0, 1);
-        scatter_delta_grad(table, weight, g, point, g.column + g.width + c, static_cast<table_t>(dz), grad_table,
-                           grad_weight, 0, 1);
+      } else {  // each lane scatters the gamma and beta gradients of its channel over all corners
+        const int col = g.column + (active ? c : 0);
+        scatter_channel_grad(table, weight, g, point, col, active, static_cast<table_t>(dz * x), grad_table,
+                             grad_weight, lane);
+        scatter_channel_grad(table, weight, g, point, col + g.width, active, static_cast<table_t>(dz), grad_table,
+                             grad_weight, lane);
       }
     }
     if (norm) {
@@ -177,11 +215,19 @@ __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_
   if (g.width == 1) {  // lanes split the corners of the shared scalar pair
     shared_dgamma = warp_sum(shared_dgamma);
     shared_dbeta = warp_sum(shared_dbeta);
-    scatter_delta_grad(table, weight, g, point, g.column, static_cast<table_t>(shared_dgamma), grad_table,
-                       grad_weight, lane, kWarp);
-    scatter_delta_grad(table, weight, g, point, g.column + 1, static_cast<table_t>(shared_dbeta), grad_table,
-                       grad_weight, lane, kWarp);
+    scatter_shared_grad(table, weight, g, point, g.column, static_cast<table_t>(shared_dgamma), grad_table,
+                        grad_weight, lane);
+    scatter_shared_grad(table, weight, g, point, g.column + 1, static_cast<table_t>(shared_dbeta), grad_table,
+                        grad_weight, lane);
   }
+}
+
+// Private gradient tables for the backward: about one per 64 corner reads that land on a
+// table row, at most 64 copies and 2^22 values in all (one copy for large tables).
+int gradient_copies(int64_t reads, int64_t rows, int64_t numel) {
+  const int64_t by_reads = reads / (64 * rows);
+  const int64_t by_memory = (int64_t{1} << 22) / numel;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({64, by_reads, by_memory})));
 }
 
 GridArgs make_args(const at::Tensor& table, const at::Tensor& index, int64_t column, int64_t width,
@@ -220,22 +266,24 @@ std::vector<at::Tensor> grid_modulate_backward(const at::Tensor& grad_out, const
                                                double eps, bool need_weight_grad) {
   const c10::cuda::CUDAGuard guard(h.device());
   auto grad_h = at::empty_like(h);
-  auto grad_table = at::zeros_like(table);
   auto grad_weight = need_weight_grad ? at::zeros_like(weight) : at::Tensor();
   const int64_t n = h.size(0);
-  if (n == 0) return {grad_h, grad_table, grad_weight};
+  const int copies = gradient_copies(n * index.size(1) * index.size(2), table.size(0), table.numel());
+  auto grad_tables = at::zeros({copies, table.size(0), table.size(1)}, table.options());
+  if (n == 0) return {grad_h, grad_tables[0], grad_weight};
   const GridArgs args = make_args(table, index, column, width, product);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "grid_modulate_backward", [&] {
     using table_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     grid_modulate_backward_kernel<scalar_t, table_t>
         <<<num_blocks(n), kWarp * kWarpsPerBlock, 0, c10::cuda::getCurrentCUDAStream()>>>(
             grad_out.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), table.data_ptr<table_t>(),
-            weight.data_ptr<table_t>(), args, grad_h.data_ptr<scalar_t>(), grad_table.data_ptr<table_t>(),
-            need_weight_grad ? grad_weight.data_ptr<table_t>() : nullptr, n, static_cast<int>(h.size(1)),
+            weight.data_ptr<table_t>(), args, grad_h.data_ptr<scalar_t>(), grad_tables.data_ptr<table_t>(),
+            table.numel(), copies, need_weight_grad ? grad_weight.data_ptr<table_t>() : nullptr, n,
+            static_cast<int>(h.size(1)),
             static_cast<int>(norm), static_cast<int>(groups), static_cast<int>(act), static_cast<float>(eps));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {grad_h, grad_table, grad_weight};
+  return {grad_h, copies == 1 ? grad_tables[0] : grad_tables.sum(0), grad_weight};
 }
 
 }  // namespace camfields

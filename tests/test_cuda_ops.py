@@ -161,6 +161,20 @@ def test_fused_grid_modulate_matches_reference(kind, per_channel, n, c):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fused_grid_modulate_many_points_on_a_small_table(per_channel):
+    """200k points on a 32x32 grid: the backward spreads its atomics over private gradient tables."""
+    grid, coords, width = grid_case("dense2d", 200_000, 40, per_channel, seed=7)
+    h = torch.randn(200_000, 40, device="cuda", requires_grad=True)
+    cot = torch.randn(200_000, 40, device="cuda")
+    grads = []
+    for backend in ("torch", "cuda"):
+        out = grid_modulate(h, grid.table, grid.corners(coords), 0, width, norm="layer", backend=backend)
+        grads.append(torch.autograd.grad(out, [h, grid.table, coords], cot))
+    for name, a, b in zip(("h", "table", "coords"), grads[1], grads[0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad {name}: {m}")
+
+
 @pytest.mark.parametrize("kind,per_channel", [("dense2d", True), ("triplane-product", True), ("hash", False)])
 def test_fused_grid_modulate_float64_gradcheck(kind, per_channel):
     # Interior coordinates: at exactly -1 / +1 the coordinates are clamped, and a central
