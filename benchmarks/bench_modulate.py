@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> None:
         help="modulate (gamma/beta given) and grid_modulate over each grid type",
     )
     parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="also time the grid ops under torch.use_deterministic_algorithms(True) (the PyTorch path)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="OP,LOG2N,C,MOD",
         help="instead of the sweep, print the CUDA kernels of one case, e.g. dense2d,20,128,scalar",
@@ -234,6 +239,13 @@ def main(argv: list[str] | None = None) -> None:
             "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
             "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs,
         }
+        if args.deterministic and op != "modulate":
+            torch.use_deterministic_algorithms(True)
+            try:
+                row["deterministic"] = measure(op, 1 << log_n, c, per_channel, "auto")
+            finally:
+                torch.use_deterministic_algorithms(False)
+            print(f"  deterministic fb {row['deterministic']['forward_backward_ms']:.2f} ms")
         report["rows"].append(row)
         write_json(Path(args.out), report)
         print(

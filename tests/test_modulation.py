@@ -205,3 +205,29 @@ def test_skip_connection_feeds_the_encoded_input_again():
     torch.testing.assert_close(mlp(x), mlp.output_layer(a))
     with pytest.raises(CamfieldsError, match="skip layers"):
         CAMMLP(2, 1, depth=3, skips=[0])
+
+
+def test_deterministic_algorithms_keep_grid_modulation_off_the_atomic_kernels(monkeypatch):
+    """Under torch.use_deterministic_algorithms(True) the fused grid kernel (atomics) is never used."""
+    from camfields.ops import grid_modulate as gm
+
+    def fused(*args):
+        raise AssertionError("fused kernel called")
+
+    monkeypatch.setattr(gm, "resolve_backend", lambda backend, *t: "torch" if backend == "torch" else "cuda")
+    monkeypatch.setattr(gm.FusedGridModulate, "apply", fused)
+    grid = DenseGrid((5, 5), 4)
+    with torch.no_grad():
+        grid.table.normal_()
+    h, coords = torch.randn(10, 3), torch.rand(10, 2) * 2 - 1
+    args = (h, grid.table, grid.corners(coords), 0, 1)
+    with pytest.raises(AssertionError, match="fused kernel called"):
+        gm.grid_modulate(*args)  # the dispatch does reach the kernel when allowed
+    expected = gm.grid_modulate(*args, backend="torch")
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.testing.assert_close(gm.grid_modulate(*args), expected, rtol=0, atol=0)
+        with pytest.raises(CamfieldsError, match="deterministic"):
+            gm.grid_modulate(*args, backend="cuda")
+    finally:
+        torch.use_deterministic_algorithms(False)

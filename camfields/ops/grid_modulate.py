@@ -75,6 +75,15 @@ def grid_modulate(
         raise CamfieldsError(f"grid modulation combines corner groups by sum or product, not {corners.combine!r}")
     check_norm(norm, h.shape[1], groups)
     get_activation(activation)
+    if torch.are_deterministic_algorithms_enabled():
+        # the fused backward adds table gradients with atomics; the PyTorch path's index_add_
+        # is deterministic on CUDA under torch.use_deterministic_algorithms(True)
+        if backend == "cuda":
+            raise CamfieldsError(
+                "grid modulation with backend='cuda' accumulates table gradients with atomics, which "
+                "torch.use_deterministic_algorithms(True) forbids; use backend 'auto' or 'torch'"
+            )
+        backend = "torch"
     if resolve_backend(backend, h, table) == "cuda" and (
         corners.combine == "sum" or corners.index.shape[1] <= MAX_PRODUCT_GROUPS
     ):
