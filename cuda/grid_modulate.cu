@@ -226,7 +226,7 @@ __global__ void grid_modulate_backward_kernel(const scalar_t* __restrict__ grad_
 // table row, at most 64 copies and 2^22 values in all (one copy for large tables).
 int gradient_copies(int64_t reads, int64_t rows, int64_t numel) {
   const int64_t by_reads = reads / (64 * rows);
-  const int64_t by_memory = (int64_t{1} << 22) / numel;
+  const int64_t by_memory = (int64_t{1} << 22) / std::max<int64_t>(numel, 1);
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({64, by_reads, by_memory})));
 }
 
