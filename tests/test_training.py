@@ -148,6 +148,10 @@ def test_bad_train_settings_are_clear_errors():
         TrainConfig(schedule="linear").validate()
     with pytest.raises(CamfieldsError, match="steps"):
         TrainConfig(steps=0).validate()
+    for mult in (0.0, -1.0):
+        with pytest.raises(CamfieldsError, match="modulation_lr_mult must be positive"):
+            TrainConfig(modulation_lr_mult=mult).validate()
+    TrainConfig(modulation_lr_mult=None).validate()
 
 
 def test_step_counter_continues_from_a_restored_count():

@@ -35,7 +35,8 @@ class TrainConfig:
         check_choice(self.schedule, SCHEDULES, "learning-rate schedule")
         if self.steps < 1:
             raise CamfieldsError(f"train.steps must be at least 1, got {self.steps}")
-        if self.lr <= 0 or self.grid_lr_mult <= 0 or (self.modulation_lr_mult or 1.0) <= 0:
+        modulation_mult = self.grid_lr_mult if self.modulation_lr_mult is None else self.modulation_lr_mult
+        if self.lr <= 0 or self.grid_lr_mult <= 0 or modulation_mult <= 0:
             raise CamfieldsError("train.lr, train.grid_lr_mult and train.modulation_lr_mult must be positive")
         if self.batch_size < 0:
             raise CamfieldsError(f"train.batch_size must be 0 (full batch) or positive, got {self.batch_size}")
