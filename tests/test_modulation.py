@@ -229,5 +229,7 @@ def test_deterministic_algorithms_keep_grid_modulation_off_the_atomic_kernels(mo
         torch.testing.assert_close(gm.grid_modulate(*args), expected, rtol=0, atol=0)
         with pytest.raises(CamfieldsError, match="deterministic"):
             gm.grid_modulate(*args, backend="cuda")
+        with pytest.raises(CamfieldsError, match="backend"):
+            gm.grid_modulate(*args, backend="fused")
     finally:
         torch.use_deterministic_algorithms(False)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from camfields.config import check_choice
 from camfields.errors import CamfieldsError
-from camfields.ops.backend import load_extension, resolve_backend
+from camfields.ops.backend import BACKENDS, load_extension, resolve_backend
 from camfields.ops.cuda_modulate import ACTIVATION_CODES
 from camfields.ops.interp import GridCorners, combine_corners
 from camfields.ops.modulate import check_norm, get_activation, modulate
@@ -75,7 +76,7 @@ def grid_modulate(
         raise CamfieldsError(f"grid modulation combines corner groups by sum or product, not {corners.combine!r}")
     check_norm(norm, h.shape[1], groups)
     get_activation(activation)
-    if torch.are_deterministic_algorithms_enabled():
+    if torch.are_deterministic_algorithms_enabled() and backend != "torch":
         # the fused backward adds table gradients with atomics; the PyTorch path's index_add_
         # is deterministic on CUDA under torch.use_deterministic_algorithms(True)
         if backend == "cuda":
@@ -83,6 +84,7 @@ def grid_modulate(
                 "grid modulation with backend='cuda' accumulates table gradients with atomics, which "
                 "torch.use_deterministic_algorithms(True) forbids; use backend 'auto' or 'torch'"
             )
+        check_choice(backend, BACKENDS, "backend")
         backend = "torch"
     if resolve_backend(backend, h, table) == "cuda" and (
         corners.combine == "sum" or corners.index.shape[1] <= MAX_PRODUCT_GROUPS
