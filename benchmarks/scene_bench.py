@@ -97,11 +97,11 @@ def run_benchmark(
     for model in models:
         cfg = resolve(model, args.config, overrides)
         out = workdir / model
-        if args.seconds and not (out / "metrics.json").exists():
+        done = out / "metrics.json"
+        if args.seconds and not done.exists():
             steps = steps_for_seconds(args, model, resolve, fit, overrides, workdir, str(device))
             cfg = resolve(model, args.config, deep_merge(overrides, {"train": {"steps": steps}}))
         print(f"[{time.perf_counter() - t0:7.0f}s] {model}: {cfg.train.steps} steps", flush=True)
-        done = out / "metrics.json"
         results[model] = (
             read_json(done) if done.exists() else fit(args.data, cfg, out, str(device), resume=True, progress=False)
         )

@@ -34,11 +34,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     Each group records its ``base_lr`` so that schedules can scale it.
     """
     grid, other = split_grid_parameters(model)
-    named = [("mlp", other, 1.0), ("grid", grid, cfg.grid_lr_mult)]
-    if cfg.modulation_lr_mult is not None:
-        modulation_ids = _grid_ids(model, modulation_only=True)
-        named[1] = ("grid", [p for p in grid if id(p) not in modulation_ids], cfg.grid_lr_mult)
-        named.append(("modulation", [p for p in grid if id(p) in modulation_ids], cfg.modulation_lr_mult))
+    own_group = set() if cfg.modulation_lr_mult is None else _grid_ids(model, modulation_only=True)
+    named = [
+        ("mlp", other, 1.0),
+        ("grid", [p for p in grid if id(p) not in own_group], cfg.grid_lr_mult),
+        ("modulation", [p for p in grid if id(p) in own_group], cfg.modulation_lr_mult),
+    ]
     groups = [
         {"name": name, "params": params, "lr": cfg.lr * mult, "base_lr": cfg.lr * mult}
         for name, params, mult in named
