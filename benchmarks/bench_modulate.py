@@ -141,6 +141,21 @@ def profile(op: str, n: int, c: int, per_channel: bool, rows: int = 12) -> None:
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows))
 
 
+def profile_case(text: str) -> tuple[str, int, int, bool]:
+    """``OP,LOG2N,C,scalar|channel`` -> (op, points, channels, per_channel), for ``--profile``."""
+    parts = text.split(",")
+    if (
+        len(parts) != 4
+        or parts[0] not in ("modulate", *GRIDS)
+        or parts[3] not in ("scalar", "channel")
+        or not (parts[1].isdigit() and parts[2].isdigit())
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected OP,LOG2N,C,scalar|channel (e.g. dense2d,20,128,scalar), got {text!r}"
+        )
+    return parts[0], 1 << int(parts[1]), int(parts[2]), parts[3] == "channel"
+
+
 def image_steps_per_second(backend: str, steps: int = 50) -> float:
     torch.manual_seed(0)
     model = CAMMLP(
@@ -190,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile",
         metavar="OP,LOG2N,C,MOD",
+        type=profile_case,
         help="instead of the sweep, print the CUDA kernels of one case, e.g. dense2d,20,128,scalar",
     )
     parser.add_argument("--out", required=True, help="JSON results file (rewritten after every row)")
@@ -197,8 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.cuda.is_available():
         raise CamfieldsError("bench_modulate needs a CUDA GPU")
     if args.profile:
-        op, log_n, c, mod = args.profile.split(",")
-        profile(op, 1 << int(log_n), int(c), mod == "channel")
+        profile(*args.profile)
         return
     device = torch.cuda.get_device_name()
     copy_gbs = copy_bandwidth_gbs()

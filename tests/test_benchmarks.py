@@ -43,3 +43,13 @@ def test_steps_and_seconds_exclude_each_other(capsys):
             ["--steps", "3", "--seconds", "4", "--out", "x.json"], "d", {}, None, None, {}, REPO, "c"
         )
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_profile_case_parses_one_case_and_refuses_anything_else():
+    import bench_modulate
+
+    assert bench_modulate.profile_case("dense2d,20,128,scalar") == ("dense2d", 1 << 20, 128, False)
+    assert bench_modulate.profile_case("hash,16,33,channel") == ("hash", 1 << 16, 33, True)
+    for bad in ("dense2d,x", "cube,20,128,scalar", "dense2d,20,128,both", "dense2d,-1,128,scalar"):
+        with pytest.raises(argparse.ArgumentTypeError, match="OP,LOG2N,C"):
+            bench_modulate.profile_case(bad)

@@ -144,35 +144,33 @@ def grid_case(kind, n, c, per_channel, dtype=torch.float32, seed=0, on_bounds=Tr
     )
 
 
+def assert_grid_backends_agree(grid, coords, width, n, c, column=0, grad_atol=1e-4):
+    """Fused and reference grid_modulate agree in output and in the h, table and coordinate gradients."""
+    h = torch.randn(n, c, device="cuda", requires_grad=True)
+    cot = torch.randn(n, c, device="cuda")
+    results = []
+    for backend in ("torch", "cuda"):
+        out = grid_modulate(h, grid.table, grid.corners(coords), column, width, norm="layer", backend=backend)
+        results.append((out, torch.autograd.grad(out, [h, grid.table, coords], cot)))
+    (ref, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for name, a, b in zip(("h", "table", "coords"), grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=grad_atol, msg=lambda m: f"grad {name}: {m}")
+
+
 @pytest.mark.parametrize("kind", list(GRIDS))
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("n,c", [(1, 32), (129, 33), (5000, 128)])
 def test_fused_grid_modulate_matches_reference(kind, per_channel, n, c):
     grid, coords, width = grid_case(kind, n, c, per_channel, seed=n + c)
-    h = torch.randn(n, c, device="cuda", requires_grad=True)
-    cot = torch.randn(n, c, device="cuda")
-    results = []
-    for backend in ("torch", "cuda"):
-        out = grid_modulate(h, grid.table, grid.corners(coords), 2 * width, width, norm="layer", backend=backend)
-        results.append((out, torch.autograd.grad(out, [h, grid.table, coords], cot)))
-    (ref, ref_grads), (out, grads) = results
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    for name, a, b in zip(("h", "table", "coords"), grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+    assert_grid_backends_agree(grid, coords, width, n, c, column=2 * width)
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_fused_grid_modulate_many_points_on_a_small_table(per_channel):
     """200k points on a 32x32 grid: the backward spreads its atomics over private gradient tables."""
     grid, coords, width = grid_case("dense2d", 200_000, 40, per_channel, seed=7)
-    h = torch.randn(200_000, 40, device="cuda", requires_grad=True)
-    cot = torch.randn(200_000, 40, device="cuda")
-    grads = []
-    for backend in ("torch", "cuda"):
-        out = grid_modulate(h, grid.table, grid.corners(coords), 0, width, norm="layer", backend=backend)
-        grads.append(torch.autograd.grad(out, [h, grid.table, coords], cot))
-    for name, a, b in zip(("h", "table", "coords"), grads[1], grads[0]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad {name}: {m}")
+    assert_grid_backends_agree(grid, coords, width, 200_000, 40, grad_atol=1e-3)  # sums of 200k terms
 
 
 @pytest.mark.parametrize("kind,per_channel", [("dense2d", True), ("triplane-product", True), ("hash", False)])
