@@ -10,7 +10,7 @@ import sys
 
 from camfields.cli import add_common_arguments, report, run, train_overrides
 from camfields.errors import CamfieldsError
-from camfields.tasks.video import MODEL_PRESETS, fit_video, resolve_config
+from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve_config
 
 
 def parse_size(text: str) -> dict[str, int]:
@@ -30,11 +30,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, help="number of frames to use (default: all)")
     parser.add_argument("--params", type=int, help="target parameter count (sizes the generator)")
     parser.add_argument("--bits", type=int, help="weight bit depth of the bitstream")
+    parser.add_argument(
+        "--quant-steps", choices=QUANT_STEPS, help="one quantization step per tensor or per output channel"
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.steps is not None:
         raise CamfieldsError("a video fit counts epochs, not steps: use --epochs")
-    top = {"epochs": args.epochs, "frames": args.frames, "target_params": args.params, "bits": args.bits}
+    top = {
+        "epochs": args.epochs,
+        "frames": args.frames,
+        "target_params": args.params,
+        "bits": args.bits,
+        "quant_steps": args.quant_steps,
+    }
     overrides = {k: v for k, v in top.items() if v is not None} | (parse_size(args.size) if args.size else {})
     cfg = resolve_config(args.model, args.config, {**overrides, "train": train_overrides(args)})
     metrics = fit_video(args.video, cfg, args.out, args.device, args.resume, progress=not args.quiet)

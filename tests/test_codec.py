@@ -7,16 +7,21 @@ import pytest
 
 from camfields import CamfieldsError
 from camfields.codec import entropy
-from camfields.codec.bitstream import QuantizedTensor, read_bitstream, write_bitstream
+from camfields.codec.bitstream import FORMAT_VERSION, QuantizedTensor, read_bitstream, write_bitstream
 from camfields.codec.rd import bd_psnr, bd_rate
+
+
+def bfloat16(*values: float) -> np.ndarray:
+    """float32 steps that are bfloat16 numbers (what the quantizer produces)."""
+    return (np.asarray(values, dtype=np.float32).view(np.uint32) >> 16 << 16).view(np.float32)
 
 
 def tensors(seed: int = 0) -> list[QuantizedTensor]:
     rng = np.random.default_rng(seed)
     return [
-        QuantizedTensor("conv.weight", (4, 3, 3, 3), 0.013, rng.integers(-127, 128, 108)),
-        QuantizedTensor("grid", (5, 32), 0.5, np.round(rng.normal(0, 4, 160)).astype(np.int64)),
-        QuantizedTensor("empty", (0,), 1.0, np.zeros(0, dtype=np.int64)),
+        QuantizedTensor("conv.weight", (4, 3, 3, 3), bfloat16(0.013, 0.5, 2e-4, 3.0), rng.integers(-127, 128, 108)),
+        QuantizedTensor("grid", (5, 32), bfloat16(0.5), np.round(rng.normal(0, 4, 160)).astype(np.int64)),
+        QuantizedTensor("empty", (0,), bfloat16(1.0), np.zeros(0, dtype=np.int64)),
     ]
 
 
@@ -28,9 +33,16 @@ def test_bitstream_round_trip_is_exact(tmp_path):
     assert size == path.stat().st_size == stream.file_bytes
     assert stream.config == config and stream.bits == 8
     for original, decoded in zip(tensors(), stream.tensors):
-        assert decoded.name == original.name and decoded.shape == original.shape and decoded.step == original.step
+        assert decoded.name == original.name and decoded.shape == original.shape
+        assert np.array_equal(decoded.steps, original.steps)
         assert np.array_equal(decoded.values, original.values)
         assert np.array_equal(decoded.dequantize(), original.dequantize())
+    # one step per output channel: slice i of the weights is its integers times step i
+    conv = stream.tensors[0]
+    for i, step in enumerate(conv.steps):
+        assert np.array_equal(
+            conv.dequantize()[i], (conv.values.reshape(4, 27)[i] * step).astype(np.float32).reshape(3, 3, 3)
+        )
     # the estimate is labelled as such and lies near the coded payload
     payload_bits = 8 * (size - 8 - 2 - 4 - 4)
     assert 0 < stream.estimated_payload_bits < payload_bits
@@ -72,19 +84,43 @@ def test_hostile_lengths_are_rejected_before_allocation(tmp_path):
     import struct
     import zlib
 
-    def forge(header: dict) -> bytes:
+    def forge(header: dict, steps: bytes = b"") -> bytes:
         packed = zlib.compress(json.dumps(header).encode())
-        body = struct.pack("<8sHI", b"CAMFCODE", 1, len(packed)) + packed
+        body = struct.pack("<8sHI", b"CAMFCODE", FORMAT_VERSION, len(packed)) + packed + steps
         return body + struct.pack("<I", zlib.crc32(body))
 
     base = {"config": {}, "bits": 8, "low": 0, "counts": [1], "words": 0}
-    huge = {**base, "tensors": [{"name": "w", "shape": [1 << 20, 1 << 20], "step": 1.0}]}
-    lying = {**base, "tensors": [{"name": "w", "shape": [5], "step": 1.0}]}
-    for header, message in ((huge, "more than"), (lying, "histogram counts 1 symbols")):
+    huge = {**base, "tensors": [{"name": "w", "shape": [1 << 20, 1 << 20], "steps": 1}]}
+    lying = {**base, "tensors": [{"name": "w", "shape": [5], "steps": 1}]}
+    many_steps = {**base, "tensors": [{"name": "w", "shape": [1, 1], "steps": 1 << 20}]}
+    one = {**base, "tensors": [{"name": "w", "shape": [1], "steps": 1}]}
+    negative, positive = struct.pack("<H", 0xBF80), struct.pack("<H", 0x3F80)  # bfloat16 -1.0 and 1.0
+    cases = [
+        (huge, b"", "more than"),
+        (lying, b"", "histogram counts 1 symbols"),
+        (many_steps, b"", "malformed"),
+        (one, b"", "the header says 2"),
+        (one, negative, "not a positive finite number"),
+        (one, positive + b"\0" * 40, "the header says 2"),
+    ]
+    for header, steps, message in cases:
         path = tmp_path / "forged.camf"
-        path.write_bytes(forge(header))
+        path.write_bytes(forge(header, steps))
         with pytest.raises(CamfieldsError, match=message):
             read_bitstream(path)
+
+
+def test_writer_refuses_steps_it_cannot_store_exactly(tmp_path):
+    values = np.zeros(6, dtype=np.int64)
+    cases = [
+        (QuantizedTensor("w", (2, 3), np.array([0.013], dtype=np.float32), values), "not positive bfloat16"),
+        (QuantizedTensor("w", (2, 3), bfloat16(1.0, 0.0), values), "not positive bfloat16"),
+        (QuantizedTensor("w", (2, 3), bfloat16(1.0, 2.0, 4.0), values), "has 3 steps"),
+        (QuantizedTensor("b", (6,), bfloat16(*[1.0] * 6), values), "has 6 steps"),
+    ]
+    for tensor, message in cases:
+        with pytest.raises(CamfieldsError, match=message):
+            write_bitstream(tmp_path / "w.camf", {}, 8, [tensor])
 
 
 def test_bd_rate_and_bd_psnr_of_known_curves():
@@ -99,3 +135,23 @@ def test_bd_rate_and_bd_psnr_of_known_curves():
     assert bd_rate(rates[:3], psnrs[:3], [0.8 * r for r in rates[:3]], psnrs[:3]) == pytest.approx(-20.0, abs=1e-6)
     with pytest.raises(CamfieldsError, match="at least 3"):
         bd_rate(rates[:2], psnrs[:2], rates, psnrs)
+
+
+def test_per_channel_steps_quantize_channels_of_different_scales_more_finely():
+    import torch
+
+    from camfields.compression.quantize import fake_quantize, symmetric_integers
+
+    torch.manual_seed(0)
+    weight = torch.randn(6, 4, 3, 3) * torch.logspace(-3, 0, 6).view(6, 1, 1, 1)
+    per_tensor, per_channel = fake_quantize(weight, 6), fake_quantize(weight, 6, per_channel=True)
+    for channel in range(5):  # the small channels: per-tensor steps round most of them to zero
+        error_tensor = (per_tensor[channel] - weight[channel]).abs().max()
+        error_channel = (per_channel[channel] - weight[channel]).abs().max()
+        assert error_channel < 0.5 * error_tensor
+    values, steps = symmetric_integers(weight, 6, per_channel=True)
+    assert steps.shape == (6,) and values.abs().flatten(1).amax(1).le(31).all()
+    assert values.abs().flatten(1).amax(1).ge(30).all()  # every channel spans its range
+    assert torch.equal(values * steps.view(6, 1, 1, 1), per_channel)
+    bias = torch.randn(5)
+    assert symmetric_integers(bias, 6, per_channel=True)[1].shape == (1,)  # a bias keeps one step

@@ -133,23 +133,26 @@ def test_frame_grid_generator_sizes_scale_the_grid_channels():
     assert generator(torch.tensor([0.0, 1.0])).shape == (2, 3, 32, 32)
 
 
-@pytest.mark.parametrize("embedding", ["mlp", "grids"])
-def test_bitstream_decoder_reproduces_the_quantized_generator_bit_for_bit(tmp_path, embedding):
+@pytest.mark.parametrize("embedding, per_channel", [("mlp", False), ("grids", False), ("grids", True)])
+def test_bitstream_decoder_reproduces_the_quantized_generator_bit_for_bit(tmp_path, embedding, per_channel):
     torch.manual_seed(0)
     cfg = GeneratorConfig(**SMALL, time_grid=6, embedding=embedding, frame_grids=[[3, 4], [5, 2]])
     generator = build_generator(cfg, 32, 32)
     with torch.no_grad():
         generator.time_grid.table.normal_(0, 0.1)
     path = tmp_path / "g.camf"
-    size = encode(path, generator, cfg, 6, frames=5)
+    size = encode(path, generator, cfg, 6, frames=5, per_channel=per_channel)
     assert size == path.stat().st_size
     decoded = decode_frames(path)
-    model = VideoModel(generator, bits=6, qat_start=0).eval()
+    model = VideoModel(generator, bits=6, qat_start=0, per_channel=per_channel).eval()
     with torch.no_grad():
         expected = model(frame_times(5), quantized=True).clamp(0, 1).permute(0, 2, 3, 1)
     torch.testing.assert_close(decoded, expected, atol=1e-6, rtol=0)  # batching may change the last bit
     stream = read_bitstream(path)
     assert stream.bits == 6 and all(np.abs(t.values).max() <= 31 for t in stream.tensors)
+    params = dict(generator.named_parameters())
+    for t in stream.tensors:  # one step per output channel of every weight (per tensor for biases)
+        assert len(t.steps) == (params[t.name].shape[0] if per_channel and len(t.shape) > 1 else 1), t.name
     # the decoded weights are the quantized weights, bit for bit
     with torch.no_grad():
         quantized = model.quantized_parameters()
@@ -265,3 +268,8 @@ def test_tasks_import_without_imageio_ffmpeg_and_video_io_says_what_is_missing(t
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "needs imageio-ffmpeg" in done.stdout
+
+
+def test_a_misspelt_quant_steps_is_refused_with_the_choices():
+    with pytest.raises(CamfieldsError, match="unknown quant_steps 'chanel'; choose one of tensor, channel"):
+        resolve_config("ffnerv", overrides={"quant_steps": "chanel"})

@@ -6,14 +6,17 @@ Layout (little-endian)::
     version   u16      FORMAT_VERSION
     length    u32      bytes of the compressed header
     header    zlib-compressed UTF-8 JSON: {"config": ..., "bits": n, "low": int,
-              "counts": [...], "tensors": [{"name", "shape", "step"}], "words": int}
+              "counts": [...], "tensors": [{"name", "shape", "steps"}], "words": int}
+    steps     u16 each: every tensor's "steps" quantization steps in order, as bfloat16 bits
     payload   "words" uint32 words: every tensor's integers, range-coded in order
     crc32     u32      CRC-32 of everything before it
 
-Weights are stored as integers q with ``w = q * step`` (one float step per tensor). The
-format holds no pickled objects: JSON and raw integers only. Every length is checked against
-the file size and fixed limits before anything is allocated, and the checksum is verified
-before decoding, so a truncated, corrupted or hostile file is reported, never decoded.
+Weights are stored as integers q with ``w = q * step``: one step per tensor, or one per slice
+along its first dimension (output channel). Steps are bfloat16 numbers (the upper half of a
+float32), so 16 bits store them exactly. The format holds no pickled objects: JSON and raw
+integers only. Every length is checked against the file size and fixed limits before anything
+is allocated, and the checksum is verified before decoding, so a truncated, corrupted or
+hostile file is reported, never decoded.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from camfields.codec import entropy
 from camfields.errors import CamfieldsError
 
 MAGIC = b"CAMFCODE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct("<8sHI")
 _CRC = struct.Struct("<I")
 #: limits a decoder enforces before allocating anything
@@ -44,16 +47,19 @@ MAX_SYMBOLS = (1 << 16) + 1
 
 @dataclass
 class QuantizedTensor:
-    """A named tensor stored as integers ``values`` (shape ``shape``) times ``step``."""
+    """A named tensor stored as integers ``values`` (shape ``shape``) times ``steps``: one step for
+    the whole tensor, or one per slice along its first dimension."""
 
     name: str
     shape: tuple[int, ...]
-    step: float
+    steps: np.ndarray  # float32 bfloat16 numbers, 1 or ``shape[0]`` of them
     values: np.ndarray  # int64, ``prod(shape)`` elements
 
     def dequantize(self) -> np.ndarray:
-        """The float32 weights ``values * step`` in ``shape``."""
-        return (self.values.astype(np.float64) * self.step).astype(np.float32).reshape(self.shape)
+        """The float32 weights ``values * step`` in ``shape`` (exact: a bfloat16 step times an integer
+        below 2^16 fits a float32)."""
+        slices = self.values.astype(np.float64).reshape(len(self.steps), -1)
+        return (slices * self.steps.astype(np.float64)[:, None]).astype(np.float32).reshape(self.shape)
 
 
 @dataclass
@@ -67,8 +73,25 @@ class Bitstream:
     estimated_payload_bits: float = 0.0  # Shannon bound of the payload: an estimate, labelled as such
 
 
+def _valid_step_count(count: int, shape: list[int]) -> bool:
+    """One step per tensor, or one per slice along dim 0 of a tensor of 2 or more dims."""
+    return count == 1 or (len(shape) > 1 and count == shape[0] > 0)
+
+
+def _bfloat16_bits(tensor: QuantizedTensor) -> np.ndarray:
+    """The steps of ``tensor`` as uint16 bfloat16 bit patterns; an error if one is not a bfloat16 number."""
+    steps = np.asarray(tensor.steps, dtype=np.float32).reshape(-1)
+    if not _valid_step_count(len(steps), list(tensor.shape)):
+        raise CamfieldsError(f"tensor {tensor.name} has {len(steps)} steps; it needs 1 or one per slice of dim 0")
+    words = steps.view(np.uint32)
+    if np.any(words & 0xFFFF) or not np.all(np.isfinite(steps) & (steps > 0)):
+        raise CamfieldsError(f"the steps of tensor {tensor.name} are not positive bfloat16 numbers")
+    return (words >> 16).astype("<u2")
+
+
 def write_bitstream(path: Path, config: dict[str, Any], bits: int, tensors: list[QuantizedTensor]) -> int:
     """Write the bitstream file; returns its size in bytes."""
+    steps = [_bfloat16_bits(t) for t in tensors]
     flat = [t.values.reshape(-1).astype(np.int64) for t in tensors]
     symbols = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64)
     low, counts = entropy.histogram(symbols)
@@ -78,11 +101,12 @@ def write_bitstream(path: Path, config: dict[str, Any], bits: int, tensors: list
         "bits": bits,
         "low": low,
         "counts": counts.tolist(),
-        "tensors": [{"name": t.name, "shape": list(t.shape), "step": float(t.step)} for t in tensors],
+        "tensors": [{"name": t.name, "shape": list(t.shape), "steps": len(s)} for t, s in zip(tensors, steps)],
         "words": int(len(words)),
     }
     packed = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)) + packed + words.astype("<u4").tobytes()
+    step_bytes = b"".join(s.tobytes() for s in steps)
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)) + packed + step_bytes + words.astype("<u4").tobytes()
     data = body + _CRC.pack(zlib.crc32(body))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -111,7 +135,8 @@ def _check_header(path: Path, header: Any) -> None:
     for entry in tensors:
         ok = isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("shape"), list)
         ok = ok and all(isinstance(s, int) and 0 <= s <= MAX_ELEMENTS for s in entry["shape"])
-        ok = ok and isinstance(entry.get("step"), (int, float)) and math.isfinite(entry["step"])
+        steps = entry.get("steps") if ok else None
+        ok = ok and isinstance(steps, int) and _valid_step_count(steps, entry["shape"])
         if not ok:
             raise _fail(path, f"tensor entry {entry!r:.80} is malformed")
         total += math.prod(entry["shape"])
@@ -149,15 +174,22 @@ def read_bitstream(path: Path) -> Bitstream:
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _fail(path, f"its header cannot be read ({e})") from None
     _check_header(path, header)
-    payload = data[_PREFIX.size + header_bytes : -_CRC.size]
-    if len(payload) != 4 * header["words"]:
-        raise _fail(path, f"payload is {len(payload)} bytes, the header says {4 * header['words']}")
+    step_counts = [entry["steps"] for entry in header["tensors"]]
+    body = data[_PREFIX.size + header_bytes : -_CRC.size]
+    expected = 2 * sum(step_counts) + 4 * header["words"]
+    if len(body) != expected:
+        raise _fail(path, f"steps and payload are {len(body)} bytes, the header says {expected}")
+    all_steps = (np.frombuffer(body, dtype="<u2", count=sum(step_counts)).astype(np.uint32) << 16).view(np.float32)
+    if not np.all(np.isfinite(all_steps) & (all_steps > 0)):
+        raise _fail(path, "a quantization step is not a positive finite number")
+    payload = body[2 * sum(step_counts) :]
     counts = np.asarray(header["counts"], dtype=np.int64)
     shapes = [tuple(entry["shape"]) for entry in header["tensors"]]
     sizes = [math.prod(shape) for shape in shapes]
     symbols = entropy.decode(np.frombuffer(payload, dtype="<u4"), sum(sizes), header["low"], counts)
-    tensors, start = [], 0
-    for entry, shape, size in zip(header["tensors"], shapes, sizes):
-        tensors.append(QuantizedTensor(entry["name"], shape, float(entry["step"]), symbols[start : start + size]))
-        start += size
+    tensors, start, first_step = [], 0, 0
+    for entry, shape, size, count in zip(header["tensors"], shapes, sizes, step_counts):
+        steps = all_steps[first_step : first_step + count]
+        tensors.append(QuantizedTensor(entry["name"], shape, steps, symbols[start : start + size]))
+        start, first_step = start + size, first_step + count
     return Bitstream(header["config"], header["bits"], tensors, len(data), entropy.estimated_bits(counts))

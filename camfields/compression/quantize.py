@@ -48,23 +48,40 @@ def quantized_size_bytes(model: nn.Module, bits: int) -> int:
     return sum((p.numel() * bits + 7) // 8 + TENSOR_OVERHEAD_BYTES for p in model.parameters() if p.requires_grad)
 
 
-def symmetric_step(tensor: torch.Tensor, bits: int) -> torch.Tensor:
-    """Step of symmetric n-bit quantization: max |w| over the 2^(n-1) - 1 positive levels (1 if all zero)."""
+def round_up_to_bfloat16(values: torch.Tensor) -> torch.Tensor:
+    """Positive finite float32 ``values`` rounded up to the nearest bfloat16 number (exactly 16 bits to store)."""
+    bits = values.float().contiguous().view(torch.int32)
+    return ((bits + 0xFFFF) & ~0xFFFF).view(torch.float32)
+
+
+def symmetric_step(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:
+    """Step of symmetric n-bit quantization: max |w| over the 2^(n-1) - 1 positive levels (1 if all
+    zero), rounded up to a bfloat16 number so the file stores it in 16 bits and no weight clips.
+
+    One step for the whole tensor (a 0-dim tensor), or with ``per_channel`` one per slice along
+    dim 0 (output channels of a convolution, nodes of a grid), shaped (C, 1, ...) to broadcast;
+    tensors of fewer than 2 dims (biases) always get one step.
+    """
     _check_bits(bits)
-    peak = tensor.detach().abs().max()
-    return torch.where(peak > 0, peak / (2 ** (bits - 1) - 1), torch.ones_like(peak))
+    magnitude = tensor.detach().abs()
+    if per_channel and tensor.dim() >= 2:
+        peak = magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))
+    else:
+        peak = magnitude.max()
+    return round_up_to_bfloat16(torch.where(peak > 0, peak / (2 ** (bits - 1) - 1), torch.ones_like(peak)))
 
 
-def symmetric_integers(tensor: torch.Tensor, bits: int) -> tuple[torch.Tensor, float]:
-    """Integers q in [-(2^(n-1) - 1), 2^(n-1) - 1] (int64) and the step with ``w ~ q * step``; zero stays zero."""
-    step = symmetric_step(tensor, bits)
-    return torch.round(tensor.detach() / step).long(), float(step)
+def symmetric_integers(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integers q in [-(2^(n-1) - 1), 2^(n-1) - 1] (int64, the tensor's shape) and the steps (float32,
+    flat: 1 or one per channel) with ``w ~ q * step``; zero stays zero."""
+    step = symmetric_step(tensor, bits, per_channel)
+    return torch.round(tensor.detach() / step).long(), step.reshape(-1)
 
 
-def fake_quantize(tensor: torch.Tensor, bits: int) -> torch.Tensor:
+def fake_quantize(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:
     """``tensor`` rounded to its symmetric n-bit levels in the forward pass, with a straight-through
     gradient (quantization-aware training). Without autograd the levels are returned exactly,
-    equal bit for bit to what a decoder rebuilds from the integers and the step."""
-    step = symmetric_step(tensor, bits)
+    equal bit for bit to what a decoder rebuilds from the integers and the steps."""
+    step = symmetric_step(tensor, bits, per_channel)
     levels = torch.round(tensor.detach() / step) * step
     return tensor + (levels - tensor).detach() if torch.is_grad_enabled() else levels

@@ -69,6 +69,7 @@ class VideoConfig:
     batch_frames: int = 1  # frames per training step
     bits: int = 8  # weight bit depth of the bitstream (grids included)
     qat_fraction: float = 0.2  # the last fraction of the epochs trains through the quantizer
+    quant_steps: str = "tensor"  # tensor | channel: one quantization step per tensor, or per output channel
     prune: float = 0.0  # fraction of each convolution's weights zeroed by magnitude before QAT
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     train: TrainConfig = dataclasses.field(
@@ -77,6 +78,7 @@ class VideoConfig:
 
     def validate(self) -> None:
         check_choice(self.model, MODEL_PRESETS, "model")
+        check_choice(self.quant_steps, QUANT_STEPS, "quant_steps")
         if min(self.epochs, self.batch_frames, self.stride) < 1 or min(self.start, self.frames) < 0:
             raise CamfieldsError("epochs, batch_frames and stride must be >= 1; start and frames >= 0")
         if not 2 <= self.bits <= 16:
@@ -87,6 +89,9 @@ class VideoConfig:
             raise CamfieldsError("give both width and height (or neither, for the video's own size)")
         self.train.validate()
 
+
+#: one quantization step per tensor, or one per slice along dim 0 (see ``compression.quantize``)
+QUANT_STEPS = ("tensor", "channel")
 
 #: the plain NeRV generator and the same with CAM (a 60-node per-channel temporal grid); FFNeRV's
 #: multi-resolution temporal grids as the embedding, without and with CAM (30 nodes, the CAM
@@ -160,12 +165,12 @@ def frame_times(count: int) -> torch.Tensor:
 class VideoModel(StepCounted):
     """A generator with its training step count; past ``qat_start`` steps it trains through the quantizer."""
 
-    def __init__(self, generator: NeRVGenerator, bits: int, qat_start: int):
+    def __init__(self, generator: NeRVGenerator, bits: int, qat_start: int, per_channel: bool = False):
         super().__init__()
-        self.generator, self.bits, self.qat_start = generator, bits, qat_start
+        self.generator, self.bits, self.qat_start, self.per_channel = generator, bits, qat_start, per_channel
 
     def quantized_parameters(self) -> dict[str, torch.Tensor]:
-        return {name: fake_quantize(p, self.bits) for name, p in self.generator.named_parameters()}
+        return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in self.generator.named_parameters()}
 
     def forward(self, times: torch.Tensor, quantized: bool) -> torch.Tensor:
         """Frames (N, 3, H, W) at ``times`` (N,), through the quantized weights when ``quantized``."""
@@ -210,16 +215,18 @@ class FrameObjective:
         return Evaluation({"psnr": psnr(frames, self.video)}, {"frame_0": frames[0].permute(1, 2, 0)})
 
 
-def quantize_generator(generator: NeRVGenerator, bits: int) -> list[QuantizedTensor]:
-    """Every parameter as symmetric n-bit integers and a step, in ``named_parameters`` order."""
+def quantize_generator(generator: NeRVGenerator, bits: int, per_channel: bool = False) -> list[QuantizedTensor]:
+    """Every parameter as symmetric n-bit integers and its steps, in ``named_parameters`` order."""
     tensors = []
     for name, p in generator.named_parameters():
-        values, step = symmetric_integers(p, bits)
-        tensors.append(QuantizedTensor(name, tuple(p.shape), step, values.reshape(-1).cpu().numpy()))
+        values, steps = symmetric_integers(p, bits, per_channel)
+        tensors.append(QuantizedTensor(name, tuple(p.shape), steps.cpu().numpy(), values.reshape(-1).cpu().numpy()))
     return tensors
 
 
-def encode(path: Path, generator: NeRVGenerator, gen_cfg: GeneratorConfig, bits: int, frames: int) -> int:
+def encode(
+    path: Path, generator: NeRVGenerator, gen_cfg: GeneratorConfig, bits: int, frames: int, per_channel: bool = False
+) -> int:
     """Write the bitstream of a fitted generator; returns the file size in bytes."""
     header = {
         "format": BITSTREAM_FORMAT,
@@ -228,7 +235,7 @@ def encode(path: Path, generator: NeRVGenerator, gen_cfg: GeneratorConfig, bits:
         "frames": frames,
         "generator": dataclasses.asdict(gen_cfg),
     }
-    return write_bitstream(path, header, bits, quantize_generator(generator, bits))
+    return write_bitstream(path, header, bits, quantize_generator(generator, bits, per_channel))
 
 
 def decoder_from_bitstream(stream: Bitstream) -> tuple[NeRVGenerator, int]:
@@ -319,7 +326,8 @@ def fit_video(
     torch.manual_seed(cfg.train.seed)
     generator = build_generator(gen_cfg, height, width)
     qat_start = cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch
-    model = VideoModel(generator, cfg.bits, qat_start).to(torch_device)
+    per_channel = cfg.quant_steps == "channel"
+    model = VideoModel(generator, cfg.bits, qat_start, per_channel).to(torch_device)
     masks: dict[str, torch.Tensor] = {}
 
     def on_step(step: int, model: VideoModel) -> None:
@@ -349,7 +357,7 @@ def fit_video(
         return distributed.broadcast(None)
     float_frames = objective.render(model, quantized=False).permute(0, 2, 3, 1).cpu()
     bitstream = out_dir / "video.camf"
-    size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames)
+    size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames, per_channel)
     encode_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     decoded = decode_frames(bitstream, torch_device).cpu()
@@ -365,6 +373,7 @@ def fit_video(
         "epochs": cfg.epochs,
         "bits": cfg.bits,
         "prune": cfg.prune,
+        "quant_steps": cfg.quant_steps,
         **quality(decoded, video),
         "psnr_float": quality(float_frames, video)["psnr"],
         "params": count_parameters(model.generator),
