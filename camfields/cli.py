@@ -6,12 +6,13 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch.distributed as dist
 
 from camfields import distributed
+from camfields.config import check_choice
 from camfields.errors import CamfieldsError, first_line
 
 
@@ -37,6 +38,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def train_overrides(args: argparse.Namespace) -> dict:
     """The ``train`` overrides given on the command line."""
     return {k: v for k, v in {"steps": args.steps, "seed": args.seed}.items() if v is not None}
+
+
+def comma_ints(text: str) -> list[int]:
+    """The comma-separated integers of a command-line value, e.g. ``"25000,50000"``."""
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise CamfieldsError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def comma_names(text: str, known: Collection[str], option: str) -> list[str]:
+    """The comma-separated names of a command-line value, each checked against ``known``."""
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    for name in chosen:
+        check_choice(name, known, f"{option} name")
+    return chosen
 
 
 def report(summary: dict[str, Any]) -> None:

@@ -12,32 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Collection
 from pathlib import Path
 
-from camfields.cli import run
+from camfields.cli import comma_ints, comma_names, run
 from camfields.codec import baselines
 from camfields.codec.rd import bd_psnr, bd_rate
-from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import MODEL_PRESETS, fit_video, load_clip, quality, resolve_config
 from camfields.training.checkpoint import read_json, write_json
-
-
-def ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise CamfieldsError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def names(text: str, known: Collection[str], option: str) -> list[str]:
-    """The comma-separated names of ``text``, each checked against ``known``."""
-    chosen = [v.strip() for v in text.split(",") if v.strip()]
-    for name in chosen:
-        check_choice(name, known, f"{option} name")
-    return chosen
 
 
 def curve(name: str, description: str, points: list[dict]) -> dict:
@@ -87,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output folder (fits, rd.json, rd.png)")
     args = parser.parse_args(argv)
 
-    models = names(args.models, MODEL_PRESETS, "--models")
-    codecs = names(args.codecs, baselines.CODECS, "--codecs")
+    models = comma_names(args.models, MODEL_PRESETS, "--models")
+    codecs = comma_names(args.codecs, baselines.CODECS, "--codecs")
     out = Path(args.out)
     device = resolve_device(args.device)
     overrides = {"epochs": args.epochs} if args.epochs else {}
@@ -96,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     reference_cfg = None
     for model in models:
         points = []
-        for params in ints(args.params):
-            for bits in ints(args.bits):
+        for params in comma_ints(args.params):
+            for bits in comma_ints(args.bits):
                 cfg = resolve_config(model, args.config, {**overrides, "target_params": params, "bits": bits})
                 reference_cfg = reference_cfg or cfg
                 run_dir = out / f"{model}_{params}_{bits}bit"
@@ -117,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             notes.append(f"{codec} is unavailable in the bundled ffmpeg")
             continue
         points = []
-        for crf in ints(args.crf):
+        for crf in comma_ints(args.crf):
             print(f"{codec} crf {crf}", flush=True)
             coded = baselines.code_clip(video, codec, crf, args.preset)
             frames, height, width, _ = video.shape

@@ -53,3 +53,52 @@ def test_profile_case_parses_one_case_and_refuses_anything_else():
     for bad in ("dense2d,x", "cube,20,128,scalar", "dense2d,20,128,both", "dense2d,-1,128,scalar"):
         with pytest.raises(argparse.ArgumentTypeError, match="OP,LOG2N,C"):
             bench_modulate.profile_case(bad)
+
+
+def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_path):
+    import json
+
+    import bench_video
+    import numpy as np
+    from test_video import SMALL, synthetic_clip, write_frames_folder
+
+    from camfields.codec.bitstream import read_bitstream
+
+    clip = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+    config = tmp_path / "tiny.toml"
+    config.write_text("epochs = 2\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
+    argv = ["--video", str(clip), "--config", str(config), "--models", "nerv:8000,cam:8000", "--seeds", "0,1"]
+    argv += ["--device", "cpu", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "bench.json")]
+    bench_video.main([*argv, "--jobs", "2"])
+    report = json.loads((tmp_path / "bench.json").read_text())
+    results = report["results"]
+    assert len(results) == 8  # 2 models x 2 seeds x 2 quantizers
+    psnr = {(r["model"], r["seed"], r["quant_steps"]): r["psnr"] for r in results}
+    for quant in ("tensor", "channel"):
+        per_seed = report["psnr_gain_vs_baseline"][quant]["cam"]["per_seed"]
+        for seed in (0, 1):
+            assert per_seed[str(seed)] == psnr[("cam", seed, quant)] - psnr[("nerv", seed, quant)]
+    for quant, one_step in (("tensor", True), ("channel", False)):
+        stream = read_bitstream(tmp_path / "work" / f"cam_8000_8bit_{quant}_s0" / "video.camf")
+        assert all(len(t.steps) == 1 for t in stream.tensors) == one_step
+    assert len({r["psnr"] for r in results}) > 4  # seeds and quantizers give different fits
+    # a rerun resumes the finished fits: nothing is refitted, the numbers are the same
+    bench_video.main(argv)
+    again = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert all(r["resumed_from"] is None for r in results) and all(r["resumed_from"] == 12 for r in again)
+    assert np.allclose([r["psnr"] for r in again], [r["psnr"] for r in results])
+
+
+def test_bench_video_model_list_needs_targets_and_known_names():
+    import bench_video
+
+    from camfields import CamfieldsError
+
+    assert bench_video.model_targets("ffnerv:51500, ffnerv_cam:50000") == [("ffnerv", 51500), ("ffnerv_cam", 50000)]
+    for bad, message in (
+        ("ffnerv,ffnerv_cam", "model:target"),
+        ("ffnerv:1,nerve:2", "unknown --models name"),
+        ("ffnerv:100", "baseline and at least one"),
+    ):
+        with pytest.raises(CamfieldsError, match=message):
+            bench_video.model_targets(bad)
