@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", required=True, help="folder for the fits (rerun to resume)")
     parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else shared the machine)")
     args = parser.parse_args(argv)
 
     models = model_targets(args.models)
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads_per_fit": args.threads,
         "psnr_gain_vs_baseline": table,
         "total_seconds": round(time.perf_counter() - t0, 1),
+        "note": args.note,
         "results": results,
     }
     write_json(Path(args.out), report)
