@@ -23,9 +23,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from camfields.cli import comma_ints, comma_names, run
+from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
+from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve_config
 from camfields.training.checkpoint import write_json
 
 DEFAULT_VIDEO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
@@ -34,14 +38,12 @@ COLUMNS = ("params", "bpp", "psnr", "psnr_float", "ms_ssim", "seconds", "resumed
 
 def model_targets(text: str) -> list[tuple[str, int]]:
     """``"ffnerv:51500,ffnerv_cam:50000"`` -> [("ffnerv", 51500), ("ffnerv_cam", 50000)], names checked."""
-    from camfields.tasks.video import MODEL_PRESETS
-
     pairs = []
     for item in [v for v in text.split(",") if v.strip()]:
         name, _, target = item.strip().partition(":")
         if not target.isdigit():
             raise CamfieldsError(f"--models entries look like ffnerv:51500 (model:target parameters), got {item!r}")
-        comma_names(name, MODEL_PRESETS, "--models")
+        check_choice(name, MODEL_PRESETS, "--models name")
         pairs.append((name, int(target)))
     if len(pairs) < 2:
         raise CamfieldsError("--models needs a baseline and at least one model to compare with it")
@@ -49,11 +51,7 @@ def model_targets(text: str) -> list[tuple[str, int]]:
 
 
 def fit_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Fit (or resume, or re-encode) one point; runs in a worker process with ``threads`` threads."""
-    import torch
-
-    from camfields.tasks.video import fit_video, resolve_config
-
+    """Fit (or resume, or re-encode) one point, with ``threads`` CPU threads (in a worker process or here)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])
     try:
@@ -104,8 +102,6 @@ def print_table(results: list[dict[str, Any]], table: dict[str, dict[str, Any]],
 
 
 def main(argv: list[str] | None = None) -> None:
-    from camfields.tasks.video import QUANT_STEPS, resolve_config
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", default=str(DEFAULT_VIDEO), help=f"video file or folder (default: {DEFAULT_VIDEO})")
     parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file with the settings")

@@ -5,7 +5,8 @@ For every model (nerv, cam, ffnerv, ffnerv_cam), target size and bit depth: fit,
 (8-bit frames) and MS-SSIM against the source and bpp from the bitstream's bytes. x264 and
 x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on the same frames. Writes
 CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against each
-baseline, and an RD plot (PSNR vs bpp). Finished points are kept when rerun with the same --out.
+baseline, and an RD plot (PSNR vs bpp). Rerun with the same --out, finished fits are
+re-encoded and unfinished ones resumed; a fit made with other settings there is an error.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from camfields.codec.rd import bd_psnr, bd_rate
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import MODEL_PRESETS, fit_video, load_clip, quality, resolve_config
-from camfields.training.checkpoint import read_json, write_json
+from camfields.training.checkpoint import write_json
 
 
 def curve(name: str, description: str, points: list[dict]) -> dict:
@@ -84,11 +85,9 @@ def main(argv: list[str] | None = None) -> None:
                 cfg = resolve_config(model, args.config, {**overrides, "target_params": params, "bits": bits})
                 reference_cfg = reference_cfg or cfg
                 run_dir = out / f"{model}_{params}_{bits}bit"
-                done = run_dir / "metrics.json"
                 print(f"{model} {params} params {bits} bits", flush=True)
-                metrics = (
-                    read_json(done) if done.exists() else fit_video(args.video, cfg, run_dir, str(device), True, False)
-                )
+                # resuming checks the folder's config: a finished point is re-encoded, a stale one refused
+                metrics = fit_video(args.video, cfg, run_dir, str(device), resume=True, progress=False)
                 points.append({k: metrics[k] for k in ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps")})
         curves.append(
             curve(f"camfields-{model}", f"camfields {model}, {args.params} parameters, {args.bits} bits", points)

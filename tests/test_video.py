@@ -208,6 +208,15 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     bd = report["bd"]["camfields-cam vs x264"]
     assert "error" in bd or math.isfinite(bd["bd_rate_percent"])
     assert (tmp_path / "rd" / "rd.png").stat().st_size > 1000
+    # rerun in the same --out with other epochs: the finished point is not reused silently
+    stale = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
+        + ["--models", "cam", "--params", "8000", "--epochs", "5", "--codecs", "", "--device", "cpu"]
+        + ["--out", str(tmp_path / "rd")],
+        capture_output=True,
+        text=True,
+    )
+    assert stale.returncode == 2 and "fitted with a different config" in stale.stderr, stale.stderr[-2000:]
 
 
 @pytest.mark.parametrize(
