@@ -13,12 +13,15 @@ from camfields.errors import CamfieldsError
 from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve_config
 
 
-def parse_size(text: str) -> dict[str, int]:
+def parse_size(text: str, flag: str) -> tuple[int, int]:
+    """``"320x180"`` -> (320, 180); anything else is an error naming ``flag``."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise CamfieldsError(f"--size must look like 320x180, got {text!r}") from None
-    return {"width": width, "height": height}
+        raise CamfieldsError(f"{flag} must look like 320x180, got {text!r}") from None
+    if min(width, height) < 1:
+        raise CamfieldsError(f"{flag} must be positive, got {text!r}")
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video", required=True, help="video file (mp4 or anything ffmpeg reads) or folder of frames")
     parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="generator preset (default: cam)")
     parser.add_argument("--epochs", type=int, help="passes over all frames")
-    parser.add_argument("--size", help="resize frames to WxH, e.g. 320x180")
+    parser.add_argument("--size", help="resize frames to WxH, e.g. 320x180 (after the crop)")
+    parser.add_argument("--crop", help="centred crop WxH of the source frames, taken before resizing")
+    parser.add_argument("--start", type=int, help="index of the first frame used (default: 0)")
+    parser.add_argument("--stride", type=int, help="use every N-th frame (default: 1)")
     parser.add_argument("--frames", type=int, help="number of frames to use (default: all)")
     parser.add_argument("--params", type=int, help="target parameter count (sizes the generator)")
     parser.add_argument("--bits", type=int, help="weight bit depth of the bitstream")
@@ -39,12 +45,18 @@ def main(argv: list[str] | None = None) -> None:
         raise CamfieldsError("a video fit counts epochs, not steps: use --epochs")
     top = {
         "epochs": args.epochs,
+        "start": args.start,
+        "stride": args.stride,
         "frames": args.frames,
         "target_params": args.params,
         "bits": args.bits,
         "quant_steps": args.quant_steps,
     }
-    overrides = {k: v for k, v in top.items() if v is not None} | (parse_size(args.size) if args.size else {})
+    if args.size:
+        top["width"], top["height"] = parse_size(args.size, "--size")
+    if args.crop:
+        top["crop_width"], top["crop_height"] = parse_size(args.crop, "--crop")
+    overrides = {k: v for k, v in top.items() if v is not None}
     cfg = resolve_config(args.model, args.config, {**overrides, "train": train_overrides(args)})
     metrics = fit_video(args.video, cfg, args.out, args.device, args.resume, progress=not args.quiet)
     report({k: metrics[k] for k in ("psnr", "ms_ssim", "bpp", "params", "seconds", "decode_fps")})

@@ -26,6 +26,7 @@ from camfields.tasks.video import (
     encode,
     fit_video,
     frame_times,
+    quality,
     resolve_config,
     size_for_params,
 )
@@ -282,3 +283,34 @@ def test_tasks_import_without_imageio_ffmpeg_and_video_io_says_what_is_missing(t
 def test_a_misspelt_quant_steps_is_refused_with_the_choices():
     with pytest.raises(CamfieldsError, match="unknown quant_steps 'chanel'; choose one of tensor, channel"):
         resolve_config("ffnerv", overrides={"quant_steps": "chanel"})
+
+
+def test_fit_video_script_takes_a_frame_range_a_crop_and_a_size(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(8))
+    config = tmp_path / "tiny.toml"
+    config.write_text("[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
+    script = [sys.executable, str(REPO / "scripts" / "fit_video.py"), "--video", str(root), "--config", str(config)]
+    options = ["--start", "1", "--stride", "2", "--frames", "3", "--crop", "24x20", "--size", "16x8", "--epochs", "2"]
+    done = subprocess.run(
+        [*script, *options, "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["width"], metrics["height"], metrics["frames"]) == (16, 8, 3)
+    # the metrics were measured against exactly this clip: frames 1, 3, 5, centre 24x20, area-resized
+    clip = read_video(root, start=1, frames=3, stride=2, crop=(24, 20), size=(16, 8))
+    decoded = decode_frames(tmp_path / "run" / "video.camf")
+    assert quality(decoded, clip)["psnr"] == pytest.approx(metrics["psnr"], abs=1e-6)
+    assert quality(decoded, read_video(root, frames=3, size=(16, 8)))["psnr"] != pytest.approx(metrics["psnr"])
+    for bad, message in [("--crop=24", "--crop must look like 320x180"), ("--crop=64x64", "crop 64x64 is larger")]:
+        done = subprocess.run([*script, bad, "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("crop", [{"crop_width": 24}, {"crop_width": -24, "crop_height": -20}])
+def test_a_half_or_negative_crop_is_refused(crop):
+    with pytest.raises(CamfieldsError, match="give both crop_width and crop_height"):
+        resolve_config("cam", overrides=crop).validate()

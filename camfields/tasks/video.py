@@ -61,6 +61,8 @@ class VideoConfig:
     model: str = "cam"
     width: int = 0  # frame size after resizing; 0 = the video's own
     height: int = 0
+    crop_width: int = 0  # centred crop taken before resizing; 0 = no crop
+    crop_height: int = 0
     start: int = 0
     frames: int = 0  # 0 = all
     stride: int = 1
@@ -85,8 +87,10 @@ class VideoConfig:
             raise CamfieldsError(f"bits must be in 2..16, got {self.bits}")
         if not 0 <= self.qat_fraction <= 1 or not 0 <= self.prune < 1:
             raise CamfieldsError("qat_fraction must be in [0, 1] and prune in [0, 1)")
-        if (self.width > 0) != (self.height > 0):
+        if (self.width > 0) != (self.height > 0) or min(self.width, self.height) < 0:
             raise CamfieldsError("give both width and height (or neither, for the video's own size)")
+        if (self.crop_width > 0) != (self.crop_height > 0) or min(self.crop_width, self.crop_height) < 0:
+            raise CamfieldsError("give both crop_width and crop_height as positive sizes (or neither, for no crop)")
         self.train.validate()
 
 
@@ -288,8 +292,10 @@ def quality(frames: torch.Tensor, video: torch.Tensor) -> dict[str, float]:
 
 
 def load_clip(path: Path, cfg: VideoConfig) -> torch.Tensor:
+    """Frames (T, H, W, 3) in [0, 1] of the clip ``cfg`` selects: frame range, centred crop, then resize."""
     size = (cfg.width, cfg.height) if cfg.width else None
-    return read_video(path, cfg.start, cfg.frames or None, cfg.stride, size)
+    crop = (cfg.crop_width, cfg.crop_height) if cfg.crop_width else None
+    return read_video(path, cfg.start, cfg.frames or None, cfg.stride, size, crop)
 
 
 def fit_video(
