@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -130,17 +131,34 @@ def test_checkpoints_refuse_pickled_objects(tmp_path):
         load_checkpoint(path)
 
 
+@dataclasses.dataclass
+class Inner:
+    c: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+    added: str = "off"  # a setting "added later": absent from older config files
+
+
+@dataclasses.dataclass
+class Outer:
+    a: int = 1
+    b: Inner = dataclasses.field(default_factory=Inner)
+
+
 def test_run_dir_protects_earlier_fits(tmp_path):
     out = tmp_path / "run"
-    prepare_run_dir(out, {"a": 1, "b": {"c": [1, 2]}}, resume=False)
+    prepare_run_dir(out, Outer(), resume=False)
     before = (out / "config.json").read_text()
+    assert json.loads(before) == {"a": 1, "b": {"c": [1, 2], "added": "off"}}
     with pytest.raises(CamfieldsError, match="already holds a fit"):
-        prepare_run_dir(out, {"a": 1, "b": {"c": [1, 2]}}, resume=False)
+        prepare_run_dir(out, Outer(), resume=False)
     with pytest.raises(CamfieldsError, match=r"b\.c differ"):
-        prepare_run_dir(out, {"a": 1, "b": {"c": [1, 3]}}, resume=True)
-    prepare_run_dir(out, {"a": 1, "b": {"c": (1, 2)}}, resume=True)
+        prepare_run_dir(out, Outer(b=Inner(c=[1, 3])), resume=True)
+    prepare_run_dir(out, Outer(b=Inner(c=(1, 2))), resume=True)
     assert (out / "config.json").read_text() == before
-    assert json.loads(before) == {"a": 1, "b": {"c": [1, 2]}}
+    # a fit recorded before a setting existed resumes while that setting keeps its default, not otherwise
+    (out / "config.json").write_text(json.dumps({"a": 1, "b": {"c": [1, 2]}}))
+    prepare_run_dir(out, Outer(), resume=True)
+    with pytest.raises(CamfieldsError, match=r"b\.added differ"):
+        prepare_run_dir(out, Outer(b=Inner(added="on")), resume=True)
 
 
 def test_bad_train_settings_are_clear_errors():

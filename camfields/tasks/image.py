@@ -208,7 +208,7 @@ def _start_run(cfg: ImageConfig, out_dir: Path, device: str, resume: bool) -> to
     record the config in (or check it against) ``out_dir`` on rank 0."""
     cfg.validate()
     torch_device = distributed.init(device)
-    distributed.run_on_main(lambda: prepare_run_dir(out_dir, to_dict(cfg), resume))
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
     return torch_device
 
 

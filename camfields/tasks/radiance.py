@@ -343,7 +343,7 @@ def fit_scene(
         needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
         raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
     out_dir = Path(out_dir)
-    distributed.run_on_main(lambda: prepare_run_dir(out_dir, dataclasses.asdict(cfg), resume))
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
     shard = distributed.current()
     background = torch.tensor(cfg.background, device=device)
     views = _views(eval_split, cfg.eval_views)

@@ -321,7 +321,7 @@ def fit_video(
         cfg, generator=gen_cfg, train=dataclasses.replace(cfg.train, steps=cfg.epochs * steps_per_epoch)
     )
     out_dir = Path(out_dir)
-    distributed.run_on_main(lambda: prepare_run_dir(out_dir, to_dict(cfg), resume))
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
     shard = distributed.current()
     if cfg.batch_frames < shard.world:
         raise CamfieldsError(
