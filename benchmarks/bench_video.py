@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quant-steps", default="tensor,channel", help="comma-separated: tensor, channel")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument("--bits", type=int, help="override the config's weight bit depth")
+    parser.add_argument("--prune", type=float, help="override the config's pruned fraction of each convolution")
     parser.add_argument("--jobs", type=int, default=1, help="fits at a time (separate processes)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per fit")
     parser.add_argument("--device", default="auto")
@@ -126,8 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.video).exists():
         raise CamfieldsError(f"video {args.video} does not exist (pass --video)")
     device = resolve_device(args.device)
-    common = {k: v for k, v in {"epochs": args.epochs, "bits": args.bits}.items() if v is not None}
-    bits = resolve_config(models[0][0], args.config, common).bits
+    given = {"epochs": args.epochs, "bits": args.bits, "prune": args.prune}
+    common = {k: v for k, v in given.items() if v is not None}
+    reference = resolve_config(models[0][0], args.config, common)
+    suffix = f"{reference.bits}bit" + (f"_prune{reference.prune:g}" if reference.prune else "")
     jobs = [
         {
             "model": model,
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             "video": args.video,
             "config": args.config,
             "overrides": {**common, "target_params": target, "quant_steps": quant, "train": {"seed": seed}},
-            "out": Path(args.workdir) / f"{model}_{target}_{bits}bit_{quant}_s{seed}",
+            "out": Path(args.workdir) / f"{model}_{target}_{suffix}_{quant}_s{seed}",
             "device": str(device),
             "threads": args.threads,
         }

@@ -87,6 +87,12 @@ def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_pa
     again = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert all(r["resumed_from"] is None for r in results) and all(r["resumed_from"] == 12 for r in again)
     assert np.allclose([r["psnr"] for r in again], [r["psnr"] for r in results])
+    # --prune reaches the fits, which land in their own folders
+    argv[argv.index("--seeds") + 1] = "0"
+    bench_video.main([*argv, "--prune", "0.5", "--epochs", "5", "--quant-steps", "tensor"])
+    for model in ("nerv", "cam"):
+        stream = read_bitstream(tmp_path / "work" / f"{model}_8000_8bit_prune0.5_tensor_s0" / "video.camf")
+        assert np.mean(next(t for t in stream.tensors if t.name == "convs.0.weight").values == 0) >= 0.5
 
 
 def test_bench_video_model_list_needs_targets_and_known_names():

@@ -314,3 +314,19 @@ def test_fit_video_script_takes_a_frame_range_a_crop_and_a_size(tmp_path):
 def test_a_half_or_negative_crop_is_refused(crop):
     with pytest.raises(CamfieldsError, match="give both crop_width and crop_height"):
         resolve_config("cam", overrides=crop).validate()
+
+
+def test_pruning_zeroes_the_smallest_conv_weights_and_the_file_keeps_them_zero(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+    overrides = {"epochs": 10, "prune": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
+    dense = fit_video(root, resolve_config("cam", overrides={**overrides, "prune": 0.0}), tmp_path / "d", "cpu", False)
+    pruned = fit_video(root, resolve_config("cam", overrides=overrides), tmp_path / "p", "cpu", progress=False)
+    zeros = {}
+    for t in read_bitstream(tmp_path / "p" / "video.camf").tensors:
+        zeros[t.name] = float(np.mean(t.values == 0))
+    convs = [name for name in zeros if name.startswith("convs.") and name.endswith("weight")]
+    assert convs and all(zeros[name] >= 0.5 for name in convs), zeros
+    assert zeros["head.weight"] < 0.5  # only the convolutions are pruned
+    # the zeros cost fewer bits than the dense weights of the same model
+    assert pruned["bytes"] < 0.9 * dense["bytes"], (pruned["bytes"], dense["bytes"])
+    assert pruned["prune"] == 0.5 and dense["prune"] == 0.0
