@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -330,3 +331,28 @@ def test_pruning_zeroes_the_smallest_conv_weights_and_the_file_keeps_them_zero(t
     # the zeros cost fewer bits than the dense weights of the same model
     assert pruned["bytes"] < 0.9 * dense["bytes"], (pruned["bytes"], dense["bytes"])
     assert pruned["prune"] == 0.5 and dense["prune"] == 0.0
+
+
+def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+    config = tmp_path / "tiny.toml"
+    config.write_text("epochs = 2\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
+    env = {
+        "VIDEO": str(root),
+        "VIDEO_CONFIG": str(config),
+        "VIDEO_MODELS": "nerv,cam",
+        "VIDEO_PARAMS": "8000,16000,32000",
+        "VIDEO_CRF": "45,38,31,24",
+        "VIDEO_WORK": str(tmp_path / "work"),
+        "OUT": str(tmp_path / "out"),
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_video.sh")], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "eval_rd exit 0" in done.stdout, done.stdout + done.stderr
+    rd = json.loads((tmp_path / "out" / "rd.json").read_text())
+    assert [c["name"] for c in rd["codecs"]] == ["camfields-nerv", "camfields-cam", "x264"]
+    points = json.loads((tmp_path / "out" / "points.json").read_text())
+    assert sorted(points) == sorted(f"{m}_{p}_8bit" for m in ("nerv", "cam") for p in (8000, 16000, 32000))
+    cam = rd["codecs"][1]["results"]
+    assert cam["psnr"] == [points[f"cam_{p}_8bit"]["psnr"] for p in (8000, 16000, 32000)]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# On a GPU machine: the video codec's rate-distortion at full size (issue 6's goals need it):
+# scripts/eval_rd.py on VIDEO (Big Buck Bunny 1280x720 with the default config video/bunny),
+# camfields models against x264 veryslow, results in ${OUT:-gpu_video_out}: rd.json, rd.png and
+# eval_rd.txt (the log). With DEADLINE=<seconds> the run is cut off by then; the points that
+# finished are still in points.json (per-point metrics of every fit that ended).
+# Settings (environment): VIDEO (required), VIDEO_CONFIG (video/bunny), VIDEO_MODELS
+# (ffnerv,ffnerv_cam), VIDEO_PARAMS (250000,500000,1000000), VIDEO_BITS (8), VIDEO_EPOCHS
+# (the config's), VIDEO_CODECS (x264), VIDEO_CRF (51,46,41,36,31). Offline machines: wheels of
+# missing packages in .whl/ (as for scripts/gpu_check.sh).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_video_out}"
+work="${VIDEO_WORK:-/tmp/rd_work}"
+mkdir -p "$out"
+if [ -d .whl ] && [ ! -d /tmp/site ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/tmp/install.log 2>&1
+fi
+export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}"  # camfields from this checkout, no install needed
+epochs=()
+[ -n "${VIDEO_EPOCHS:-}" ] && epochs=(--epochs "$VIDEO_EPOCHS")
+timeout "${DEADLINE:-100000}" python3 scripts/eval_rd.py --video "${VIDEO:?set VIDEO to the clip}" \
+  --config "${VIDEO_CONFIG:-video/bunny}" --models "${VIDEO_MODELS:-ffnerv,ffnerv_cam}" \
+  --params "${VIDEO_PARAMS:-250000,500000,1000000}" --bits "${VIDEO_BITS:-8}" "${epochs[@]}" \
+  --codecs "${VIDEO_CODECS:-x264}" --crf "${VIDEO_CRF:-51,46,41,36,31}" --out "$work" >"$out/eval_rd.txt" 2>&1
+rc=$?
+cp "$work"/rd.json "$work"/rd.png "$out"/ 2>/dev/null
+python3 - "$work" "$out/points.json" <<'PY'
+import json, sys
+from pathlib import Path
+points = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/metrics.json"))}
+Path(sys.argv[2]).write_text(json.dumps(points, indent=1))
+PY
+echo "eval_rd exit $rc" >>"$out/eval_rd.txt"
+tail -n 20 "$out/eval_rd.txt"
