@@ -62,6 +62,7 @@ def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_pa
     import numpy as np
     from test_video import SMALL, synthetic_clip, write_frames_folder
 
+    from camfields import CamfieldsError
     from camfields.codec.bitstream import read_bitstream
 
     clip = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
@@ -93,6 +94,8 @@ def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_pa
     for model in ("nerv", "cam"):
         stream = read_bitstream(tmp_path / "work" / f"{model}_8000_8bit_prune0.5_tensor_s0" / "video.camf")
         assert np.mean(next(t for t in stream.tensors if t.name == "convs.0.weight").values == 0) >= 0.5
+    with pytest.raises(CamfieldsError, match=r"prune in \[0, 1\)"):
+        bench_video.main([*argv, "--prune", "1.5"])
 
 
 def test_bench_video_model_list_needs_targets_and_known_names():
