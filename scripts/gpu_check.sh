@@ -13,11 +13,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check_out}"
 mkdir -p "$out"
 export CAMFIELDS_CACHE="${CAMFIELDS_CACHE:-/tmp/camfields_cache}"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/tmp/install.log 2>&1
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"  # camfields from this checkout, no install needed
+source scripts/gpu_env.sh
 python3 - >"$out/build.log" 2>&1 <<'PY'
 import time
 from camfields.ops.backend import cuda_extension_status

@@ -13,10 +13,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-gpu_video_out}"
 work="${VIDEO_WORK:-/tmp/rd_work}"
 mkdir -p "$out"
-if [ -d .whl ] && [ ! -d /tmp/site ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/tmp/install.log 2>&1
-fi
-export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}"  # camfields from this checkout, no install needed
+source scripts/gpu_env.sh
 epochs=()
 [ -n "${VIDEO_EPOCHS:-}" ] && epochs=(--epochs "$VIDEO_EPOCHS")
 timeout "${DEADLINE:-100000}" python3 scripts/eval_rd.py --video "${VIDEO:?set VIDEO to the clip}" \
