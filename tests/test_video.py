@@ -133,6 +133,28 @@ def test_frame_grid_generator_sizes_scale_the_grid_channels():
     assert sized.frame_grids[0][0] == 4 and sized.frame_grids[0][1] < 16  # nodes kept, channels shrunk
     assert generator.stem_channels == sum(c for _, c in sized.frame_grids)
     assert generator(torch.tensor([0.0, 1.0])).shape == (2, 3, 32, 32)
+    pinned = size_for_params(cfg, 32, 32, 20000, frame_grids=False)  # the grids as set, the convolutions fill the rest
+    assert pinned.frame_grids == cfg.frame_grids and pinned.channels < sized.channels
+    assert 0.9 * 20000 < count_parameters(build_generator(pinned, 32, 32)) <= 20000
+    with pytest.raises(CamfieldsError, match="below the smallest generator"):  # the grids alone hold 8192
+        size_for_params(cfg, 32, 32, 7000, frame_grids=False)
+
+
+def test_a_fit_sized_with_frame_grids_kept_writes_them_as_configured(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(4))
+    grids = [[2, 3], [4, 1]]
+    overrides = {
+        "epochs": 1,
+        "target_params": 9000,
+        "scale_frame_grids": False,
+        "generator": {**SMALL, "frame_grids": grids},
+    }
+    metrics = fit_video(
+        root, resolve_config("ffnerv_cam", overrides=overrides), tmp_path / "run", "cpu", progress=False
+    )
+    header = read_bitstream(tmp_path / "run" / "video.camf").config["generator"]
+    assert header["frame_grids"] == grids and header["channels"] < SMALL["channels"]
+    assert 0.9 * 9000 < metrics["params"] <= 9000
 
 
 @pytest.mark.parametrize("embedding, per_channel", [("mlp", False), ("grids", False), ("grids", True)])

@@ -67,6 +67,7 @@ class VideoConfig:
     frames: int = 0  # 0 = all
     stride: int = 1
     target_params: int = 0  # scale the generator's widths so the model has about this many parameters
+    scale_frame_grids: bool = True  # target_params scales the frame grids' channels too; false keeps them as set
     epochs: int = 300
     batch_frames: int = 1  # frames per training step
     bits: int = 8  # weight bit depth of the bitstream (grids included)
@@ -120,9 +121,9 @@ def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenera
     return NeRVGenerator(height, width, **dataclasses.asdict(cfg))
 
 
-def scale_widths(cfg: GeneratorConfig, factor: float) -> GeneratorConfig:
-    """``cfg`` with every width (block channels, their minimum, stem channels, hidden width and the channels
-    of each frame grid level) times ``factor``."""
+def scale_widths(cfg: GeneratorConfig, factor: float, frame_grids: bool = True) -> GeneratorConfig:
+    """``cfg`` with every width (block channels, their minimum, stem channels, hidden width and, when
+    ``frame_grids``, the channels of each frame grid level) times ``factor``."""
 
     def width(n: int) -> int:
         return max(1, round(n * factor))
@@ -133,32 +134,35 @@ def scale_widths(cfg: GeneratorConfig, factor: float) -> GeneratorConfig:
         min_channels=width(cfg.min_channels),
         stem_channels=width(cfg.stem_channels),
         stem_hidden=width(cfg.stem_hidden),
-        frame_grids=[[nodes, width(channels)] for nodes, channels in cfg.frame_grids],
+        frame_grids=[[nodes, width(channels) if frame_grids else channels] for nodes, channels in cfg.frame_grids],
     )
 
 
-def size_for_params(cfg: GeneratorConfig, height: int, width: int, target: int) -> GeneratorConfig:
+def size_for_params(
+    cfg: GeneratorConfig, height: int, width: int, target: int, frame_grids: bool = True
+) -> GeneratorConfig:
     """``cfg`` with its widths scaled by one factor, the largest that keeps the generator within ``target`` parameters.
 
     The proportions of the config (stem vs blocks, the channel schedule) are kept, so one
-    config spans a whole rate range; an unreachable target is an error.
+    config spans a whole rate range; with ``frame_grids`` False the frame grids keep their
+    channels and the convolutions take the rest of the budget. An unreachable target is an error.
     """
 
     def params(factor: float) -> int:
-        return count_parameters(build_generator(scale_widths(cfg, factor), height, width))
+        return count_parameters(build_generator(scale_widths(cfg, factor, frame_grids), height, width))
 
     low, high = 1e-4, 1.0
     if params(low) > target:
         raise CamfieldsError(
             f"--params {target} is below the smallest generator of this config at {width}x{height} "
-            f"({params(low)} parameters: the embedding, grid and 1-channel layers)"
+            f"({params(low)} parameters: the embedding, grids and 1-channel layers)"
         )
     while params(high) <= target and high < 4096:
         low, high = high, high * 2
     for _ in range(40):  # geometric bisection: params(low) <= target < params(high)
         middle = math.sqrt(low * high)
         low, high = (middle, high) if params(middle) <= target else (low, middle)
-    return scale_widths(cfg, low)
+    return scale_widths(cfg, low, frame_grids)
 
 
 def frame_times(count: int) -> torch.Tensor:
@@ -315,7 +319,7 @@ def fit_video(
     frames, height, width, _ = video.shape
     gen_cfg = cfg.generator
     if cfg.target_params:
-        gen_cfg = size_for_params(gen_cfg, height, width, cfg.target_params)
+        gen_cfg = size_for_params(gen_cfg, height, width, cfg.target_params, cfg.scale_frame_grids)
     steps_per_epoch = math.ceil(frames / cfg.batch_frames)
     cfg = dataclasses.replace(
         cfg, generator=gen_cfg, train=dataclasses.replace(cfg.train, steps=cfg.epochs * steps_per_epoch)
