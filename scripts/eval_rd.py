@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Rate-distortion evaluation of the video codec against x264 and x265 on one clip.
 
-For every model (nerv, cam, ffnerv, ffnerv_cam), target size and bit depth: fit, encode, decode and measure PSNR
+For every model (nerv, cam, ffnerv, ffnerv_cam), seed, target size and bit depth: fit, encode, decode and measure PSNR
 (8-bit frames) and MS-SSIM against the source and bpp from the bitstream's bytes. x264 and
 x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on the same frames. Writes
 CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against each
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="100000,200000,400000", help="comma-separated target parameter counts")
     parser.add_argument("--bits", default="8", help="comma-separated weight bit depths")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds: one curve per model and seed (default: one, the config's seed)"
+    )
     parser.add_argument("--crf", default="51,46,41,36,31", help="comma-separated CRFs of x264 / x265")
     parser.add_argument("--preset", default="veryslow", help="x264 / x265 preset")
     parser.add_argument(
@@ -72,26 +75,32 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     models = comma_names(args.models, MODEL_PRESETS, "--models")
+    sizes, depths = comma_ints(args.params), comma_ints(args.bits)
+    if not models or not sizes or not depths:
+        raise CamfieldsError("--models, --params and --bits each need at least one value")
     codecs = comma_names(args.codecs, baselines.CODECS, "--codecs")
     out = Path(args.out)
     device = resolve_device(args.device)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     curves, notes = [], []
     reference_cfg = None
-    for model in models:
+    seeds: list[int | None] = comma_ints(args.seeds) if args.seeds else [None]
+    for model, seed in [(model, seed) for model in models for seed in seeds]:
+        tag = "" if seed is None else f"_seed{seed}"
+        seed_overrides = {} if seed is None else {"train": {"seed": seed}}
         points = []
-        for params in comma_ints(args.params):
-            for bits in comma_ints(args.bits):
-                cfg = resolve_config(model, args.config, {**overrides, "target_params": params, "bits": bits})
+        for params in sizes:
+            for bits in depths:
+                settings = {**overrides, **seed_overrides, "target_params": params, "bits": bits}
+                cfg = resolve_config(model, args.config, settings)
                 reference_cfg = reference_cfg or cfg
-                run_dir = out / f"{model}_{params}_{bits}bit"
-                print(f"{model} {params} params {bits} bits", flush=True)
+                run_dir = out / f"{model}_{params}_{bits}bit{tag}"
+                print(f"{model} {params} params {bits} bits seed {cfg.train.seed}", flush=True)
                 # resuming checks the folder's config: a finished point is re-encoded, a stale one refused
                 metrics = fit_video(args.video, cfg, run_dir, str(device), resume=True, progress=False)
                 points.append({k: metrics[k] for k in ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps")})
-        curves.append(
-            curve(f"camfields-{model}", f"camfields {model}, {args.params} parameters, {args.bits} bits", points)
-        )
+        description = f"camfields {model}, {args.params} parameters, {args.bits} bits, seed {cfg.train.seed}"
+        curves.append(curve(f"camfields-{model}{tag.replace('_', '-')}", description, points))
 
     video = load_clip(Path(args.video), reference_cfg)
     for codec in codecs:

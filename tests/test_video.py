@@ -243,11 +243,34 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     assert stale.returncode == 2 and "fitted with a different config" in stale.stderr, stale.stderr[-2000:]
 
 
+def test_eval_rd_draws_one_curve_per_seed(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(4))
+    config = tmp_path / "tiny.toml"
+    config.write_text("epochs = 3\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
+        + ["--models", "cam", "--params", "8000,16000", "--seeds", "3,4", "--codecs", "", "--device", "cpu"]
+        + ["--out", str(tmp_path / "rd")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    curves = json.loads((tmp_path / "rd" / "rd.json").read_text())["codecs"]
+    assert [c["name"] for c in curves] == ["camfields-cam-seed3", "camfields-cam-seed4"]
+    for seed, c in zip((3, 4), curves):
+        runs = [tmp_path / "rd" / f"cam_{p}_8bit_seed{seed}" for p in (8000, 16000)]
+        assert [json.loads((r / "config.json").read_text())["train"]["seed"] for r in runs] == [seed, seed]
+        psnrs = [json.loads((r / "metrics.json").read_text())["psnr"] for r in runs]
+        assert sorted(c["results"]["psnr"]) == sorted(psnrs)
+    assert curves[0]["results"]["psnr"] != curves[1]["results"]["psnr"]  # other seeds, other fits
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
         ("--codecs", "x264,none", "unknown --codecs name 'none'; choose one of x264, x265"),
         ("--models", "cam,nerf", "nerf"),
+        ("--params", "", "--models, --params and --bits each need at least one value"),
     ],
 )
 def test_eval_rd_rejects_unknown_names_before_fitting(tmp_path, option, value, message):
