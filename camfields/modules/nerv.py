@@ -152,6 +152,10 @@ class NeRVGenerator(nn.Module):
         return out
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.features(times)))
+
+    def features(self, times: torch.Tensor) -> torch.Tensor:
+        """The last block's output (N, C_last, H, W) at frame times (N,): the 1x1 head's input."""
         x = self.stem(self.embedding(times)).view(len(times), self.stem_channels, *self.base)
         mods = self.modulation(times) if self.time_grid is not None else [None] * len(self.convs)
         for conv, stride, mod in zip(self.convs, self.strides, mods):
@@ -159,4 +163,4 @@ class NeRVGenerator(nn.Module):
             if mod is not None:
                 x = (F.instance_norm(x) if self.cam_norm == "instance" else x) * mod[0] + mod[1]
             x = F.gelu(x)
-        return torch.sigmoid(self.head(x))
+        return x

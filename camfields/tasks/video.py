@@ -7,6 +7,7 @@ Frame ``k`` of ``T`` sits at time ``t = k / (T - 1)`` in [0, 1] (0 for a single 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -20,6 +21,7 @@ from torch.func import functional_call
 from camfields import distributed
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
 from camfields.compression.quantize import fake_quantize, symmetric_integers
+from camfields.compression.rounding import round_sigmoid_head
 from camfields.config import check_choice, deep_merge, from_dict, resolve_preset_config, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
@@ -223,6 +225,30 @@ class FrameObjective:
         return Evaluation({"psnr": psnr(frames, self.video)}, {"frame_0": frames[0].permute(1, 2, 0)})
 
 
+@torch.no_grad()
+def round_head_for_clip(model: VideoModel, objective: FrameObjective, max_bytes: int = 1 << 28) -> int:
+    """Pick the levels of the generator's 1x1 RGB head for the clip (``compression.rounding``) and set
+    its float weights to them, so the bitstream stores them; the rest of the generator is read
+    through its quantized weights, as the decoder will. The head's inputs come from frames
+    evenly spaced over the clip, at most ``max_bytes`` of them. Returns how many weights took
+    the other level."""
+    generator = model.generator
+    twin = copy.deepcopy(generator)
+    twin.load_state_dict(model.quantized_parameters(), strict=False)
+    frames = len(objective.times)
+    per_frame = 4 * generator.channels[-1] * generator.height * generator.width
+    index = torch.linspace(0, frames - 1, max(1, min(frames, max_bytes // per_frame))).round().long()
+    index = index.to(objective.times.device)
+    features = torch.cat([twin.features(t) for t in objective.times[index].split(objective.chunk)])
+    head = generator.head
+    weight, bias, moved = round_sigmoid_head(
+        features, objective.video[index], head.weight, head.bias, model.bits, model.per_channel
+    )
+    head.weight.copy_(weight)
+    head.bias.copy_(bias)
+    return moved
+
+
 def quantize_generator(generator: NeRVGenerator, bits: int, per_channel: bool = False) -> list[QuantizedTensor]:
     """Every parameter as symmetric n-bit integers and its steps, in ``named_parameters`` order."""
     tensors = []
@@ -366,6 +392,7 @@ def fit_video(
     if not shard.main:
         return distributed.broadcast(None)
     float_frames = objective.render(model, quantized=False).permute(0, 2, 3, 1).cpu()
+    head_moved = round_head_for_clip(model, objective)
     bitstream = out_dir / "video.camf"
     size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames, per_channel)
     encode_seconds = time.perf_counter() - t0
@@ -386,6 +413,8 @@ def fit_video(
         "quant_steps": cfg.quant_steps,
         **quality(decoded, video),
         "psnr_float": quality(float_frames, video)["psnr"],
+        "psnr_nearest_rounding": result.evaluation.metrics["psnr"],  # every weight rounded to its nearest level
+        "head_weights_rounded_other_way": head_moved,
         "params": count_parameters(model.generator),
         "bytes": size,
         "bpp": 8 * size / (width * height * frames),
