@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -214,16 +215,35 @@ def test_tiny_clip_fits_encodes_and_decodes(tmp_path, model):
     assert done.returncode == 2 and "not a valid camfields bitstream" in done.stderr
 
 
-def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
-    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+def eval_rd(tmp_path: Path, frames: int, epochs: int, *options: str) -> subprocess.CompletedProcess:
+    """``scripts/eval_rd.py`` on a synthetic clip of ``frames`` frames with SMALL generators, results in tmp_path/rd."""
+    root = tmp_path / "clip"
+    if not root.exists():
+        write_frames_folder(root, synthetic_clip(frames))
     config = tmp_path / "tiny.toml"
-    config.write_text("epochs = 4\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
-        + ["--models", "cam", "--params", "8000,16000,32000,64000", "--crf", "45,38,31,24", "--codecs", "x264"]
-        + ["--preset", "ultrafast", "--device", "cpu", "--out", str(tmp_path / "rd")],
-        capture_output=True,
-        text=True,
+    config.write_text(
+        f"epochs = {epochs}\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items())
+    )
+    script = [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
+    options = (*options, "--device", "cpu", "--out", str(tmp_path / "rd"))
+    return subprocess.run([*script, *options], capture_output=True, text=True)
+
+
+def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
+    done = eval_rd(
+        tmp_path,
+        6,
+        4,
+        "--models",
+        "cam",
+        "--params",
+        "8000,16000,32000,64000",
+        "--crf",
+        "45,38,31,24",
+        "--codecs",
+        "x264",
+        "--preset",
+        "ultrafast",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "rd" / "rd.json").read_text())
@@ -235,27 +255,12 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     assert "error" in bd or math.isfinite(bd["bd_rate_percent"])
     assert (tmp_path / "rd" / "rd.png").stat().st_size > 1000
     # rerun in the same --out with other epochs: the finished point is not reused silently
-    stale = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
-        + ["--models", "cam", "--params", "8000", "--epochs", "5", "--codecs", "", "--device", "cpu"]
-        + ["--out", str(tmp_path / "rd")],
-        capture_output=True,
-        text=True,
-    )
+    stale = eval_rd(tmp_path, 6, 4, "--models", "cam", "--params", "8000", "--epochs", "5", "--codecs", "")
     assert stale.returncode == 2 and "fitted with a different config" in stale.stderr, stale.stderr[-2000:]
 
 
 def test_eval_rd_draws_one_curve_per_seed(tmp_path):
-    root = write_frames_folder(tmp_path / "clip", synthetic_clip(4))
-    config = tmp_path / "tiny.toml"
-    config.write_text("epochs = 3\n[generator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "eval_rd.py"), "--video", str(root), "--config", str(config)]
-        + ["--models", "cam", "--params", "8000,16000", "--seeds", "3,4", "--codecs", "", "--device", "cpu"]
-        + ["--out", str(tmp_path / "rd")],
-        capture_output=True,
-        text=True,
-    )
+    done = eval_rd(tmp_path, 4, 3, "--models", "cam", "--params", "8000,16000", "--seeds", "3,4", "--codecs", "")
     assert done.returncode == 0, done.stderr[-2000:]
     curves = json.loads((tmp_path / "rd" / "rd.json").read_text())["codecs"]
     assert [c["name"] for c in curves] == ["camfields-cam-seed3", "camfields-cam-seed4"]
