@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{model} {params} params {bits} bits seed {cfg.train.seed}", flush=True)
                 # resuming checks the folder's config: a finished point is re-encoded, a stale one refused
                 metrics = fit_video(args.video, cfg, run_dir, str(device), resume=True, progress=False)
-                points.append({k: metrics[k] for k in ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps")})
+                kept = ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps", "psnr_float", "psnr_nearest_rounding")
+                points.append({k: metrics[k] for k in kept})
         description = f"camfields {model}, {args.params} parameters, {args.bits} bits, seed {cfg.train.seed}"
         curves.append(curve(f"camfields-{model}{tag.replace('_', '-')}", description, points))
 

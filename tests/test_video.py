@@ -267,8 +267,11 @@ def test_eval_rd_draws_one_curve_per_seed(tmp_path):
     for seed, c in zip((3, 4), curves):
         runs = [tmp_path / "rd" / f"cam_{p}_8bit_seed{seed}" for p in (8000, 16000)]
         assert [json.loads((r / "config.json").read_text())["train"]["seed"] for r in runs] == [seed, seed]
-        psnrs = [json.loads((r / "metrics.json").read_text())["psnr"] for r in runs]
-        assert sorted(c["results"]["psnr"]) == sorted(psnrs)
+        metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+        assert sorted(c["results"]["psnr"]) == sorted(m["psnr"] for m in metrics)
+        # every point also carries the float model's PSNR and the PSNR with nearest rounding
+        kept = {(m["psnr_float"], m["psnr_nearest_rounding"]) for m in metrics}
+        assert {(p["psnr_float"], p["psnr_nearest_rounding"]) for p in c["points"]} == kept
     assert curves[0]["results"]["psnr"] != curves[1]["results"]["psnr"]  # other seeds, other fits
 
 
