@@ -17,7 +17,7 @@ from pathlib import Path
 
 from camfields.cli import comma_ints, comma_names, run
 from camfields.codec import baselines
-from camfields.codec.rd import bd_psnr, bd_rate
+from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import MODEL_PRESETS, fit_video, load_clip, quality, resolve_config
@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
 
     bd = {}
     by_name = {c["name"]: c["results"] for c in curves}
-    for ours in [n for n in by_name if n.startswith("camfields-")]:
+    camfields_points = {c["name"]: c["points"] for c in curves if c["name"].startswith("camfields-")}
+    baseline_names = [c["name"] for c in curves if c["name"] not in camfields_points]
+    for ours in camfields_points:
         for ref in [n for n in by_name if n != ours]:
             r, t = by_name[ref], by_name[ours]
             try:
@@ -136,6 +138,19 @@ def main(argv: list[str] | None = None) -> None:
                 }
             except CamfieldsError as e:
                 bd[f"{ours} vs {ref}"] = {"error": str(e)}
+    same_rate = [
+        {
+            "curve": name,
+            "params": point["params"],
+            "bpp": point["bpp"],
+            "psnr": point["psnr"],
+            "baseline_psnr_at_same_bpp": {
+                ref: psnr_at_rate(by_name[ref]["bpp"], by_name[ref]["psnr"], point["bpp"]) for ref in baseline_names
+            },
+        }
+        for name, points in camfields_points.items()
+        for point in points
+    ]
     frames, height, width, _ = video.shape
     report = {
         "video": args.video,
@@ -145,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": device_name(device),
         "notes": notes,
         "bd": bd,
+        "same_rate": same_rate,
         "codecs": curves,
     }
     write_json(out / "rd.json", report)
@@ -152,6 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     for c in curves:
         pairs = ", ".join(f"{b:.4f} bpp {p:.2f} dB" for b, p in zip(c["results"]["bpp"], c["results"]["psnr"]))
         print(f"{c['name']:<16} {pairs}")
+    print(f"{'camfields point':<32} {'bpp':>7} {'PSNR':>6}" + "".join(f" {ref:>6}" for ref in baseline_names))
+    for row in same_rate:
+        others = "".join(
+            f" {'-':>6}" if psnr is None else f" {psnr:6.2f}" for psnr in row["baseline_psnr_at_same_bpp"].values()
+        )
+        print(f"{row['curve'] + ' ' + str(row['params']):<32} {row['bpp']:7.4f} {row['psnr']:6.2f}{others}")
     for name, value in bd.items():
         print(f"{name}: {value}")
     for note in notes:

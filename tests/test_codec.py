@@ -8,7 +8,7 @@ import pytest
 from camfields import CamfieldsError
 from camfields.codec import entropy
 from camfields.codec.bitstream import FORMAT_VERSION, QuantizedTensor, read_bitstream, write_bitstream
-from camfields.codec.rd import bd_psnr, bd_rate
+from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 
 
 def bfloat16(*values: float) -> np.ndarray:
@@ -135,6 +135,16 @@ def test_bd_rate_and_bd_psnr_of_known_curves():
     assert bd_rate(rates[:3], psnrs[:3], [0.8 * r for r in rates[:3]], psnrs[:3]) == pytest.approx(-20.0, abs=1e-6)
     with pytest.raises(CamfieldsError, match="at least 3"):
         bd_rate(rates[:2], psnrs[:2], rates, psnrs)
+
+
+def test_psnr_at_rate_reads_a_curve_linearly_in_log_rate():
+    rates, psnrs = [0.04, 0.01, 0.02], [36.0, 30.0, 33.0]  # unsorted on purpose
+    assert psnr_at_rate(rates, psnrs, 0.02) == pytest.approx(33.0)
+    assert psnr_at_rate(rates, psnrs, 0.02 * 2**0.5) == pytest.approx(34.5)  # halfway in log rate
+    assert psnr_at_rate(rates, psnrs, 0.01) == pytest.approx(30.0)
+    assert psnr_at_rate(rates, psnrs, 0.009) is None and psnr_at_rate(rates, psnrs, 0.05) is None  # no extrapolation
+    with pytest.raises(CamfieldsError, match="at least 2"):
+        psnr_at_rate([0.01], [30.0], 0.01)
 
 
 def test_per_channel_steps_quantize_channels_of_different_scales_more_finely():

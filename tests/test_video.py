@@ -254,6 +254,14 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     bd = report["bd"]["camfields-cam vs x264"]
     assert "error" in bd or math.isfinite(bd["bd_rate_percent"])
     assert (tmp_path / "rd" / "rd.png").stat().st_size > 1000
+    # every camfields point read against x264 at its own bpp, None outside x264's range
+    x264 = report["codecs"][1]["results"]
+    for row, bpp, psnr in zip(report["same_rate"], *(report["codecs"][0]["results"][k] for k in ("bpp", "psnr"))):
+        assert (row["curve"], row["bpp"], row["psnr"]) == ("camfields-cam", bpp, psnr)
+        inside = x264["bpp"][0] <= bpp <= x264["bpp"][-1]
+        assert (row["baseline_psnr_at_same_bpp"]["x264"] is not None) == inside
+        if inside:
+            assert min(x264["psnr"]) <= row["baseline_psnr_at_same_bpp"]["x264"] <= max(x264["psnr"])
     # rerun in the same --out with other epochs: the finished point is not reused silently
     stale = eval_rd(tmp_path, 6, 4, "--models", "cam", "--params", "8000", "--epochs", "5", "--codecs", "")
     assert stale.returncode == 2 and "fitted with a different config" in stale.stderr, stale.stderr[-2000:]

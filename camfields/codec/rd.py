@@ -4,7 +4,8 @@ Both follow Bjontegaard (VCEG-M33): fit a cubic polynomial through each curve in
 (log rate, PSNR) plane, integrate over the overlapping interval, and compare. A curve of
 three points gets the quadratic through them instead (the cubic needs four). BD-rate is the
 average rate change (in %) of the test curve at equal quality (negative: the test codec
-needs fewer bits); BD-PSNR the average quality change (dB) at equal rate.
+needs fewer bits); BD-PSNR the average quality change (dB) at equal rate. ``psnr_at_rate``
+reads one curve at one rate, for point-by-point comparisons.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import numpy as np
 from camfields.errors import CamfieldsError
 
 
-def _check(rates: list[float], psnrs: list[float], which: str) -> tuple[np.ndarray, np.ndarray]:
+def _check(rates: list[float], psnrs: list[float], which: str, least: int = 3) -> tuple[np.ndarray, np.ndarray]:
     r, p = np.asarray(rates, dtype=np.float64), np.asarray(psnrs, dtype=np.float64)
-    if r.shape != p.shape or r.ndim != 1 or len(r) < 3:
-        raise CamfieldsError(f"{which} curve needs at least 3 (rate, PSNR) points of equal count, got {len(r)}")
+    if r.shape != p.shape or r.ndim != 1 or len(r) < least:
+        raise CamfieldsError(f"{which} curve needs at least {least} (rate, PSNR) points of equal count, got {len(r)}")
     if (r <= 0).any() or not np.isfinite(p).all():
         raise CamfieldsError(f"{which} curve needs positive rates and finite PSNRs")
     order = np.argsort(r)
@@ -49,3 +50,14 @@ def bd_psnr(ref_rates, ref_psnrs, test_rates, test_psnrs) -> float:
     if low >= high:
         raise CamfieldsError("the two RD curves do not overlap in rate; BD-PSNR is undefined")
     return float((_integral(l2, p2, low, high) - _integral(l1, p1, low, high)) / (high - low))
+
+
+def psnr_at_rate(rates: list[float], psnrs: list[float], rate: float) -> float | None:
+    """PSNR of a curve at ``rate``, linear in log rate between its two nearest points.
+
+    None when ``rate`` lies outside the curve's range (no extrapolation).
+    """
+    r, p = _check(rates, psnrs, "reference", least=2)
+    if not r[0] <= rate <= r[-1]:
+        return None
+    return float(np.interp(np.log(rate), np.log(r), p))
