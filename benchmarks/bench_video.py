@@ -5,9 +5,10 @@ Every fit sees the same clip, epochs, bit depth and seed; each model is sized by
 parameter target (``--models ffnerv:51500,ffnerv_cam:50000``: the first is the baseline, give
 it at least the parameters of the others). For every quantizer (one step per tensor or per
 output channel) and seed it prints PSNR (decoded bitstream, 8-bit frames), the float model's
-PSNR, bpp from the file and the parameters, then each model's PSNR minus the baseline's, and
-writes JSON with the device name. Fits run ``--jobs`` at a time, one CPU thread each by
-default; rerunning with the same --workdir resumes unfinished fits and re-encodes finished ones.
+PSNR, the PSNR with every weight rounded to its nearest level, bpp from the file and the
+parameters, then each model's PSNR minus the baseline's, and writes JSON with the device
+name. Fits run ``--jobs`` at a time, one CPU thread each by default; rerunning with the same
+--workdir resumes unfinished fits and re-encodes finished ones.
 
     python benchmarks/bench_video.py --epochs 300 --seeds 0,1 --quant-steps tensor,channel \\
         --workdir runs/bench-video --out benchmarks/results/video_bunny_320x180_cam_vs_plain.json
@@ -33,7 +34,7 @@ from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve
 from camfields.training.checkpoint import write_json
 
 DEFAULT_VIDEO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
-COLUMNS = ("params", "bpp", "psnr", "psnr_float", "ms_ssim", "seconds", "resumed_from")
+COLUMNS = ("params", "bpp", "psnr", "psnr_float", "psnr_nearest_rounding", "ms_ssim", "seconds", "resumed_from")
 
 
 def model_targets(text: str) -> list[tuple[str, int]]:
@@ -88,12 +89,14 @@ def gains(results: list[dict[str, Any]], baseline: str) -> dict[str, dict[str, A
 
 def print_table(results: list[dict[str, Any]], table: dict[str, dict[str, Any]], baseline: str) -> None:
     print(
-        f"\n{'quant':<8}{'seed':>5} {'model':<12}{'params':>8}{'bpp':>8}{'PSNR':>7}{'float':>7}{'MS-SSIM':>8}{'s':>7}"
+        f"\n{'quant':<8}{'seed':>5} {'model':<12}{'params':>8}{'bpp':>8}{'PSNR':>7}{'float':>7}{'nearest':>8}"
+        f"{'MS-SSIM':>8}{'s':>7}"
     )
     for r in sorted(results, key=lambda r: (r["quant_steps"], r["seed"])):
         print(
             f"{r['quant_steps']:<8}{r['seed']:>5} {r['model']:<12}{r['params']:>8}{r['bpp']:>8.4f}"
-            f"{r['psnr']:>7.2f}{r['psnr_float']:>7.2f}{r['ms_ssim']:>8.4f}{r['seconds']:>7.0f}"
+            f"{r['psnr']:>7.2f}{r['psnr_float']:>7.2f}{r['psnr_nearest_rounding']:>8.2f}{r['ms_ssim']:>8.4f}"
+            f"{r['seconds']:>7.0f}"
         )
     for quant, per_model in table.items():
         for model, entry in per_model.items():
