@@ -143,8 +143,10 @@ def test_psnr_at_rate_reads_a_curve_linearly_in_log_rate():
     assert psnr_at_rate(rates, psnrs, 0.02 * 2**0.5) == pytest.approx(34.5)  # halfway in log rate
     assert psnr_at_rate(rates, psnrs, 0.01) == pytest.approx(30.0)
     assert psnr_at_rate(rates, psnrs, 0.009) is None and psnr_at_rate(rates, psnrs, 0.05) is None  # no extrapolation
-    with pytest.raises(CamfieldsError, match="at least 2"):
-        psnr_at_rate([0.01], [30.0], 0.01)
+    # a one-point curve (a single CRF) is read at its own rate only
+    assert psnr_at_rate([0.01], [30.0], 0.01) == 30.0 and psnr_at_rate([0.01], [30.0], 0.02) is None
+    with pytest.raises(CamfieldsError, match="at least 1"):
+        psnr_at_rate([], [], 0.01)
 
 
 def test_per_channel_steps_quantize_channels_of_different_scales_more_finely():

@@ -57,7 +57,7 @@ def psnr_at_rate(rates: list[float], psnrs: list[float], rate: float) -> float |
 
     None when ``rate`` lies outside the curve's range (no extrapolation).
     """
-    r, p = _check(rates, psnrs, "reference", least=2)
+    r, p = _check(rates, psnrs, "reference", least=1)
     if not r[0] <= rate <= r[-1]:
         return None
     return float(np.interp(np.log(rate), np.log(r), p))
