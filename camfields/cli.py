@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Collection
@@ -63,7 +64,22 @@ def report(summary: dict[str, Any]) -> None:
 
 
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> int:
-    """Run ``main``; errors, Ctrl-C and a failed peer rank end in one line on stderr and a non-zero exit."""
+    """Run ``main``; errors, Ctrl-C and a failed peer rank end in one line on stderr and a non-zero exit.
+
+    Under torchrun the process ends here, after leaving the process group, without the
+    interpreter's finalization: there gloo's leftover worker objects can abort a rank that
+    finished its work ("terminate called without an active exception", SIGABRT), which the
+    launcher reports as a failed job. Every file a fit writes is closed before this point.
+    """
+    code = _run_reporting_errors(main, argv)
+    if distributed.launched():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run_reporting_errors(main: Callable[[list[str] | None], object], argv: list[str] | None) -> int:
     label = f"rank {distributed.current_rank_from_env()}: " if distributed.launched() else ""
     if distributed.launched():
         signal.signal(signal.SIGTERM, _terminate)

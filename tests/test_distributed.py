@@ -17,6 +17,7 @@ import torch
 from conftest import REPO
 from test_nerf import write_blender_scene
 
+from camfields import cli
 from camfields.distributed import Shard, init, map_gathered, run_on_main
 from camfields.errors import CamfieldsError
 from camfields.io.blender import load_blender
@@ -220,3 +221,22 @@ def test_a_dead_rank_stops_the_job_with_a_clear_message(tmp_path):
     assert job.returncode != 0
     assert "lost contact with another rank" in stderr or "launcher ended this process" in stderr, stderr[-3000:]
     assert "[rank0]: Traceback" not in stderr, stderr[-3000:]  # the surviving rank explains itself in one line
+
+
+def test_a_torchrun_rank_exits_without_interpreter_finalization(monkeypatch, capsys):
+    """Under torchrun ``cli.run`` ends the process itself with the exit code (gloo can abort a finished
+    rank during finalization); in one process it returns the code to the caller."""
+    exits = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+
+    def fails(argv):
+        raise CamfieldsError("no such video")
+
+    assert cli.run(fails, []) == 2 and exits == []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    cli.run(fails, [])
+    assert exits == [2]
+    assert "rank 1: error: no such video" in capsys.readouterr().err
+    cli.run(lambda argv: None, [])
+    assert exits == [2, 0]
