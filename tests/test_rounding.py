@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from camfields.compression.quantize import fake_quantize, symmetric_integers, symmetric_step
+from camfields.compression.quantize import fake_quantize, rounding_distance, symmetric_integers, symmetric_step
 from camfields.compression.rounding import round_sigmoid_head
 
 
@@ -61,3 +61,21 @@ def test_the_chosen_levels_are_never_worse_and_the_file_stores_them_with_the_sam
             (symmetric_integers(new_weight, 5, per_channel)[0] != symmetric_integers(weight, 5, per_channel)[0]).sum()
         )
         assert changed + int((new_bias != fake_quantize(bias, 5)).sum()) == moved
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_rounding_distance_is_the_mean_squared_distance_to_the_levels_in_steps(per_channel):
+    torch.manual_seed(1)
+    weight = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
+    integers, steps = symmetric_integers(weight, 4, per_channel)
+    step = steps.view(-1, 1, 1) if per_channel else steps
+    expected = ((weight.detach() / step - integers) ** 2).mean()
+    distance = rounding_distance(weight, 4, per_channel)
+    assert float(distance) == pytest.approx(float(expected), rel=1e-12)
+    assert 0 < float(distance) <= 0.25
+    # its gradient points away from the levels: a small step against it brings every weight closer
+    distance.backward()
+    with torch.no_grad():
+        moved = weight - 0.1 * weight.grad / weight.grad.abs().max() * step.min()
+        assert float(rounding_distance(moved, 4, per_channel)) < float(distance)
+        assert float(rounding_distance(fake_quantize(weight, 4, per_channel), 4, per_channel)) == 0

@@ -17,6 +17,7 @@ from conftest import REPO, shared_data
 
 from camfields import CamfieldsError
 from camfields.codec.bitstream import read_bitstream
+from camfields.compression.quantize import rounding_distance
 from camfields.io.video import read_video
 from camfields.modules.nerv import FrameGrids, NeRVGenerator
 from camfields.tasks.video import (
@@ -419,3 +420,20 @@ def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
     assert sorted(points) == sorted(f"{m}_{p}_8bit" for m in ("nerv", "cam") for p in (8000, 16000, 32000))
     cam = rd["codecs"][1]["results"]
     assert cam["psnr"] == [points[f"cam_{p}_8bit"]["psnr"] for p in (8000, 16000, 32000)]
+
+
+def test_qat_dampening_pulls_the_float_weights_onto_their_levels(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+    overrides = {"epochs": 20, "bits": 4, "qat_fraction": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
+    distances = {}
+    for dampening in (0.0, 1.0):
+        cfg = resolve_config("cam", overrides={**overrides, "qat_dampening": dampening})
+        metrics = fit_video(root, cfg, tmp_path / f"run{dampening}", "cpu", progress=False)
+        state = torch.load(tmp_path / f"run{dampening}" / "checkpoint.pt", weights_only=True)["model"]
+        weights = [v for k, v in state.items() if k.startswith("generator.")]
+        distances[dampening] = float(torch.stack([rounding_distance(w, 4) for w in weights]).mean())
+        assert metrics["psnr"] > 20, metrics
+    # undamped, QAT leaves the float weights anywhere between levels (a uniform spread gives 1/12)
+    assert distances[0.0] > 0.04 and distances[1.0] < 0.5 * distances[0.0], distances
+    with pytest.raises(CamfieldsError, match="qat_dampening"):
+        resolve_config("cam", overrides={"qat_dampening": -1.0}).validate()

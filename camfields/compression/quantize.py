@@ -85,3 +85,12 @@ def fake_quantize(tensor: torch.Tensor, bits: int, per_channel: bool = False) ->
     step = symmetric_step(tensor, bits, per_channel)
     levels = torch.round(tensor.detach() / step) * step
     return tensor + (levels - tensor).detach() if torch.is_grad_enabled() else levels
+
+
+def rounding_distance(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:
+    """Mean squared distance (0-dim, in [0, 1/4]) of every weight from its n-bit level, in units of
+    its step, differentiable in the weights (the levels and steps are constants): a penalty that
+    pulls weights onto their levels so that QAT stops flipping them across rounding boundaries."""
+    step = symmetric_step(tensor, bits, per_channel)
+    scaled = tensor / step
+    return ((scaled - torch.round(scaled.detach())) ** 2).mean()

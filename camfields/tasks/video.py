@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from camfields import distributed
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
-from camfields.compression.quantize import fake_quantize, symmetric_integers
+from camfields.compression.quantize import fake_quantize, rounding_distance, symmetric_integers
 from camfields.compression.rounding import round_sigmoid_head
 from camfields.config import check_choice, deep_merge, from_dict, resolve_preset_config, to_dict
 from camfields.distributed import Shard
@@ -74,6 +74,7 @@ class VideoConfig:
     batch_frames: int = 1  # frames per training step
     bits: int = 8  # weight bit depth of the bitstream (grids included)
     qat_fraction: float = 0.2  # the last fraction of the epochs trains through the quantizer
+    qat_dampening: float = 0.0  # weight of the pull of every float weight towards its level during QAT (0 = off)
     quant_steps: str = "tensor"  # tensor | channel: one quantization step per tensor, or per output channel
     prune: float = 0.0  # fraction of each convolution's weights zeroed by magnitude before QAT
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
@@ -90,6 +91,8 @@ class VideoConfig:
             raise CamfieldsError(f"bits must be in 2..16, got {self.bits}")
         if not 0 <= self.qat_fraction <= 1 or not 0 <= self.prune < 1:
             raise CamfieldsError("qat_fraction must be in [0, 1] and prune in [0, 1)")
+        if not 0 <= self.qat_dampening < float("inf"):
+            raise CamfieldsError(f"qat_dampening must be a number >= 0, got {self.qat_dampening}")
         if (self.width > 0) != (self.height > 0) or min(self.width, self.height) < 0:
             raise CamfieldsError("give both width and height (or neither, for the video's own size)")
         if (self.crop_width > 0) != (self.crop_height > 0) or min(self.crop_width, self.crop_height) < 0:
@@ -173,11 +176,34 @@ def frame_times(count: int) -> torch.Tensor:
 
 
 class VideoModel(StepCounted):
-    """A generator with its training step count; past ``qat_start`` steps it trains through the quantizer."""
+    """A generator with its training step count; past ``qat_start`` steps it trains through the quantizer.
 
-    def __init__(self, generator: NeRVGenerator, bits: int, qat_start: int, per_channel: bool = False):
+    With ``dampening`` > 0 the QAT loss adds that weight, ramped up linearly from 0 at
+    ``qat_start`` to its full value at ``steps``, times the mean over all weights of their
+    squared distance from their levels in steps (``compression.quantize.rounding_distance``).
+    """
+
+    def __init__(
+        self,
+        generator: NeRVGenerator,
+        bits: int,
+        qat_start: int,
+        per_channel: bool = False,
+        dampening: float = 0.0,
+        steps: int = 0,
+    ):
         super().__init__()
         self.generator, self.bits, self.qat_start, self.per_channel = generator, bits, qat_start, per_channel
+        self.dampening, self.steps = dampening, steps
+
+    def dampening_loss(self, step: int) -> torch.Tensor | None:
+        """The pull of the weights towards their levels at training step ``step`` (None when off)."""
+        if not self.dampening or step < self.qat_start:
+            return None
+        ramp = (step + 1 - self.qat_start) / max(self.steps - self.qat_start, 1)
+        params = list(self.generator.parameters())
+        total = sum(rounding_distance(p, self.bits, self.per_channel) * p.numel() for p in params)
+        return self.dampening * min(ramp, 1.0) * total / sum(p.numel() for p in params)
 
     def quantized_parameters(self) -> dict[str, torch.Tensor]:
         return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in self.generator.named_parameters()}
@@ -209,11 +235,12 @@ class FrameObjective:
         self.batch_frames, self.chunk = batch_frames, chunk
 
     def loss(self, model: VideoModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
-        quantized = model.count_step() >= model.qat_start
+        step = model.count_step()
         batch = torch.randint(len(self.times), (self.batch_frames,), generator=generator)
         index = shard.take(batch).to(self.times.device)
-        mse = shard.mean((model(self.times[index], quantized) - self.video[index]) ** 2, len(batch))
-        return mse, mse_to_psnr(mse.detach())
+        mse = shard.mean((model(self.times[index], step >= model.qat_start) - self.video[index]) ** 2, len(batch))
+        dampening = model.dampening_loss(step)
+        return (mse if dampening is None else mse + dampening), mse_to_psnr(mse.detach())
 
     @torch.no_grad()
     def render(self, model: VideoModel, quantized: bool) -> torch.Tensor:
@@ -363,7 +390,8 @@ def fit_video(
     generator = build_generator(gen_cfg, height, width)
     qat_start = cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch
     per_channel = cfg.quant_steps == "channel"
-    model = VideoModel(generator, cfg.bits, qat_start, per_channel).to(torch_device)
+    model = VideoModel(generator, cfg.bits, qat_start, per_channel, cfg.qat_dampening, cfg.train.steps)
+    model = model.to(torch_device)
     masks: dict[str, torch.Tensor] = {}
 
     def on_step(step: int, model: VideoModel) -> None:
