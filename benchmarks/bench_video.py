@@ -30,7 +30,7 @@ from camfields.cli import comma_ints, comma_names, run
 from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve_config
+from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, VideoConfig, fit_video, resolve_config
 from camfields.training.checkpoint import write_json
 
 DEFAULT_VIDEO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument("--bits", type=int, help="override the config's weight bit depth")
     parser.add_argument("--prune", type=float, help="override the config's pruned fraction of each convolution")
+    parser.add_argument("--qat-dampening", type=float, help="override the config's pull of the weights to their levels")
     parser.add_argument("--jobs", type=int, default=1, help="fits at a time (separate processes)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per fit")
     parser.add_argument("--device", default="auto")
@@ -130,10 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.video).exists():
         raise CamfieldsError(f"video {args.video} does not exist (pass --video)")
     device = resolve_device(args.device)
-    given = {"epochs": args.epochs, "bits": args.bits, "prune": args.prune}
+    given = {"epochs": args.epochs, "bits": args.bits, "prune": args.prune, "qat_dampening": args.qat_dampening}
     common = {k: v for k, v in given.items() if v is not None}
     reference = resolve_config(models[0][0], args.config, common)
     suffix = f"{reference.bits}bit" + (f"_prune{reference.prune:g}" if reference.prune else "")
+    suffix += f"_damp{reference.qat_dampening:g}" if reference.qat_dampening != VideoConfig.qat_dampening else ""
     jobs = [
         {
             "model": model,

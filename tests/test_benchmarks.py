@@ -96,6 +96,10 @@ def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_pa
         assert np.mean(next(t for t in stream.tensors if t.name == "convs.0.weight").values == 0) >= 0.5
     with pytest.raises(CamfieldsError, match=r"prune in \[0, 1\)"):
         bench_video.main([*argv, "--prune", "1.5"])
+    # so does --qat-dampening, 0 switching it off
+    bench_video.main([*argv, "--qat-dampening", "0", "--epochs", "5", "--quant-steps", "tensor"])
+    recorded = json.loads((tmp_path / "work" / "cam_8000_8bit_damp0_tensor_s0" / "config.json").read_text())
+    assert recorded["qat_dampening"] == 0 and recorded["epochs"] == 5
 
 
 def test_bench_video_model_list_needs_targets_and_known_names():

@@ -71,11 +71,11 @@ def test_rounding_distance_is_the_mean_squared_distance_to_the_levels_in_steps(p
     step = steps.view(-1, 1, 1) if per_channel else steps
     expected = ((weight.detach() / step - integers) ** 2).mean()
     distance = rounding_distance(weight, 4, per_channel)
-    assert float(distance) == pytest.approx(float(expected), rel=1e-12)
-    assert 0 < float(distance) <= 0.25
+    assert distance.item() == pytest.approx(float(expected), rel=1e-12)
+    assert 0 < distance.item() <= 0.25
     # its gradient points away from the levels: a small step against it brings every weight closer
     distance.backward()
     with torch.no_grad():
         moved = weight - 0.1 * weight.grad / weight.grad.abs().max() * step.min()
-        assert float(rounding_distance(moved, 4, per_channel)) < float(distance)
+        assert float(rounding_distance(moved, 4, per_channel)) < distance.item()
         assert float(rounding_distance(fake_quantize(weight, 4, per_channel), 4, per_channel)) == 0

@@ -74,7 +74,7 @@ class VideoConfig:
     batch_frames: int = 1  # frames per training step
     bits: int = 8  # weight bit depth of the bitstream (grids included)
     qat_fraction: float = 0.2  # the last fraction of the epochs trains through the quantizer
-    qat_dampening: float = 0.0  # weight of the pull of every float weight towards its level during QAT (0 = off)
+    qat_dampening: float = 0.01  # weight of the pull of every float weight towards its level during QAT (0 = off)
     quant_steps: str = "tensor"  # tensor | channel: one quantization step per tensor, or per output channel
     prune: float = 0.0  # fraction of each convolution's weights zeroed by magnitude before QAT
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
