@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -115,3 +116,59 @@ def test_bench_video_model_list_needs_targets_and_known_names():
     ):
         with pytest.raises(CamfieldsError, match=message):
             bench_video.model_targets(bad)
+
+
+def fake_fit(folder, model, seed, params, bpp, psnr):
+    """A fit folder as fit_video.py leaves it (the real config format), with chosen metrics."""
+    from camfields.config import to_dict
+    from camfields.tasks.video import resolve_config
+    from camfields.training.checkpoint import write_json
+
+    write_json(folder / "config.json", to_dict(resolve_config(model, overrides={"train": {"seed": seed}})))
+    metrics = {"params": params, "bytes": round(bpp * 1000), "bpp": bpp, "psnr": psnr, "psnr_float": psnr - 1}
+    metrics |= {"psnr_nearest_rounding": psnr - 0.5, "ms_ssim": 0.9, "seconds": 1.0, "device": "CPU: test"}
+    write_json(folder / "metrics.json", metrics)
+    return str(folder)
+
+
+def test_collect_video_fits_compares_with_the_reference_at_equal_params_and_rate(tmp_path):
+    import json
+    import math
+
+    import collect_video_fits
+
+    from camfields import CamfieldsError
+    from camfields.training.checkpoint import write_json
+
+    fits = [
+        fake_fit(tmp_path / "p1", "ffnerv", 0, 1000, 0.01, 24.0),
+        fake_fit(tmp_path / "p2", "ffnerv", 0, 2000, 0.04, 26.0),
+        fake_fit(tmp_path / "c", "ffnerv_cam", 0, 1250, 0.02, 25.5),
+        fake_fit(tmp_path / "c_big", "ffnerv_cam", 0, 3000, 0.05, 27.0),
+    ]
+    rd = {"codecs": [{"name": "camfields-x", "results": {"bpp": [1], "psnr": [1]}}]}
+    rd["codecs"].append({"name": "x264", "results": {"bpp": [0.005, 0.02], "psnr": [20.0, 23.0]}})
+    write_json(tmp_path / "rd.json", rd)
+    out = tmp_path / "fits.json"
+    collect_video_fits.main([*fits, "--reference", "ffnerv", "--rd", str(tmp_path / "rd.json"), "--out", str(out)])
+    report = json.loads(out.read_text())
+    by_fit = {Path(r["fit"]).name: r for r in report["results"]}
+    cam = by_fit["c"]
+    assert cam["cam_grid_nodes"] == 30 and by_fit["p1"]["cam_grid_nodes"] == 0
+    assert math.isclose(cam["ffnerv_psnr_at_same_params"], 24.5)  # a quarter of the way from 1000 to 2000
+    assert math.isclose(cam["psnr_minus_ffnerv_at_same_params"], 1.0)
+    assert math.isclose(cam["ffnerv_psnr_at_same_bpp"], 25.0)  # halfway in log-rate from 0.01 to 0.04
+    assert math.isclose(cam["psnr_minus_ffnerv_at_same_bpp"], 0.5)
+    assert by_fit["c_big"]["psnr_minus_ffnerv_at_same_params"] is None  # outside the reference's sizes
+    assert math.isclose(cam["baseline_psnr_at_same_bpp"]["x264"], 23.0)
+    assert by_fit["c_big"]["baseline_psnr_at_same_bpp"] == {"x264": None}
+    assert report["devices"] == ["CPU: test"]
+    # an unfinished fit, a folder that is no fit, a reference without fits of that seed: one clear error each
+    (tmp_path / "c" / "metrics.json").unlink()
+    with pytest.raises(CamfieldsError, match="has not finished"):
+        collect_video_fits.main([*fits, "--out", str(out)])
+    with pytest.raises(CamfieldsError, match="folder of a video fit"):
+        collect_video_fits.main([str(tmp_path), "--out", str(out)])
+    other_seed = fake_fit(tmp_path / "c_s1", "ffnerv_cam", 1, 1250, 0.02, 25.5)
+    with pytest.raises(CamfieldsError, match="no ffnerv fit with seed 1"):
+        collect_video_fits.main([fits[0], other_seed, "--reference", "ffnerv", "--out", str(out)])

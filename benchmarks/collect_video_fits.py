@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Collect finished video fits, run separately, into one comparison table and JSON.
+
+Reads each fit folder's ``config.json`` and ``metrics.json`` (as ``fit_video.py``,
+``eval_rd.py`` and ``bench_video.py`` leave them). With ``--reference MODEL`` every other fit
+is also set against that model's fits of the same seed: their PSNR at the same parameter count
+(linear between the two nearest) and at the same bpp (linear in log-rate), null outside their
+range. With ``--rd`` (an ``eval_rd.py`` rd.json) every fit also gets each baseline codec's PSNR
+at its bpp. Prints the table and writes JSON with the devices the fits ran on.
+
+    python benchmarks/collect_video_fits.py runs/plain-lr/ffnerv_14500 runs/rd-lowrate-damp/ffnerv_cam_14000_6bit_s0 \\
+        --reference ffnerv --rd runs/rd-lowrate-damp/rd.json --out benchmarks/results/comparison.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camfields.cli import run
+from camfields.codec.rd import psnr_at_rate
+from camfields.errors import CamfieldsError
+from camfields.training.checkpoint import read_json, write_json
+
+COLUMNS = ("params", "bytes", "bpp", "psnr", "psnr_float", "psnr_nearest_rounding", "ms_ssim", "seconds", "device")
+
+
+def read_existing_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise CamfieldsError(f"{path} does not exist: {what}")
+    return read_json(path)
+
+
+def read_fit(folder: Path) -> dict[str, Any]:
+    """One finished fit: where it is, its model, seed and sizes, and its metrics."""
+    config = read_existing_json(folder / "config.json", "pass the folder of a video fit")
+    unfinished = "the fit has not finished (resume it with fit_video.py --resume)"
+    metrics = read_existing_json(folder / "metrics.json", unfinished)
+    try:
+        fit = {
+            "fit": str(folder),
+            "model": config["model"],
+            "seed": config["train"]["seed"],
+            "target_params": config["target_params"],
+            "bits": config["bits"],
+            "cam_grid_nodes": config["generator"]["time_grid"],
+            "qat_dampening": config["qat_dampening"],
+        }
+        return fit | {key: metrics[key] for key in COLUMNS}
+    except (KeyError, TypeError) as e:
+        raise CamfieldsError(f"{folder} is not a video fit: its config.json or metrics.json lacks {e}") from None
+
+
+def params_interpolation(points: list[dict[str, Any]], params: int) -> float | None:
+    """PSNR of ``points`` at ``params`` parameters, linear between the two nearest; None outside them."""
+    xs, ys = zip(*sorted((p["params"], p["psnr"]) for p in points))
+    if not xs[0] <= params <= xs[-1]:
+        return None
+    return float(np.interp(params, xs, ys))
+
+
+def against_reference(fits: list[dict[str, Any]], reference: str) -> None:
+    """Add to every fit of another model the reference model's PSNR (same seed) at its parameters and bpp."""
+    for fit in fits:
+        if fit["model"] == reference:
+            continue
+        same_seed = [f for f in fits if f["model"] == reference and f["seed"] == fit["seed"]]
+        if not same_seed:
+            raise CamfieldsError(f"no {reference} fit with seed {fit['seed']} to compare {fit['fit']} with")
+        by_rate = sorted(same_seed, key=lambda f: f["bpp"])
+        at_params = params_interpolation(same_seed, fit["params"])
+        at_bpp = psnr_at_rate([f["bpp"] for f in by_rate], [f["psnr"] for f in by_rate], fit["bpp"])
+        fit[f"{reference}_psnr_at_same_params"] = at_params
+        fit[f"{reference}_psnr_at_same_bpp"] = at_bpp
+        fit[f"psnr_minus_{reference}_at_same_params"] = None if at_params is None else fit["psnr"] - at_params
+        fit[f"psnr_minus_{reference}_at_same_bpp"] = None if at_bpp is None else fit["psnr"] - at_bpp
+
+
+def against_baselines(fits: list[dict[str, Any]], rd_path: Path) -> None:
+    """Add to every fit the PSNR of each baseline codec of an rd.json at the fit's bpp."""
+    rd = read_existing_json(rd_path, "pass the rd.json of an eval_rd.py run")
+    baselines = [c for c in rd.get("codecs", []) if not c.get("name", "").startswith("camfields")]
+    if not baselines:
+        raise CamfieldsError(f"{rd_path} holds no baseline codec curves (x264, x265)")
+    for fit in fits:
+        fit["baseline_psnr_at_same_bpp"] = {
+            c["name"]: psnr_at_rate(c["results"]["bpp"], c["results"]["psnr"], fit["bpp"]) for c in baselines
+        }
+
+
+def cell(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def print_table(fits: list[dict[str, Any]], reference: str | None) -> None:
+    header = f"{'seed':>4} {'model':<12}{'nodes':>6}{'params':>8}{'bytes':>8}{'bpp':>8}{'PSNR':>7}{'nearest':>8}"
+    if reference:
+        header += f"{'- ref @params':>14}{'- ref @bpp':>11}"
+    print(header)
+    for fit in fits:
+        line = (
+            f"{fit['seed']:>4} {fit['model']:<12}{fit['cam_grid_nodes']:>6}{fit['params']:>8}{fit['bytes']:>8}"
+            f"{fit['bpp']:>8.4f}{fit['psnr']:>7.2f}{fit['psnr_nearest_rounding']:>8.2f}"
+        )
+        if reference and fit["model"] != reference:
+            line += f"{cell(fit[f'psnr_minus_{reference}_at_same_params']):>14}"
+            line += f"{cell(fit[f'psnr_minus_{reference}_at_same_bpp']):>11}"
+        print(line)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("fits", nargs="+", help="folders of finished video fits")
+    parser.add_argument("--reference", help="model the others are compared with at the same seed (e.g. ffnerv)")
+    parser.add_argument("--rd", help="an eval_rd.py rd.json whose baseline codecs are read at each fit's bpp")
+    parser.add_argument("--name", default="video_fits", help="name stored in the JSON")
+    parser.add_argument("--description", default="", help="what the fits compare, stored in the JSON")
+    parser.add_argument("--out", required=True, help="JSON results file")
+    args = parser.parse_args(argv)
+
+    fits = sorted((read_fit(Path(f)) for f in args.fits), key=lambda f: (f["seed"], f["model"], f["params"]))
+    if args.reference:
+        if not any(f["model"] == args.reference for f in fits):
+            raise CamfieldsError(f"--reference {args.reference}: none of the fits is of that model")
+        against_reference(fits, args.reference)
+    if args.rd:
+        against_baselines(fits, Path(args.rd))
+    print_table(fits, args.reference)
+    report = {
+        "name": args.name,
+        "description": args.description,
+        "devices": sorted({f["device"] for f in fits}),
+        "reference": args.reference,
+        "rd": args.rd,
+        "results": fits,
+    }
+    write_json(Path(args.out), report)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
