@@ -97,13 +97,15 @@ def cell(value: float | None, digits: int = 2) -> str:
 
 
 def print_table(fits: list[dict[str, Any]], reference: str | None) -> None:
-    header = f"{'seed':>4} {'model':<12}{'nodes':>6}{'params':>8}{'bytes':>8}{'bpp':>8}{'PSNR':>7}{'nearest':>8}"
+    header = f"{'seed':>4} {'model':<12}{'nodes':>6}{'damp':>6}{'params':>8}{'bytes':>8}"
+    header += f"{'bpp':>8}{'PSNR':>7}{'nearest':>8}"
     if reference:
         header += f"{'- ref @params':>14}{'- ref @bpp':>11}"
     print(header)
     for fit in fits:
         line = (
-            f"{fit['seed']:>4} {fit['model']:<12}{fit['cam_grid_nodes']:>6}{fit['params']:>8}{fit['bytes']:>8}"
+            f"{fit['seed']:>4} {fit['model']:<12}{fit['cam_grid_nodes']:>6}{fit['qat_dampening']:>6g}"
+            f"{fit['params']:>8}{fit['bytes']:>8}"
             f"{fit['bpp']:>8.4f}{fit['psnr']:>7.2f}{fit['psnr_nearest_rounding']:>8.2f}"
         )
         if reference and fit["model"] != reference:
