@@ -167,3 +167,61 @@ def test_per_channel_steps_quantize_channels_of_different_scales_more_finely():
     assert torch.equal(values * steps.view(6, 1, 1, 1), per_channel)
     bias = torch.randn(5)
     assert symmetric_integers(bias, 6, per_channel=True)[1].shape == (1,)  # a bias keeps one step
+
+
+def video_header_tensors() -> list[QuantizedTensor]:
+    """The tensors of a small ffnerv_cam generator, named and shaped as the video codec writes them."""
+    shapes = {
+        "stem.levels.0.table": (4, 288),
+        "stem.levels.1.table": (16, 144),
+        "convs.0.weight": (200, 3, 3, 3),
+        "convs.0.bias": (200,),
+        "convs.1.weight": (28, 8, 3, 3),
+        "convs.1.bias": (28,),
+        "head.weight": (3, 6, 1, 1),
+        "head.bias": (3,),
+        "time_grid.table": (10, 30),
+    }
+    rng = np.random.default_rng(2)
+    return [
+        QuantizedTensor(name, shape, bfloat16(0.01), np.round(rng.normal(0, 6, int(np.prod(shape)))).clip(-31, 31))
+        for name, shape in shapes.items()
+    ]
+
+
+def rewrite_header(path, version: int, dictionary: bytes | None) -> bytes:
+    """The file at ``path`` with its header recompressed (with or without a preset dictionary) as ``version``."""
+    import struct
+    import zlib
+
+    from camfields.codec.bitstream import HEADER_DICTIONARY
+
+    data = path.read_bytes()
+    _, _, length = struct.unpack_from("<8sHI", data)
+    text = zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data[14 : 14 + length])
+    deflater = zlib.compressobj(9, zdict=dictionary) if dictionary else zlib.compressobj(9)
+    packed = deflater.compress(text) + deflater.flush()
+    body = struct.pack("<8sHI", b"CAMFCODE", version, len(packed)) + packed + data[14 + length : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(tmp_path):
+    import struct
+
+    path = tmp_path / "v.camf"
+    config = {"format": "camfields-video/1", "width": 320, "height": 180, "frames": 132}
+    config["generator"] = {"strides": [5, 2, 2], "channels": 8, "time_grid": 10, "embedding": "grids"}
+    size = write_bitstream(path, config, 6, video_header_tensors())
+    plain = rewrite_header(path, 2, None)  # format 2: the same header, zlib without the dictionary
+    header_bytes = [struct.unpack_from("<8sHI", data)[2] for data in (path.read_bytes(), plain)]
+    assert header_bytes[0] < 0.6 * header_bytes[1] and len(plain) - size == header_bytes[1] - header_bytes[0]
+    old = tmp_path / "v2.camf"
+    old.write_bytes(plain)
+    decoded, written = read_bitstream(old), read_bitstream(path)
+    assert decoded.config == written.config == config and decoded.file_bytes == len(plain)
+    assert all(np.array_equal(a.values, b.values) for a, b in zip(decoded.tensors, written.tensors))
+    for version in (1, 4):
+        forged = tmp_path / f"v{version}.camf"
+        forged.write_bytes(rewrite_header(path, version, None))
+        with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2 and 3"):
+            read_bitstream(forged)
