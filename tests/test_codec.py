@@ -225,3 +225,20 @@ def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(t
         forged.write_bytes(rewrite_header(path, version, None))
         with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2 and 3"):
             read_bitstream(forged)
+
+
+def test_tensor_bits_splits_the_payload_estimate_by_tensor(tmp_path):
+    from camfields.codec.bitstream import tensor_bits
+
+    flat = QuantizedTensor("flat", (8,), bfloat16(1.0), np.full(8, 3, dtype=np.int64))
+    four = QuantizedTensor("four", (4, 4), bfloat16(*[1.0] * 4), np.tile(np.arange(4), 4))
+    path = tmp_path / "t.camf"
+    write_bitstream(path, {}, 4, [flat, four])
+    stream = read_bitstream(path)
+    rows = {r["name"]: r for r in tensor_bits(stream)}
+    assert rows["flat"]["own_bits"] == 0 and rows["four"]["own_bits"] == pytest.approx(32)  # 16 weights x 2 bits
+    assert (rows["four"]["weights"], rows["four"]["steps"], rows["four"]["shape"]) == (16, 4, [4, 4])
+    # under the file's histogram: symbol 3 has 12 of 24 (1 bit), 0, 1 and 2 have 4 of 24 each (log2 6 bits)
+    assert rows["flat"]["shared_bits"] == pytest.approx(8.0)
+    assert rows["four"]["shared_bits"] == pytest.approx(4 * 1 + 12 * np.log2(6))
+    assert sum(r["shared_bits"] for r in rows.values()) == pytest.approx(stream.estimated_payload_bits)

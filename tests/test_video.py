@@ -210,6 +210,10 @@ def test_tiny_clip_fits_encodes_and_decodes(tmp_path, model):
     script = [sys.executable, str(REPO / "scripts" / "decode_video.py")]
     subprocess.run([*script, str(path), "--out", str(out), "--device", "cpu"], check=True, capture_output=True)
     assert len(list(out.glob("*.png"))) == 8
+    # --tensors alone reports where the bits go, tensor by tensor, and decodes nothing
+    report = subprocess.run([*script, str(path), "--tensors"], check=True, capture_output=True, text=True).stdout
+    assert "convs.0.weight" in report and "time_grid.table" in report and "payload estimate" in report
+    assert subprocess.run([*script, str(path)], capture_output=True, text=True).returncode == 2  # nothing asked
     damaged = tmp_path / "damaged.camf"
     damaged.write_bytes(path.read_bytes()[:-100])
     done = subprocess.run([*script, str(damaged), "--out", str(out)], capture_output=True, text=True)

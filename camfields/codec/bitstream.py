@@ -97,6 +97,26 @@ class Bitstream:
     estimated_payload_bits: float = 0.0  # Shannon bound of the payload: an estimate, labelled as such
 
 
+def tensor_bits(stream: Bitstream) -> list[dict[str, Any]]:
+    """Where the bits of a file go, per tensor: name, shape, number of weights and steps, and the
+    Shannon bits of its integers under the file's histogram (``shared_bits``, what the payload
+    spends on it, an estimate) and under its own histogram (``own_bits``, the bound for coding it
+    alone, without the cost of sending that histogram)."""
+    symbols = np.concatenate([t.values.reshape(-1) for t in stream.tensors]) if stream.tensors else np.zeros(0)
+    low, counts = entropy.histogram(symbols.astype(np.int64))
+    total = max(int(counts.sum()), 1)
+    rows = []
+    for t in stream.tensors:
+        values = t.values.reshape(-1).astype(np.int64)
+        shared = float(-np.log2(counts[values - low] / total).sum()) if values.size else 0.0
+        own = entropy.estimated_bits(entropy.histogram(values)[1]) if values.size else 0.0
+        rows.append(
+            {"name": t.name, "shape": list(t.shape), "weights": int(values.size), "steps": len(t.steps)}
+            | {"shared_bits": shared, "own_bits": own}
+        )
+    return rows
+
+
 def _valid_step_count(count: int, shape: list[int]) -> bool:
     """One step per tensor, or one per slice along dim 0 of a tensor of 2 or more dims."""
     return count == 1 or (len(shape) > 1 and count == shape[0] > 0)
