@@ -25,6 +25,15 @@ def tensors(seed: int = 0) -> list[QuantizedTensor]:
     ]
 
 
+def framed(version: int, packed_header: bytes, rest: bytes = b"") -> bytes:
+    """A bitstream file around a compressed header and the bytes after it: prefix, then the CRC-32."""
+    import struct
+    import zlib
+
+    body = struct.pack("<8sHI", b"CAMFCODE", version, len(packed_header)) + packed_header + rest
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
 def test_bitstream_round_trip_is_exact(tmp_path):
     path = tmp_path / "v.camf"
     config = {"model": "cam", "size": [64, 32], "nested": {"a": [1, 2.5]}}
@@ -85,9 +94,7 @@ def test_hostile_lengths_are_rejected_before_allocation(tmp_path):
     import zlib
 
     def forge(header: dict, steps: bytes = b"") -> bytes:
-        packed = zlib.compress(json.dumps(header).encode())
-        body = struct.pack("<8sHI", b"CAMFCODE", FORMAT_VERSION, len(packed)) + packed + steps
-        return body + struct.pack("<I", zlib.crc32(body))
+        return framed(FORMAT_VERSION, zlib.compress(json.dumps(header).encode()), steps)
 
     base = {"config": {}, "bits": 8, "low": 0, "counts": [1], "words": 0}
     huge = {**base, "tensors": [{"name": "w", "shape": [1 << 20, 1 << 20], "steps": 1}]}
@@ -189,8 +196,8 @@ def video_header_tensors() -> list[QuantizedTensor]:
     ]
 
 
-def rewrite_header(path, version: int, dictionary: bytes | None) -> bytes:
-    """The file at ``path`` with its header recompressed (with or without a preset dictionary) as ``version``."""
+def with_plain_zlib_header(path, version: int) -> bytes:
+    """The file at ``path`` with its header recompressed by zlib without the preset dictionary, as ``version``."""
     import struct
     import zlib
 
@@ -199,10 +206,7 @@ def rewrite_header(path, version: int, dictionary: bytes | None) -> bytes:
     data = path.read_bytes()
     _, _, length = struct.unpack_from("<8sHI", data)
     text = zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data[14 : 14 + length])
-    deflater = zlib.compressobj(9, zdict=dictionary) if dictionary else zlib.compressobj(9)
-    packed = deflater.compress(text) + deflater.flush()
-    body = struct.pack("<8sHI", b"CAMFCODE", version, len(packed)) + packed + data[14 + length : -4]
-    return body + struct.pack("<I", zlib.crc32(body))
+    return framed(version, zlib.compress(text, 9), data[14 + length : -4])
 
 
 def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(tmp_path):
@@ -212,7 +216,7 @@ def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(t
     config = {"format": "camfields-video/1", "width": 320, "height": 180, "frames": 132}
     config["generator"] = {"strides": [5, 2, 2], "channels": 8, "time_grid": 10, "embedding": "grids"}
     size = write_bitstream(path, config, 6, video_header_tensors())
-    plain = rewrite_header(path, 2, None)  # format 2: the same header, zlib without the dictionary
+    plain = with_plain_zlib_header(path, 2)  # format 2: the same header, zlib without the dictionary
     header_bytes = [struct.unpack_from("<8sHI", data)[2] for data in (path.read_bytes(), plain)]
     assert header_bytes[0] < 0.6 * header_bytes[1] and len(plain) - size == header_bytes[1] - header_bytes[0]
     old = tmp_path / "v2.camf"
@@ -222,7 +226,7 @@ def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(t
     assert all(np.array_equal(a.values, b.values) for a, b in zip(decoded.tensors, written.tensors))
     for version in (1, 4):
         forged = tmp_path / f"v{version}.camf"
-        forged.write_bytes(rewrite_header(path, version, None))
+        forged.write_bytes(with_plain_zlib_header(path, version))
         with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2 and 3"):
             read_bitstream(forged)
 
