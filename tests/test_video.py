@@ -441,3 +441,17 @@ def test_qat_dampening_pulls_the_float_weights_onto_their_levels(tmp_path):
     assert distances[0.0] > 0.04 and distances[1.0] < 0.5 * distances[0.0], distances
     with pytest.raises(CamfieldsError, match="qat_dampening"):
         resolve_config("cam", overrides={"qat_dampening": -1.0}).validate()
+
+
+def test_rate_weight_trades_quality_for_fewer_bytes(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
+    overrides = {"epochs": 20, "bits": 6, "qat_fraction": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
+    results = {}
+    for weight in (0.0, 0.01):
+        cfg = resolve_config("cam", overrides={**overrides, "rate_weight": weight})
+        results[weight] = fit_video(root, cfg, tmp_path / f"run{weight}", "cpu", progress=False)
+    # the estimate bounds the coded bits, so pressing on it shrinks the file
+    assert results[0.01]["bytes"] < 0.9 * results[0.0]["bytes"], results
+    assert results[0.01]["psnr"] > results[0.0]["psnr"] - 1.0, results
+    with pytest.raises(CamfieldsError, match="rate_weight"):
+        resolve_config("cam", overrides={"rate_weight": -0.1}).validate()

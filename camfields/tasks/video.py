@@ -21,6 +21,7 @@ from torch.func import functional_call
 from camfields import distributed
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
 from camfields.compression.quantize import fake_quantize, rounding_distance, symmetric_integers
+from camfields.compression.rate import estimated_rate_bits
 from camfields.compression.rounding import round_sigmoid_head
 from camfields.config import check_choice, deep_merge, from_dict, resolve_preset_config, to_dict
 from camfields.distributed import Shard
@@ -75,6 +76,7 @@ class VideoConfig:
     bits: int = 8  # weight bit depth of the bitstream (grids included)
     qat_fraction: float = 0.2  # the last fraction of the epochs trains through the quantizer
     qat_dampening: float = 0.01  # weight of the pull of every float weight towards its level during QAT (0 = off)
+    rate_weight: float = 0.0  # during QAT the loss adds this times the estimated bits per pixel (0 = off)
     quant_steps: str = "tensor"  # tensor | channel: one quantization step per tensor, or per output channel
     prune: float = 0.0  # fraction of each convolution's weights zeroed by magnitude before QAT
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
@@ -91,8 +93,9 @@ class VideoConfig:
             raise CamfieldsError(f"bits must be in 2..16, got {self.bits}")
         if not 0 <= self.qat_fraction <= 1 or not 0 <= self.prune < 1:
             raise CamfieldsError("qat_fraction must be in [0, 1] and prune in [0, 1)")
-        if not 0 <= self.qat_dampening < float("inf"):
-            raise CamfieldsError(f"qat_dampening must be a number >= 0, got {self.qat_dampening}")
+        for name in ("qat_dampening", "rate_weight"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise CamfieldsError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if (self.width > 0) != (self.height > 0) or min(self.width, self.height) < 0:
             raise CamfieldsError("give both width and height (or neither, for the video's own size)")
         if (self.crop_width > 0) != (self.crop_height > 0) or min(self.crop_width, self.crop_height) < 0:
@@ -181,6 +184,9 @@ class VideoModel(StepCounted):
     With ``dampening`` > 0 the QAT loss adds that weight, ramped up linearly from 0 at
     ``qat_start`` to its full value at ``steps``, times the mean over all weights of their
     squared distance from their levels in steps (``compression.quantize.rounding_distance``).
+    With ``rate_weight`` > 0 it also adds that weight times the bits per pixel the weights are
+    estimated to take once entropy-coded (``compression.rate``; ``pixels`` of the whole clip),
+    so that the fit trades distortion (MSE) against rate at the slope ``rate_weight``.
     """
 
     def __init__(
@@ -191,19 +197,27 @@ class VideoModel(StepCounted):
         per_channel: bool = False,
         dampening: float = 0.0,
         steps: int = 0,
+        rate_weight: float = 0.0,
+        pixels: int = 1,
     ):
         super().__init__()
         self.generator, self.bits, self.qat_start, self.per_channel = generator, bits, qat_start, per_channel
-        self.dampening, self.steps = dampening, steps
+        self.dampening, self.steps, self.rate_weight, self.pixels = dampening, steps, rate_weight, pixels
 
-    def dampening_loss(self, step: int) -> torch.Tensor | None:
-        """The pull of the weights towards their levels at training step ``step`` (None when off)."""
-        if not self.dampening or step < self.qat_start:
+    def penalty(self, step: int) -> torch.Tensor | None:
+        """The QAT terms added to the MSE at training step ``step`` (None when none applies)."""
+        if step < self.qat_start or not (self.dampening or self.rate_weight):
             return None
-        ramp = (step + 1 - self.qat_start) / max(self.steps - self.qat_start, 1)
         params = list(self.generator.parameters())
-        total = sum(rounding_distance(p, self.bits, self.per_channel) * p.numel() for p in params)
-        return self.dampening * min(ramp, 1.0) * total / sum(p.numel() for p in params)
+        total = torch.zeros((), device=params[0].device)
+        if self.dampening:
+            ramp = min((step + 1 - self.qat_start) / max(self.steps - self.qat_start, 1), 1.0)
+            distance = sum(rounding_distance(p, self.bits, self.per_channel) * p.numel() for p in params)
+            total = total + self.dampening * ramp * distance / sum(p.numel() for p in params)
+        if self.rate_weight:
+            bits = estimated_rate_bits(params, self.bits, self.per_channel)
+            total = total + self.rate_weight * bits / self.pixels
+        return total
 
     def quantized_parameters(self) -> dict[str, torch.Tensor]:
         return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in self.generator.named_parameters()}
@@ -239,8 +253,8 @@ class FrameObjective:
         batch = torch.randint(len(self.times), (self.batch_frames,), generator=generator)
         index = shard.take(batch).to(self.times.device)
         mse = shard.mean((model(self.times[index], step >= model.qat_start) - self.video[index]) ** 2, len(batch))
-        dampening = model.dampening_loss(step)
-        return (mse if dampening is None else mse + dampening), mse_to_psnr(mse.detach())
+        penalty = model.penalty(step)
+        return (mse if penalty is None else mse + penalty), mse_to_psnr(mse.detach())
 
     @torch.no_grad()
     def render(self, model: VideoModel, quantized: bool) -> torch.Tensor:
@@ -390,7 +404,16 @@ def fit_video(
     generator = build_generator(gen_cfg, height, width)
     qat_start = cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch
     per_channel = cfg.quant_steps == "channel"
-    model = VideoModel(generator, cfg.bits, qat_start, per_channel, cfg.qat_dampening, cfg.train.steps)
+    model = VideoModel(
+        generator,
+        cfg.bits,
+        qat_start,
+        per_channel,
+        cfg.qat_dampening,
+        cfg.train.steps,
+        cfg.rate_weight,
+        frames * height * width,
+    )
     model = model.to(torch_device)
     masks: dict[str, torch.Tensor] = {}
 

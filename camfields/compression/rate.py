@@ -1,0 +1,45 @@
+"""A differentiable estimate of the bits an entropy coder spends on quantized weights.
+
+The bitstream codes every integer of every tensor under one shared histogram. Among all
+distributions on the integers with a given mean magnitude E|k| = m, the two-sided geometric
+``p(k) = (1 - t) / (1 + t) * t^|k|`` has the largest entropy, so its entropy bounds the bits per
+weight of any histogram with that mean magnitude. Taking m as the mean of |w / step| over all
+weights (continuous, so it has a gradient) gives a rate term a loss can trade against distortion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from camfields.compression.quantize import _check_bits
+
+
+def geometric_entropy_bits(mean_magnitude: torch.Tensor) -> torch.Tensor:
+    """Entropy (bits per symbol, same shape) of the two-sided geometric distribution on the integers
+    whose mean magnitude E|k| is ``mean_magnitude`` (>= 0; 0 gives 0 bits)."""
+    m = mean_magnitude.clamp_min(1e-12)
+    t = m / (torch.sqrt(1 + m * m) + 1)  # solves 2t / (1 - t^2) = m, stable for small m
+    return torch.log2((1 + t) / (1 - t)) - m * torch.log2(t)
+
+
+def integer_magnitudes(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:
+    """|w / step| (the tensor's shape) for the symmetric n-bit step of ``quantize.symmetric_step``,
+    without its bfloat16 rounding and differentiable in the step too: scaling a tensor leaves
+    its magnitudes unchanged, only the shape of its distribution moves them."""
+    _check_bits(bits)
+    magnitude = tensor.abs()
+    if per_channel and tensor.dim() >= 2:
+        peak = magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))
+    else:
+        peak = magnitude.max()
+    step = peak.clamp_min(torch.finfo(tensor.dtype).tiny) / (2 ** (bits - 1) - 1)
+    return magnitude / step
+
+
+def estimated_rate_bits(tensors: Iterable[torch.Tensor], bits: int, per_channel: bool = False) -> torch.Tensor:
+    """Bits (0-dim) of coding every weight of ``tensors`` at ``bits`` under one shared histogram,
+    estimated as their count times ``geometric_entropy_bits`` of their mean integer magnitude."""
+    magnitudes = torch.cat([integer_magnitudes(t, bits, per_channel).reshape(-1) for t in tensors])
+    return magnitudes.numel() * geometric_entropy_bits(magnitudes.mean())
