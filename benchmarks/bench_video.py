@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bits", type=int, help="override the config's weight bit depth")
     parser.add_argument("--prune", type=float, help="override the config's pruned fraction of each convolution")
     parser.add_argument("--qat-dampening", type=float, help="override the config's pull of the weights to their levels")
+    parser.add_argument(
+        "--rate-weight", type=float, help="override the config's weight of the estimated bpp in the loss"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="fits at a time (separate processes)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per fit")
     parser.add_argument("--device", default="auto")
@@ -131,11 +134,18 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.video).exists():
         raise CamfieldsError(f"video {args.video} does not exist (pass --video)")
     device = resolve_device(args.device)
-    given = {"epochs": args.epochs, "bits": args.bits, "prune": args.prune, "qat_dampening": args.qat_dampening}
+    given = {
+        "epochs": args.epochs,
+        "bits": args.bits,
+        "prune": args.prune,
+        "qat_dampening": args.qat_dampening,
+        "rate_weight": args.rate_weight,
+    }
     common = {k: v for k, v in given.items() if v is not None}
     reference = resolve_config(models[0][0], args.config, common)
     suffix = f"{reference.bits}bit" + (f"_prune{reference.prune:g}" if reference.prune else "")
     suffix += f"_damp{reference.qat_dampening:g}" if reference.qat_dampening != VideoConfig.qat_dampening else ""
+    suffix += f"_rate{reference.rate_weight:g}" if reference.rate_weight else ""
     jobs = [
         {
             "model": model,

@@ -2,8 +2,9 @@
 """Collect finished video fits, run separately, into one comparison table and JSON.
 
 Reads each fit folder's ``config.json`` and ``metrics.json`` (as ``fit_video.py``,
-``eval_rd.py`` and ``bench_video.py`` leave them). With ``--reference MODEL`` every other fit
-is also set against that model's fits of the same seed: their PSNR at the same parameter count
+``eval_rd.py`` and ``bench_video.py`` leave them). A fit's variant is its model, followed by
+``+rate<weight>`` when it was fitted with a ``rate_weight``. With ``--reference VARIANT`` every
+fit of another variant is also set against that variant's fits of the same seed: their PSNR at the same parameter count
 (linear between the two nearest) and at the same bpp (linear in log-rate), null outside their
 range. With ``--rd`` (an ``eval_rd.py`` rd.json) every fit also gets each baseline codec's PSNR
 at its bpp. Prints the table and writes JSON with the devices the fits ran on.
@@ -49,7 +50,9 @@ def read_fit(folder: Path) -> dict[str, Any]:
             "bits": config["bits"],
             "cam_grid_nodes": config["generator"]["time_grid"],
             "qat_dampening": config["qat_dampening"],
+            "rate_weight": config.get("rate_weight", 0.0),  # fits from before rate_weight existed had none
         }
+        fit["variant"] = fit["model"] + (f"+rate{fit['rate_weight']:g}" if fit["rate_weight"] else "")
         return fit | {key: metrics[key] for key in COLUMNS}
     except (KeyError, TypeError) as e:
         raise CamfieldsError(f"{folder} is not a video fit: its config.json or metrics.json lacks {e}") from None
@@ -64,11 +67,11 @@ def params_interpolation(points: list[dict[str, Any]], params: int) -> float | N
 
 
 def against_reference(fits: list[dict[str, Any]], reference: str) -> None:
-    """Add to every fit of another model the reference model's PSNR (same seed) at its parameters and bpp."""
+    """Add to every fit of another variant the reference variant's PSNR (same seed) at its parameters and bpp."""
     for fit in fits:
-        if fit["model"] == reference:
+        if fit["variant"] == reference:
             continue
-        same_seed = [f for f in fits if f["model"] == reference and f["seed"] == fit["seed"]]
+        same_seed = [f for f in fits if f["variant"] == reference and f["seed"] == fit["seed"]]
         if not same_seed:
             raise CamfieldsError(f"no {reference} fit with seed {fit['seed']} to compare {fit['fit']} with")
         by_rate = sorted(same_seed, key=lambda f: f["bpp"])
@@ -97,18 +100,18 @@ def cell(value: float | None, digits: int = 2) -> str:
 
 
 def print_table(fits: list[dict[str, Any]], reference: str | None) -> None:
-    header = f"{'seed':>4} {'model':<12}{'nodes':>6}{'damp':>6}{'params':>8}{'bytes':>8}"
+    header = f"{'seed':>4} {'variant':<18}{'nodes':>6}{'damp':>6}{'params':>8}{'bytes':>8}"
     header += f"{'bpp':>8}{'PSNR':>7}{'nearest':>8}"
     if reference:
         header += f"{'- ref @params':>14}{'- ref @bpp':>11}"
     print(header)
     for fit in fits:
         line = (
-            f"{fit['seed']:>4} {fit['model']:<12}{fit['cam_grid_nodes']:>6}{fit['qat_dampening']:>6g}"
+            f"{fit['seed']:>4} {fit['variant']:<18}{fit['cam_grid_nodes']:>6}{fit['qat_dampening']:>6g}"
             f"{fit['params']:>8}{fit['bytes']:>8}"
             f"{fit['bpp']:>8.4f}{fit['psnr']:>7.2f}{fit['psnr_nearest_rounding']:>8.2f}"
         )
-        if reference and fit["model"] != reference:
+        if reference and fit["variant"] != reference:
             line += f"{cell(fit[f'psnr_minus_{reference}_at_same_params']):>14}"
             line += f"{cell(fit[f'psnr_minus_{reference}_at_same_bpp']):>11}"
         print(line)
@@ -117,17 +120,18 @@ def print_table(fits: list[dict[str, Any]], reference: str | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fits", nargs="+", help="folders of finished video fits")
-    parser.add_argument("--reference", help="model the others are compared with at the same seed (e.g. ffnerv)")
+    parser.add_argument("--reference", help="variant the others are compared with at the same seed (e.g. ffnerv)")
     parser.add_argument("--rd", help="an eval_rd.py rd.json whose baseline codecs are read at each fit's bpp")
     parser.add_argument("--name", default="video_fits", help="name stored in the JSON")
     parser.add_argument("--description", default="", help="what the fits compare, stored in the JSON")
     parser.add_argument("--out", required=True, help="JSON results file")
     args = parser.parse_args(argv)
 
-    fits = sorted((read_fit(Path(f)) for f in args.fits), key=lambda f: (f["seed"], f["model"], f["params"]))
+    fits = sorted((read_fit(Path(f)) for f in args.fits), key=lambda f: (f["seed"], f["variant"], f["params"]))
     if args.reference:
-        if not any(f["model"] == args.reference for f in fits):
-            raise CamfieldsError(f"--reference {args.reference}: none of the fits is of that model")
+        if not any(f["variant"] == args.reference for f in fits):
+            variants = ", ".join(sorted({f["variant"] for f in fits}))
+            raise CamfieldsError(f"--reference {args.reference}: none of the fits is of that variant ({variants})")
         against_reference(fits, args.reference)
     if args.rd:
         against_baselines(fits, Path(args.rd))

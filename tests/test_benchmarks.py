@@ -101,6 +101,10 @@ def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_pa
     bench_video.main([*argv, "--qat-dampening", "0", "--epochs", "5", "--quant-steps", "tensor"])
     recorded = json.loads((tmp_path / "work" / "cam_8000_8bit_damp0_tensor_s0" / "config.json").read_text())
     assert recorded["qat_dampening"] == 0 and recorded["epochs"] == 5
+    # and --rate-weight, in a folder of its own
+    bench_video.main([*argv, "--rate-weight", "0.5", "--epochs", "5", "--quant-steps", "tensor"])
+    recorded = json.loads((tmp_path / "work" / "cam_8000_8bit_rate0.5_tensor_s0" / "config.json").read_text())
+    assert recorded["rate_weight"] == 0.5
 
 
 def test_bench_video_model_list_needs_targets_and_known_names():
@@ -118,13 +122,14 @@ def test_bench_video_model_list_needs_targets_and_known_names():
             bench_video.model_targets(bad)
 
 
-def fake_fit(folder, model, seed, params, bpp, psnr):
+def fake_fit(folder, model, seed, params, bpp, psnr, rate_weight=0.0):
     """A fit folder as fit_video.py leaves it (the real config format), with chosen metrics."""
     from camfields.config import to_dict
     from camfields.tasks.video import resolve_config
     from camfields.training.checkpoint import write_json
 
-    write_json(folder / "config.json", to_dict(resolve_config(model, overrides={"train": {"seed": seed}})))
+    overrides = {"train": {"seed": seed}, "rate_weight": rate_weight}
+    write_json(folder / "config.json", to_dict(resolve_config(model, overrides=overrides)))
     metrics = {"params": params, "bytes": round(bpp * 1000), "bpp": bpp, "psnr": psnr, "psnr_float": psnr - 1}
     metrics |= {"psnr_nearest_rounding": psnr - 0.5, "ms_ssim": 0.9, "seconds": 1.0, "device": "CPU: test"}
     write_json(folder / "metrics.json", metrics)
@@ -172,3 +177,12 @@ def test_collect_video_fits_compares_with_the_reference_at_equal_params_and_rate
     other_seed = fake_fit(tmp_path / "c_s1", "ffnerv_cam", 1, 1250, 0.02, 25.5)
     with pytest.raises(CamfieldsError, match="no ffnerv fit with seed 1"):
         collect_video_fits.main([fits[0], other_seed, "--reference", "ffnerv", "--out", str(out)])
+    # a rate_weight makes a variant of its own, which can be compared with its model without one
+    rated = fake_fit(tmp_path / "c_rate", "ffnerv_cam", 0, 2000, 0.03, 26.5, rate_weight=0.1)
+    small_cam = fake_fit(tmp_path / "c2", "ffnerv_cam", 0, 1250, 0.02, 25.5)
+    collect_video_fits.main([small_cam, fits[3], rated, "--reference", "ffnerv_cam", "--out", str(out)])
+    (result,) = [r for r in json.loads(out.read_text())["results"] if r["variant"] == "ffnerv_cam+rate0.1"]
+    assert math.isclose(result["ffnerv_cam_psnr_at_same_params"], 25.5 + 1.5 * 750 / 1750)
+    assert math.isclose(result["ffnerv_cam_psnr_at_same_bpp"], 25.5 + 1.5 * math.log(1.5) / math.log(2.5))
+    with pytest.raises(CamfieldsError, match=r"ffnerv_cam\+rate0.1"):
+        collect_video_fits.main([rated, "--reference", "ffnerv", "--out", str(out)])
