@@ -20,17 +20,17 @@ def print_tensor_bits(path: str) -> None:
     stream = read_bitstream(path)
     rows = tensor_bits(stream)
     print(f"{'tensor':<24}{'shape':>18}{'steps':>6}{'bits/weight':>12}{'alone':>7}{'bytes':>8}{'share':>7}")
-    payload = sum(r["shared_bits"] for r in rows) or 1.0
+    payload = sum(r["coded_bits"] for r in rows) or 1.0
     for r in rows:
-        per_weight = [bits / max(r["weights"], 1) for bits in (r["shared_bits"], r["own_bits"])]
+        per_weight = [bits / max(r["weights"], 1) for bits in (r["coded_bits"], r["own_bits"])]
         shape = "x".join(map(str, r["shape"]))
         print(
             f"{r['name']:<24}{shape:>18}{r['steps']:>6}{per_weight[0]:>12.2f}{per_weight[1]:>7.2f}"
-            f"{r['shared_bits'] / 8:>8.0f}{r['shared_bits'] / payload:>7.1%}"
+            f"{r['coded_bits'] / 8:>8.0f}{r['coded_bits'] / payload:>7.1%}"
         )
     print(
         f"payload estimate {payload / 8:.0f} B of the file's {stream.file_bytes} B "
-        "(the rest: header, steps, coder overhead); 'alone' is each tensor under its own histogram"
+        "(the rest: header, steps, models, coder overhead); 'alone' is each tensor under its own histogram"
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from camfields import CamfieldsError
 from camfields.codec import entropy
-from camfields.codec.bitstream import FORMAT_VERSION, QuantizedTensor, read_bitstream, write_bitstream
+from camfields.codec.bitstream import QuantizedTensor, read_bitstream, write_bitstream
 from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 
 
@@ -34,10 +34,11 @@ def framed(version: int, packed_header: bytes, rest: bytes = b"") -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def test_bitstream_round_trip_is_exact(tmp_path):
+@pytest.mark.parametrize("version", [3, 4])
+def test_bitstream_round_trip_is_exact(tmp_path, version):
     path = tmp_path / "v.camf"
     config = {"model": "cam", "size": [64, 32], "nested": {"a": [1, 2.5]}}
-    size = write_bitstream(path, config, 8, tensors())
+    size = write_bitstream(path, config, 8, tensors(), version)
     stream = read_bitstream(path)
     assert size == path.stat().st_size == stream.file_bytes
     assert stream.config == config and stream.bits == 8
@@ -61,8 +62,8 @@ def test_entropy_coding_beats_fixed_length_on_peaked_symbols():
     rng = np.random.default_rng(1)
     symbols = np.round(rng.normal(0, 2, 20000)).astype(np.int64)
     low, counts = entropy.histogram(symbols)
-    words = entropy.encode(symbols, low, counts)
-    assert np.array_equal(entropy.decode(words, len(symbols), low, counts), symbols)
+    words = entropy.encode([(symbols, low, counts)])
+    assert np.array_equal(entropy.decode(words, [(len(symbols), low, counts)])[0], symbols)
     bits = 32 * len(words)
     assert bits < 0.5 * 8 * len(symbols)  # far below 8 bits per symbol
     assert abs(bits - entropy.estimated_bits(counts)) / bits < 0.02  # and near the Shannon bound
@@ -93,8 +94,8 @@ def test_hostile_lengths_are_rejected_before_allocation(tmp_path):
     import struct
     import zlib
 
-    def forge(header: dict, steps: bytes = b"") -> bytes:
-        return framed(FORMAT_VERSION, zlib.compress(json.dumps(header).encode()), steps)
+    def forge(header: dict, steps: bytes = b"", version: int = 3) -> bytes:
+        return framed(version, zlib.compress(json.dumps(header).encode()), steps)
 
     base = {"config": {}, "bits": 8, "low": 0, "counts": [1], "words": 0}
     huge = {**base, "tensors": [{"name": "w", "shape": [1 << 20, 1 << 20], "steps": 1}]}
@@ -102,17 +103,22 @@ def test_hostile_lengths_are_rejected_before_allocation(tmp_path):
     many_steps = {**base, "tensors": [{"name": "w", "shape": [1, 1], "steps": 1 << 20}]}
     one = {**base, "tensors": [{"name": "w", "shape": [1], "steps": 1}]}
     negative, positive = struct.pack("<H", 0xBF80), struct.pack("<H", 0x3F80)  # bfloat16 -1.0 and 1.0
+    no_histogram = {k: v for k, v in one.items() if k not in ("low", "counts")}
     cases = [
-        (huge, b"", "more than"),
-        (lying, b"", "histogram counts 1 symbols"),
-        (many_steps, b"", "malformed"),
-        (one, b"", "the header says 2"),
-        (one, negative, "not a positive finite number"),
-        (one, positive + b"\0" * 40, "the header says 2"),
+        (huge, b"", "more than", 3),
+        (lying, b"", "histogram counts 1 symbols", 3),
+        (many_steps, b"", "malformed", 3),
+        (one, b"", "the header says 2", 3),
+        (one, negative, "not a positive finite number", 3),
+        (one, positive + b"\0" * 40, "the header says 2", 3),
+        (no_histogram, positive, "lacks required fields", 3),  # formats 2 and 3 need the histogram
+        (no_histogram, positive, "the header says 6", 4),  # format 4 needs a model (4 bytes) per tensor
+        ({**no_histogram, "words": -1}, positive, "not a count", 4),
+        ({**huge, "tensors": huge["tensors"]}, b"", "more than", 4),
     ]
-    for header, steps, message in cases:
+    for header, steps, message, version in cases:
         path = tmp_path / "forged.camf"
-        path.write_bytes(forge(header, steps))
+        path.write_bytes(forge(header, steps, version))
         with pytest.raises(CamfieldsError, match=message):
             read_bitstream(path)
 
@@ -128,6 +134,15 @@ def test_writer_refuses_steps_it_cannot_store_exactly(tmp_path):
     for tensor, message in cases:
         with pytest.raises(CamfieldsError, match=message):
             write_bitstream(tmp_path / "w.camf", {}, 8, [tensor])
+    # format 4 models each tensor over the bit depth's range, so an integer beyond it is refused
+    wide = QuantizedTensor("w", (2, 3), bfloat16(1.0), np.array([0, 1, 2, 3, -8, 0]))
+    with pytest.raises(CamfieldsError, match=r"tensor w has integers beyond \+-7, the 4-bit range"):
+        write_bitstream(tmp_path / "w.camf", {}, 4, [wide])
+    write_bitstream(tmp_path / "w.camf", {}, 4, [wide], version=3)  # one shared histogram takes any integers
+    assert np.array_equal(read_bitstream(tmp_path / "w.camf").tensors[0].values, wide.values)
+    for version in (2, 5):
+        with pytest.raises(CamfieldsError, match=f"cannot write bitstream format {version}"):
+            write_bitstream(tmp_path / "w.camf", {}, 4, [wide], version=version)
 
 
 def test_bd_rate_and_bd_psnr_of_known_curves():
@@ -215,7 +230,7 @@ def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(t
     path = tmp_path / "v.camf"
     config = {"format": "camfields-video/1", "width": 320, "height": 180, "frames": 132}
     config["generator"] = {"strides": [5, 2, 2], "channels": 8, "time_grid": 10, "embedding": "grids"}
-    size = write_bitstream(path, config, 6, video_header_tensors())
+    size = write_bitstream(path, config, 6, video_header_tensors(), version=3)
     plain = with_plain_zlib_header(path, 2)  # format 2: the same header, zlib without the dictionary
     header_bytes = [struct.unpack_from("<8sHI", data)[2] for data in (path.read_bytes(), plain)]
     assert header_bytes[0] < 0.6 * header_bytes[1] and len(plain) - size == header_bytes[1] - header_bytes[0]
@@ -224,10 +239,10 @@ def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(t
     decoded, written = read_bitstream(old), read_bitstream(path)
     assert decoded.config == written.config == config and decoded.file_bytes == len(plain)
     assert all(np.array_equal(a.values, b.values) for a, b in zip(decoded.tensors, written.tensors))
-    for version in (1, 4):
+    for version in (1, 5):
         forged = tmp_path / f"v{version}.camf"
         forged.write_bytes(with_plain_zlib_header(path, version))
-        with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2 and 3"):
+        with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2, 3, 4"):
             read_bitstream(forged)
 
 
@@ -237,12 +252,69 @@ def test_tensor_bits_splits_the_payload_estimate_by_tensor(tmp_path):
     flat = QuantizedTensor("flat", (8,), bfloat16(1.0), np.full(8, 3, dtype=np.int64))
     four = QuantizedTensor("four", (4, 4), bfloat16(*[1.0] * 4), np.tile(np.arange(4), 4))
     path = tmp_path / "t.camf"
-    write_bitstream(path, {}, 4, [flat, four])
+    write_bitstream(path, {}, 4, [flat, four], version=3)
     stream = read_bitstream(path)
     rows = {r["name"]: r for r in tensor_bits(stream)}
     assert rows["flat"]["own_bits"] == 0 and rows["four"]["own_bits"] == pytest.approx(32)  # 16 weights x 2 bits
     assert (rows["four"]["weights"], rows["four"]["steps"], rows["four"]["shape"]) == (16, 4, [4, 4])
     # under the file's histogram: symbol 3 has 12 of 24 (1 bit), 0, 1 and 2 have 4 of 24 each (log2 6 bits)
-    assert rows["flat"]["shared_bits"] == pytest.approx(8.0)
-    assert rows["four"]["shared_bits"] == pytest.approx(4 * 1 + 12 * np.log2(6))
-    assert sum(r["shared_bits"] for r in rows.values()) == pytest.approx(stream.estimated_payload_bits)
+    assert rows["flat"]["coded_bits"] == pytest.approx(8.0)
+    assert rows["four"]["coded_bits"] == pytest.approx(4 * 1 + 12 * np.log2(6))
+    assert sum(r["coded_bits"] for r in rows.values()) == pytest.approx(stream.estimated_payload_bits)
+    # format 4: each tensor under its own geometric model, the one with the fewest bits
+    write_bitstream(path, {}, 4, [flat, four])
+    stream = read_bitstream(path)
+    for row, tensor, (low, counts) in zip(tensor_bits(stream), stream.tensors, stream.models):
+        assert low == -7 and len(counts) == 15
+        probabilities = counts / counts.sum()
+        assert row["coded_bits"] == pytest.approx(-np.log2(probabilities[tensor.values + 7]).sum())
+        tallies = np.bincount(tensor.values + 7, minlength=15)
+        others = [entropy.geometric_counts(t, z, 7) for t in range(0, 65536, 4099) for z in (0, 200, 300, 65535)]
+        assert row["coded_bits"] <= entropy.cross_entropy_bits(tallies, np.stack(others)).min() + 1e-9
+
+
+def test_geometric_models_are_integer_tables_and_the_encoder_picks_the_cheapest():
+    half = entropy.geometric_counts(32768, 1024, 3)  # ratio 1/2: the counts halve away from 0
+    assert half.tolist() == [1 << 22, 1 << 23, 1 << 24, 1 << 26, 1 << 24, 1 << 23, 1 << 22]
+    assert entropy.geometric_counts(0, 0, 2).tolist() == [1, 1 << 24, 1, 1 << 24, 1]  # every symbol stays codable
+    assert entropy.geometric_counts(65535, 256, 31).min() > (1 << 24) * 0.999  # nearly flat
+    rng = np.random.default_rng(3)
+    every_theta = entropy.geometric_tails(np.arange(65536), 31)
+    for scale, pruned in ((0.3, 0.0), (2.0, 0.0), (9.0, 0.0), (9.0, 0.5)):
+        symbols = np.clip(np.round(rng.laplace(0, scale, 3000)), -31, 31).astype(np.int64)
+        symbols[: int(pruned * len(symbols))] = 0
+        theta, zero = entropy.best_geometric_model(symbols, 31)
+        tallies = np.bincount(symbols + 31, minlength=63)
+        chosen = entropy.cross_entropy_bits(tallies, entropy.geometric_counts(theta, zero, 31))
+        # no theta does better with the zero count that matches the zeros' frequency (or its neighbours)
+        tails = np.concatenate([every_theta[:, ::-1], np.zeros((65536, 1), np.int64), every_theta], axis=1)
+        for shift in (-1, 0, 1):
+            counts = tails.copy()
+            counts[:, 31] = max((zero + shift) * (1 << 16), 1)
+            assert chosen <= entropy.cross_entropy_bits(tallies, counts).min() + 1e-6
+        if pruned:  # a spike of zeros gets a count of its own, far above the geometric curve
+            assert zero * (1 << 16) > 5 * entropy.geometric_tails(np.array([theta]), 31)[0, 0]
+    with pytest.raises(CamfieldsError, match="0 <= theta < 65536"):
+        entropy.geometric_counts(65536, 0, 3)
+    with pytest.raises(CamfieldsError, match="zero count"):
+        entropy.geometric_counts(0, 1 << 16, 3)
+
+
+def test_per_tensor_models_code_tensors_of_different_spreads_in_fewer_bytes(tmp_path):
+    rng = np.random.default_rng(4)
+    narrow = np.clip(np.round(rng.laplace(0, 0.7, 4000)), -127, 127).astype(np.int64)
+    wide = np.clip(np.round(rng.laplace(0, 25, 4000)), -127, 127).astype(np.int64)
+    spread = [QuantizedTensor(n, (4000,), bfloat16(1.0), v) for n, v in (("narrow", narrow), ("wide", wide))]
+    sizes = {v: write_bitstream(tmp_path / f"{v}.camf", {}, 8, spread, version=v) for v in (3, 4)}
+    assert sizes[4] < 0.9 * sizes[3], sizes
+    decoded = read_bitstream(tmp_path / "4.camf")
+    assert all(np.array_equal(a.values, b.values) for a, b in zip(decoded.tensors, spread))
+
+
+def test_tensors_a_model_leaves_no_choice_cost_no_payload(tmp_path):
+    zeros = QuantizedTensor("z", (50,), bfloat16(1.0), np.zeros(50, dtype=np.int64))
+    for bits, version in ((1, 4), (8, 3)):  # a 1-bit code has one level; a histogram of one symbol
+        path = tmp_path / f"z{bits}.camf"
+        write_bitstream(path, {}, bits, [zeros], version=version)
+        stream = read_bitstream(path)
+        assert np.array_equal(stream.tensors[0].values, zeros.values) and stream.estimated_payload_bits == 0

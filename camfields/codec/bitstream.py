@@ -5,19 +5,24 @@ Layout (little-endian)::
     magic     8 bytes  b"CAMFCODE"
     version   u16      FORMAT_VERSION
     length    u32      bytes of the compressed header
-    header    zlib-compressed UTF-8 JSON: {"config": ..., "bits": n, "low": int,
-              "counts": [...], "tensors": [{"name", "shape", "steps"}], "words": int};
-              from format 3 on compressed with the preset dictionary HEADER_DICTIONARY
+    header    zlib-compressed UTF-8 JSON: {"config": ..., "bits": n,
+              "tensors": [{"name", "shape", "steps"}], "words": int}, compressed with the preset
+              dictionary HEADER_DICTIONARY (from format 3 on); formats 2 and 3 also hold the
+              shared symbol histogram, "low": int and "counts": [...]
     steps     u16 each: every tensor's "steps" quantization steps in order, as bfloat16 bits
+    models    2 x u16 each (format 4): every tensor's model, theta and zero (``entropy.geometric_counts``)
     payload   "words" uint32 words: every tensor's integers, range-coded in order
     crc32     u32      CRC-32 of everything before it
 
 Weights are stored as integers q with ``w = q * step``: one step per tensor, or one per slice
 along its first dimension (output channel). Steps are bfloat16 numbers (the upper half of a
-float32), so 16 bits store them exactly. The format holds no pickled objects: JSON and raw
-integers only. Every length is checked against the file size and fixed limits before anything
-is allocated, and the checksum is verified before decoding, so a truncated, corrupted or
-hostile file is reported, never decoded.
+float32), so 16 bits store them exactly. Format 4 codes each tensor's integers, which lie in
+-(2^(n-1) - 1) .. 2^(n-1) - 1, under a model of its own: two-sided geometric with the count of
+0 set apart (two 16-bit integers per tensor, chosen by the encoder for the fewest bits);
+formats 2 and 3 code all of them under one histogram sent in the header. The format holds no
+pickled objects: JSON and raw integers only. Every length is checked against the file size
+and fixed limits before anything is allocated, and the checksum is verified before decoding,
+so a truncated, corrupted or hostile file is reported, never decoded.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from camfields.codec import entropy
 from camfields.errors import CamfieldsError
 
 MAGIC = b"CAMFCODE"
-FORMAT_VERSION = 3
-#: versions this reader decodes: 2 (plain zlib header) and 3 (zlib with HEADER_DICTIONARY)
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4
+#: versions this reader decodes: 2 (plain zlib header), 3 (zlib with HEADER_DICTIONARY), both with
+#: one shared histogram, and 4 (per-tensor geometric models); the writer writes 3 or 4
+READABLE_VERSIONS = (2, 3, 4)
+WRITABLE_VERSIONS = (3, 4)
 #: zlib preset dictionary of the header from format 3 on: the keys and names the video codec's
 #: headers repeat, so zlib refers back to them instead of spelling them out (a 14k-parameter
 #: model's header shrinks from about 460 to 225 bytes, 3 % of its file). Any header compresses
@@ -61,6 +68,9 @@ HEADER_DICTIONARY = (
     b'{"name":"time_grid.table","shape":[30,42],"steps":1}],"words":1}'
 )
 _PREFIX = struct.Struct("<8sHI")
+#: the header fields of every version, and those of the versions with a shared histogram
+_FIELDS = {"config", "bits", "tensors", "words"}
+_HISTOGRAM_FIELDS = {"low", "counts"}
 _CRC = struct.Struct("<I")
 #: limits a decoder enforces before allocating anything
 MAX_HEADER_BYTES = 1 << 24
@@ -88,33 +98,41 @@ class QuantizedTensor:
 
 @dataclass
 class Bitstream:
-    """What a file holds: the model config, the bit depth, the tensors and the coded size."""
+    """What a file holds: the model config, the bit depth, the tensors, the model each tensor's
+    integers were coded under ((low, counts), see ``entropy``) and the file size."""
 
     config: dict[str, Any]
     bits: int
     tensors: list[QuantizedTensor]
+    models: list[tuple[int, np.ndarray]]
     file_bytes: int = 0
-    estimated_payload_bits: float = 0.0  # Shannon bound of the payload: an estimate, labelled as such
+
+    @property
+    def estimated_payload_bits(self) -> float:
+        """Shannon bits of the payload under its models: an estimate, labelled as such."""
+        return sum(row["coded_bits"] for row in tensor_bits(self))
 
 
 def tensor_bits(stream: Bitstream) -> list[dict[str, Any]]:
     """Where the bits of a file go, per tensor: name, shape, number of weights and steps, and the
-    Shannon bits of its integers under the file's histogram (``shared_bits``, what the payload
-    spends on it, an estimate) and under its own histogram (``own_bits``, the bound for coding it
-    alone, without the cost of sending that histogram)."""
-    symbols = np.concatenate([t.values.reshape(-1) for t in stream.tensors]) if stream.tensors else np.zeros(0)
-    low, counts = entropy.histogram(symbols.astype(np.int64))
-    total = max(int(counts.sum()), 1)
+    Shannon bits of its integers under the model the file codes them with (``coded_bits``, what the
+    payload spends on it, an estimate) and under their own histogram (``own_bits``, the bound for
+    coding them alone, without the cost of sending that histogram)."""
     rows = []
-    for t in stream.tensors:
+    for t, (low, counts) in zip(stream.tensors, stream.models):
         values = t.values.reshape(-1).astype(np.int64)
-        shared = float(-np.log2(counts[values - low] / total).sum()) if values.size else 0.0
+        coded = float(entropy.cross_entropy_bits(np.bincount(values - low, minlength=len(counts)), counts))
         own = entropy.estimated_bits(entropy.histogram(values)[1]) if values.size else 0.0
         rows.append(
             {"name": t.name, "shape": list(t.shape), "weights": int(values.size), "steps": len(t.steps)}
-            | {"shared_bits": shared, "own_bits": own}
+            | {"coded_bits": coded, "own_bits": own}
         )
     return rows
+
+
+def levels(bits: int) -> int:
+    """The largest integer magnitude of a symmetric ``bits``-bit code, 2^(bits-1) - 1."""
+    return (1 << (bits - 1)) - 1
 
 
 def _valid_step_count(count: int, shape: list[int]) -> bool:
@@ -133,25 +151,36 @@ def _bfloat16_bits(tensor: QuantizedTensor) -> np.ndarray:
     return (words >> 16).astype("<u2")
 
 
-def write_bitstream(path: Path, config: dict[str, Any], bits: int, tensors: list[QuantizedTensor]) -> int:
-    """Write the bitstream file; returns its size in bytes."""
+def write_bitstream(
+    path: Path, config: dict[str, Any], bits: int, tensors: list[QuantizedTensor], version: int = FORMAT_VERSION
+) -> int:
+    """Write the bitstream file (format ``version``: 4, or 3 for one shared histogram); returns its
+    size in bytes. Format 4 needs every integer within the ``bits``-bit range, +-(2^(bits-1) - 1)."""
+    if version not in WRITABLE_VERSIONS:
+        raise CamfieldsError(f"cannot write bitstream format {version}; this camfields writes {WRITABLE_VERSIONS}")
+    if not 1 <= bits <= 16:
+        raise CamfieldsError(f"bit depth {bits} is outside 1..16")
     steps = [_bfloat16_bits(t) for t in tensors]
     flat = [t.values.reshape(-1).astype(np.int64) for t in tensors]
-    symbols = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64)
-    low, counts = entropy.histogram(symbols)
-    words = entropy.encode(symbols, low, counts)
-    header = {
-        "config": config,
-        "bits": bits,
-        "low": low,
-        "counts": counts.tolist(),
-        "tensors": [{"name": t.name, "shape": list(t.shape), "steps": len(s)} for t, s in zip(tensors, steps)],
-        "words": int(len(words)),
-    }
+    header: dict[str, Any] = {"config": config, "bits": bits}
+    if version == 3:
+        low, counts = entropy.histogram(np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64))
+        header |= {"low": low, "counts": counts.tolist()}
+        models, model_bytes = [(low, counts)] * len(flat), b""
+    else:
+        for t, values in zip(tensors, flat):
+            if values.size and np.abs(values).max() > levels(bits):
+                raise CamfieldsError(f"tensor {t.name} has integers beyond +-{levels(bits)}, the {bits}-bit range")
+        chosen = [entropy.best_geometric_model(values, levels(bits)) for values in flat]
+        models = [(-levels(bits), entropy.geometric_counts(theta, zero, levels(bits))) for theta, zero in chosen]
+        model_bytes = np.asarray(chosen, dtype="<u2").reshape(-1, 2).tobytes()
+    words = entropy.encode([(values, low, counts) for values, (low, counts) in zip(flat, models)])
+    header["tensors"] = [{"name": t.name, "shape": list(t.shape), "steps": len(s)} for t, s in zip(tensors, steps)]
+    header["words"] = int(len(words))
     deflater = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
     packed = deflater.compress(json.dumps(header, separators=(",", ":")).encode()) + deflater.flush()
     step_bytes = b"".join(s.tobytes() for s in steps)
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)) + packed + step_bytes + words.astype("<u4").tobytes()
+    body = _PREFIX.pack(MAGIC, version, len(packed)) + packed + step_bytes + model_bytes + words.astype("<u4").tobytes()
     data = body + _CRC.pack(zlib.crc32(body))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -164,16 +193,21 @@ def _fail(path: Path, why: str) -> CamfieldsError:
     return CamfieldsError(f"{path} is not a valid camfields bitstream: {why}")
 
 
-def _check_header(path: Path, header: Any) -> None:
-    if not isinstance(header, dict) or not {"config", "bits", "low", "counts", "tensors", "words"} <= set(header):
+def _check_header(path: Path, header: Any, version: int) -> None:
+    shared = version < 4  # formats 2 and 3: one histogram for every tensor
+    if not isinstance(header, dict) or not _FIELDS | (_HISTOGRAM_FIELDS if shared else set()) <= set(header):
         raise _fail(path, "its header lacks required fields")
     if not isinstance(header["bits"], int) or not 1 <= header["bits"] <= 16:
         raise _fail(path, f"bit depth {header['bits']!r} is outside 1..16")
-    counts, tensors = header["counts"], header["tensors"]
-    if not isinstance(counts, list) or not 1 <= len(counts) <= MAX_SYMBOLS:
-        raise _fail(path, "its symbol histogram has an impossible length")
-    if not all(isinstance(c, int) and c >= 0 for c in counts) or not isinstance(header["low"], int):
-        raise _fail(path, "its symbol histogram holds non-integers")
+    if not isinstance(header["words"], int) or header["words"] < 0:
+        raise _fail(path, "its payload length is not a count")
+    if shared:
+        counts = header["counts"]
+        if not isinstance(counts, list) or not 1 <= len(counts) <= MAX_SYMBOLS:
+            raise _fail(path, "its symbol histogram has an impossible length")
+        if not all(isinstance(c, int) and c >= 0 for c in counts) or not isinstance(header["low"], int):
+            raise _fail(path, "its symbol histogram holds non-integers")
+    tensors = header["tensors"]
     if not isinstance(tensors, list) or len(tensors) > MAX_TENSORS:
         raise _fail(path, "its tensor list is malformed or too long")
     total = 0
@@ -187,8 +221,8 @@ def _check_header(path: Path, header: Any) -> None:
         total += math.prod(entry["shape"])
         if total > MAX_ELEMENTS:
             raise _fail(path, f"it declares more than {MAX_ELEMENTS} weights")
-    if sum(counts) != total:
-        raise _fail(path, f"its histogram counts {sum(counts)} symbols but the tensors hold {total}")
+    if shared and sum(header["counts"]) != total:
+        raise _fail(path, f"its histogram counts {sum(header['counts'])} symbols but the tensors hold {total}")
 
 
 def read_bitstream(path: Path) -> Bitstream:
@@ -204,7 +238,7 @@ def read_bitstream(path: Path) -> Bitstream:
     if magic != MAGIC:
         raise _fail(path, "wrong magic bytes (not a camfields file)")
     if version not in READABLE_VERSIONS:
-        readable = " and ".join(map(str, READABLE_VERSIONS))
+        readable = ", ".join(map(str, READABLE_VERSIONS))
         raise _fail(path, f"format version {version}; this camfields reads versions {readable}")
     if header_bytes > MAX_HEADER_BYTES or _PREFIX.size + header_bytes + _CRC.size > len(data):
         raise _fail(path, "its header length runs past the end of the file (truncated?)")
@@ -219,23 +253,31 @@ def read_bitstream(path: Path) -> Bitstream:
         header = json.loads(text)
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _fail(path, f"its header cannot be read ({e})") from None
-    _check_header(path, header)
-    step_counts = [entry["steps"] for entry in header["tensors"]]
+    _check_header(path, header, version)
+    entries, bits = header["tensors"], header["bits"]
+    step_counts = [entry["steps"] for entry in entries]
+    model_bytes = 4 * len(entries) if version >= 4 else 0
     body = data[_PREFIX.size + header_bytes : -_CRC.size]
-    expected = 2 * sum(step_counts) + 4 * header["words"]
+    expected = 2 * sum(step_counts) + model_bytes + 4 * header["words"]
     if len(body) != expected:
         raise _fail(path, f"steps and payload are {len(body)} bytes, the header says {expected}")
     all_steps = (np.frombuffer(body, dtype="<u2", count=sum(step_counts)).astype(np.uint32) << 16).view(np.float32)
     if not np.all(np.isfinite(all_steps) & (all_steps > 0)):
         raise _fail(path, "a quantization step is not a positive finite number")
-    payload = body[2 * sum(step_counts) :]
-    counts = np.asarray(header["counts"], dtype=np.int64)
-    shapes = [tuple(entry["shape"]) for entry in header["tensors"]]
+    if version >= 4:
+        pairs = np.frombuffer(body, dtype="<u2", count=2 * len(entries), offset=2 * sum(step_counts))
+        pairs = [tuple(pair) for pair in pairs.reshape(-1, 2).tolist()]
+        tables = {pair: entropy.geometric_counts(*pair, levels(bits)) for pair in set(pairs)}
+        models = [(-levels(bits), tables[pair]) for pair in pairs]
+    else:
+        models = [(header["low"], np.asarray(header["counts"], dtype=np.int64))] * len(entries)
+    payload = np.frombuffer(body[2 * sum(step_counts) + model_bytes :], dtype="<u4")
+    shapes = [tuple(entry["shape"]) for entry in entries]
     sizes = [math.prod(shape) for shape in shapes]
-    symbols = entropy.decode(np.frombuffer(payload, dtype="<u4"), sum(sizes), header["low"], counts)
-    tensors, start, first_step = [], 0, 0
-    for entry, shape, size, count in zip(header["tensors"], shapes, sizes, step_counts):
+    coded = entropy.decode(payload, [(size, low, counts) for size, (low, counts) in zip(sizes, models)])
+    tensors, first_step = [], 0
+    for entry, shape, values, count in zip(entries, shapes, coded, step_counts):
         steps = all_steps[first_step : first_step + count]
-        tensors.append(QuantizedTensor(entry["name"], shape, steps, symbols[start : start + size]))
-        start, first_step = start + size, first_step + count
-    return Bitstream(header["config"], header["bits"], tensors, len(data), entropy.estimated_bits(counts))
+        tensors.append(QuantizedTensor(entry["name"], shape, steps, values))
+        first_step += count
+    return Bitstream(header["config"], bits, tensors, models, len(data))
