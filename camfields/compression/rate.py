@@ -1,10 +1,11 @@
 """A differentiable estimate of the bits an entropy coder spends on quantized weights.
 
-The bitstream codes every integer of every tensor under one shared histogram. Among all
+The bitstream (format 4) codes each tensor's integers under a model of its own. Among all
 distributions on the integers with a given mean magnitude E|k| = m, the two-sided geometric
 ``p(k) = (1 - t) / (1 + t) * t^|k|`` has the largest entropy, so its entropy bounds the bits per
-weight of any histogram with that mean magnitude. Taking m as the mean of |w / step| over all
-weights (continuous, so it has a gradient) gives a rate term a loss can trade against distortion.
+weight of any histogram with that mean magnitude. Taking m as the mean of |w / step| over a
+tensor's weights (continuous, so it has a gradient) gives a rate term a loss can trade against
+distortion.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def integer_magnitudes(tensor: torch.Tensor, bits: int, per_channel: bool = Fals
 
 
 def estimated_rate_bits(tensors: Iterable[torch.Tensor], bits: int, per_channel: bool = False) -> torch.Tensor:
-    """Bits (0-dim) of coding every weight of ``tensors`` at ``bits`` under one shared histogram,
-    estimated as their count times ``geometric_entropy_bits`` of their mean integer magnitude."""
-    magnitudes = torch.cat([integer_magnitudes(t, bits, per_channel).reshape(-1) for t in tensors])
-    return magnitudes.numel() * geometric_entropy_bits(magnitudes.mean())
+    """Bits (0-dim) of coding the weights of ``tensors`` at ``bits``, each tensor under a model of
+    its own, estimated as the sum over tensors of their weight count times
+    ``geometric_entropy_bits`` of their mean integer magnitude."""
+    return sum(t.numel() * geometric_entropy_bits(integer_magnitudes(t, bits, per_channel).mean()) for t in tensors)
