@@ -426,13 +426,22 @@ def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
     assert cam["psnr"] == [points[f"cam_{p}_8bit"]["psnr"] for p in (8000, 16000, 32000)]
 
 
-def test_qat_dampening_pulls_the_float_weights_onto_their_levels(tmp_path):
+def tiny_qat_fits(tmp_path: Path, setting: str, values: tuple[float, ...], bits: int) -> dict[float, dict]:
+    """Metrics of tiny fits of the synthetic clip (half the epochs through the quantizer), one per
+    value of ``setting``, each in ``tmp_path / f"run{value}"``."""
     root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
-    overrides = {"epochs": 20, "bits": 4, "qat_fraction": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
+    overrides = {"epochs": 20, "bits": bits, "qat_fraction": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
+    return {
+        value: fit_video(
+            root, resolve_config("cam", overrides={**overrides, setting: value}), tmp_path / f"run{value}", "cpu", False
+        )
+        for value in values
+    }
+
+
+def test_qat_dampening_pulls_the_float_weights_onto_their_levels(tmp_path):
     distances = {}
-    for dampening in (0.0, 1.0):
-        cfg = resolve_config("cam", overrides={**overrides, "qat_dampening": dampening})
-        metrics = fit_video(root, cfg, tmp_path / f"run{dampening}", "cpu", progress=False)
+    for dampening, metrics in tiny_qat_fits(tmp_path, "qat_dampening", (0.0, 1.0), bits=4).items():
         state = torch.load(tmp_path / f"run{dampening}" / "checkpoint.pt", weights_only=True)["model"]
         weights = [v for k, v in state.items() if k.startswith("generator.")]
         distances[dampening] = float(torch.stack([rounding_distance(w, 4) for w in weights]).mean())
@@ -444,12 +453,7 @@ def test_qat_dampening_pulls_the_float_weights_onto_their_levels(tmp_path):
 
 
 def test_rate_weight_trades_quality_for_fewer_bytes(tmp_path):
-    root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
-    overrides = {"epochs": 20, "bits": 6, "qat_fraction": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
-    results = {}
-    for weight in (0.0, 0.01):
-        cfg = resolve_config("cam", overrides={**overrides, "rate_weight": weight})
-        results[weight] = fit_video(root, cfg, tmp_path / f"run{weight}", "cpu", progress=False)
+    results = tiny_qat_fits(tmp_path, "rate_weight", (0.0, 0.01), bits=6)
     # the estimate bounds the coded bits, so pressing on it shrinks the file
     assert results[0.01]["bytes"] < 0.9 * results[0.0]["bytes"], results
     assert results[0.01]["psnr"] > results[0.0]["psnr"] - 1.0, results
