@@ -17,14 +17,14 @@ from camfields.errors import CamfieldsError
 TENSOR_OVERHEAD_BYTES = 8
 
 
-def _check_bits(bits: int) -> None:
+def check_bits(bits: int) -> None:
     if not 1 <= bits <= 16:
         raise CamfieldsError(f"quantization bits must be in 1..16, got {bits}")
 
 
 def quantize_tensor(tensor: torch.Tensor, bits: int) -> torch.Tensor:
     """``tensor`` rounded to the nearest of 2^bits evenly spaced levels over its own range."""
-    _check_bits(bits)
+    check_bits(bits)
     low, high = tensor.min(), tensor.max()
     step = (high - low) / (2**bits - 1)
     if step == 0:
@@ -35,7 +35,7 @@ def quantize_tensor(tensor: torch.Tensor, bits: int) -> torch.Tensor:
 @torch.no_grad()
 def quantized_copy(model: nn.Module, bits: int) -> nn.Module:
     """A deep copy of ``model`` whose every parameter is quantized to ``bits`` (buffers unchanged)."""
-    _check_bits(bits)
+    check_bits(bits)
     twin = copy.deepcopy(model)
     for parameter in twin.parameters():
         parameter.copy_(quantize_tensor(parameter, bits))
@@ -44,7 +44,7 @@ def quantized_copy(model: nn.Module, bits: int) -> nn.Module:
 
 def quantized_size_bytes(model: nn.Module, bits: int) -> int:
     """Bytes of the model's parameters at ``bits`` per weight, plus each tensor's range (no entropy coding)."""
-    _check_bits(bits)
+    check_bits(bits)
     return sum((p.numel() * bits + 7) // 8 + TENSOR_OVERHEAD_BYTES for p in model.parameters() if p.requires_grad)
 
 
@@ -62,7 +62,7 @@ def symmetric_step(tensor: torch.Tensor, bits: int, per_channel: bool = False) -
     dim 0 (output channels of a convolution, nodes of a grid), shaped (C, 1, ...) to broadcast;
     tensors of fewer than 2 dims (biases) always get one step.
     """
-    _check_bits(bits)
+    check_bits(bits)
     magnitude = tensor.detach().abs()
     if per_channel and tensor.dim() >= 2:
         peak = magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))

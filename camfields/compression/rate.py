@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-from camfields.compression.quantize import _check_bits
+from camfields.compression.quantize import check_bits
 
 
 def geometric_entropy_bits(mean_magnitude: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,7 @@ def integer_magnitudes(tensor: torch.Tensor, bits: int, per_channel: bool = Fals
     """|w / step| (the tensor's shape) for the symmetric n-bit step of ``quantize.symmetric_step``,
     without its bfloat16 rounding and differentiable in the step too: scaling a tensor leaves
     its magnitudes unchanged, only the shape of its distribution moves them."""
-    _check_bits(bits)
+    check_bits(bits)
     magnitude = tensor.abs()
     if per_channel and tensor.dim() >= 2:
         peak = magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))
