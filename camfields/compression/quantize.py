@@ -54,6 +54,15 @@ def round_up_to_bfloat16(values: torch.Tensor) -> torch.Tensor:
     return ((bits + 0xFFFF) & ~0xFFFF).view(torch.float32)
 
 
+def peak_magnitude(tensor: torch.Tensor, per_channel: bool = False) -> torch.Tensor:
+    """max |w| of the tensor (0-dim), or with ``per_channel`` of each slice along dim 0, shaped
+    (C, 1, ...) to broadcast; tensors of fewer than 2 dims always get one. Differentiable."""
+    magnitude = tensor.abs()
+    if per_channel and tensor.dim() >= 2:
+        return magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))
+    return magnitude.max()
+
+
 def symmetric_step(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:
     """Step of symmetric n-bit quantization: max |w| over the 2^(n-1) - 1 positive levels (1 if all
     zero), rounded up to a bfloat16 number so the file stores it in 16 bits and no weight clips.
@@ -63,11 +72,7 @@ def symmetric_step(tensor: torch.Tensor, bits: int, per_channel: bool = False) -
     tensors of fewer than 2 dims (biases) always get one step.
     """
     check_bits(bits)
-    magnitude = tensor.detach().abs()
-    if per_channel and tensor.dim() >= 2:
-        peak = magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))
-    else:
-        peak = magnitude.max()
+    peak = peak_magnitude(tensor.detach(), per_channel)
     return round_up_to_bfloat16(torch.where(peak > 0, peak / (2 ** (bits - 1) - 1), torch.ones_like(peak)))
 
 

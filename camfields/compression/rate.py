@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-from camfields.compression.quantize import check_bits
+from camfields.compression.quantize import check_bits, peak_magnitude
 
 
 def geometric_entropy_bits(mean_magnitude: torch.Tensor) -> torch.Tensor:
@@ -30,13 +30,8 @@ def integer_magnitudes(tensor: torch.Tensor, bits: int, per_channel: bool = Fals
     without its bfloat16 rounding and differentiable in the step too: scaling a tensor leaves
     its magnitudes unchanged, only the shape of its distribution moves them."""
     check_bits(bits)
-    magnitude = tensor.abs()
-    if per_channel and tensor.dim() >= 2:
-        peak = magnitude.flatten(1).amax(1).view(-1, *[1] * (tensor.dim() - 1))
-    else:
-        peak = magnitude.max()
-    step = peak.clamp_min(torch.finfo(tensor.dtype).tiny) / (2 ** (bits - 1) - 1)
-    return magnitude / step
+    step = peak_magnitude(tensor, per_channel).clamp_min(torch.finfo(tensor.dtype).tiny) / (2 ** (bits - 1) - 1)
+    return tensor.abs() / step
 
 
 def estimated_rate_bits(tensors: Iterable[torch.Tensor], bits: int, per_channel: bool = False) -> torch.Tensor:

@@ -209,15 +209,14 @@ class VideoModel(StepCounted):
         if step < self.qat_start or not (self.dampening or self.rate_weight):
             return None
         params = list(self.generator.parameters())
-        total = torch.zeros((), device=params[0].device)
+        terms = []
         if self.dampening:
             ramp = min((step + 1 - self.qat_start) / max(self.steps - self.qat_start, 1), 1.0)
             distance = sum(rounding_distance(p, self.bits, self.per_channel) * p.numel() for p in params)
-            total = total + self.dampening * ramp * distance / sum(p.numel() for p in params)
+            terms.append(self.dampening * ramp * distance / sum(p.numel() for p in params))
         if self.rate_weight:
-            bits = estimated_rate_bits(params, self.bits, self.per_channel)
-            total = total + self.rate_weight * bits / self.pixels
-        return total
+            terms.append(self.rate_weight * estimated_rate_bits(params, self.bits, self.per_channel) / self.pixels)
+        return sum(terms[1:], terms[0])
 
     def quantized_parameters(self) -> dict[str, torch.Tensor]:
         return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in self.generator.named_parameters()}
