@@ -351,13 +351,16 @@ def to_8bit(frames: torch.Tensor) -> torch.Tensor:
     return torch.round(frames.clamp(0, 1) * 255.0) / 255.0
 
 
+def mean_psnr(frames: torch.Tensor, video: torch.Tensor) -> float:
+    """Mean per-frame PSNR of 8-bit-rounded frames (T, H, W, 3) against the source."""
+    return sum(psnr(a, b) for a, b in zip(to_8bit(frames), video)) / len(frames)
+
+
 def quality(frames: torch.Tensor, video: torch.Tensor) -> dict[str, float]:
     """Mean per-frame PSNR and MS-SSIM of 8-bit-rounded frames (T, H, W, 3) against the source."""
-    frames = to_8bit(frames)
-    per_frame = [psnr(a, b) for a, b in zip(frames, video)]
     return {
-        "psnr": sum(per_frame) / len(per_frame),
-        "ms_ssim": sum(ms_ssim(a, b) for a, b in zip(frames, video)) / len(frames),
+        "psnr": mean_psnr(frames, video),
+        "ms_ssim": sum(ms_ssim(a, b) for a, b in zip(to_8bit(frames), video)) / len(frames),
     }
 
 
@@ -366,6 +369,31 @@ def load_clip(path: Path, cfg: VideoConfig) -> torch.Tensor:
     size = (cfg.width, cfg.height) if cfg.width else None
     crop = (cfg.crop_width, cfg.crop_height) if cfg.crop_width else None
     return read_video(path, cfg.start, cfg.frames or None, cfg.stride, size, crop)
+
+
+def prepare_fit(cfg: VideoConfig, frames: int, height: int, width: int) -> tuple[VideoConfig, VideoModel]:
+    """The fit's config with its generator sized (``target_params``) and its training steps set,
+    and its model (seeded with ``cfg.train.seed``, on the CPU) for a clip of ``frames`` frames of
+    ``height`` x ``width``."""
+    gen_cfg = cfg.generator
+    if cfg.target_params:
+        gen_cfg = size_for_params(gen_cfg, height, width, cfg.target_params, cfg.scale_frame_grids)
+    steps_per_epoch = math.ceil(frames / cfg.batch_frames)
+    cfg = dataclasses.replace(
+        cfg, generator=gen_cfg, train=dataclasses.replace(cfg.train, steps=cfg.epochs * steps_per_epoch)
+    )
+    torch.manual_seed(cfg.train.seed)
+    model = VideoModel(
+        build_generator(gen_cfg, height, width),
+        cfg.bits,
+        cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch,
+        cfg.quant_steps == "channel",
+        cfg.qat_dampening,
+        cfg.train.steps,
+        cfg.rate_weight,
+        frames * height * width,
+    )
+    return cfg, model
 
 
 def fit_video(
@@ -383,13 +411,8 @@ def fit_video(
     torch_device = distributed.init(device)
     video = load_clip(Path(path), cfg)
     frames, height, width, _ = video.shape
-    gen_cfg = cfg.generator
-    if cfg.target_params:
-        gen_cfg = size_for_params(gen_cfg, height, width, cfg.target_params, cfg.scale_frame_grids)
-    steps_per_epoch = math.ceil(frames / cfg.batch_frames)
-    cfg = dataclasses.replace(
-        cfg, generator=gen_cfg, train=dataclasses.replace(cfg.train, steps=cfg.epochs * steps_per_epoch)
-    )
+    cfg, model = prepare_fit(cfg, frames, height, width)
+    gen_cfg, qat_start, per_channel = cfg.generator, model.qat_start, model.per_channel
     out_dir = Path(out_dir)
     distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
     shard = distributed.current()
@@ -398,21 +421,6 @@ def fit_video(
             f"batch_frames = {cfg.batch_frames} is fewer than the {shard.world} processes: "
             "every rank needs a frame per step; raise batch_frames or start fewer processes"
         )
-
-    torch.manual_seed(cfg.train.seed)
-    generator = build_generator(gen_cfg, height, width)
-    qat_start = cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch
-    per_channel = cfg.quant_steps == "channel"
-    model = VideoModel(
-        generator,
-        cfg.bits,
-        qat_start,
-        per_channel,
-        cfg.qat_dampening,
-        cfg.train.steps,
-        cfg.rate_weight,
-        frames * height * width,
-    )
     model = model.to(torch_device)
     masks: dict[str, torch.Tensor] = {}
 
@@ -441,13 +449,14 @@ def fit_video(
     )
     if not shard.main:
         return distributed.broadcast(None)
-    float_frames = objective.render(model, quantized=False).permute(0, 2, 3, 1).cpu()
+    source = objective.video.permute(0, 2, 3, 1)  # (T, H, W, 3) on the fit's device: metrics run there
+    psnr_float = mean_psnr(objective.render(model, quantized=False).permute(0, 2, 3, 1), source)
     head_moved = round_head_for_clip(model, objective)
     bitstream = out_dir / "video.camf"
     size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames, per_channel)
     encode_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    decoded = decode_frames(bitstream, torch_device).cpu()
+    decoded = decode_frames(bitstream, torch_device)
     decode_seconds = time.perf_counter() - t1
     stream = read_bitstream(bitstream)
     save_png(out_dir / "frame_0000.png", decoded[0])
@@ -461,8 +470,8 @@ def fit_video(
         "bits": cfg.bits,
         "prune": cfg.prune,
         "quant_steps": cfg.quant_steps,
-        **quality(decoded, video),
-        "psnr_float": quality(float_frames, video)["psnr"],
+        **quality(decoded, source),
+        "psnr_float": psnr_float,
         "psnr_nearest_rounding": result.evaluation.metrics["psnr"],  # every weight rounded to its nearest level
         "head_weights_rounded_other_way": head_moved,
         "params": count_parameters(model.generator),
