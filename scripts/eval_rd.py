@@ -12,7 +12,10 @@ re-encoded and unfinished ones resumed; a fit made with other settings there is 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from camfields.cli import comma_ints, comma_names, run
@@ -20,8 +23,68 @@ from camfields.codec import baselines
 from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.video import MODEL_PRESETS, fit_video, load_clip, quality, resolve_config
+from camfields.tasks.video import MODEL_PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
+from camfields.tasks.video_budget import plan_epochs, probe_fit
 from camfields.training.checkpoint import write_json
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One camfields point of the sweep."""
+
+    model: str
+    seed: int | None  # None: the config's seed
+    params: int
+    bits: int
+
+    @property
+    def folder(self) -> str:
+        return f"{self.model}_{self.params}_{self.bits}bit" + ("" if self.seed is None else f"_seed{self.seed}")
+
+    def config(self, config: str, overrides: dict) -> VideoConfig:
+        seed = {} if self.seed is None else {"train": {"seed": self.seed}}
+        return resolve_config(
+            self.model, config, {**overrides, **seed, "target_params": self.params, "bits": self.bits}
+        )
+
+
+def budget_plan(
+    out: Path, cfgs: list[VideoConfig], video, device, seconds: float, started: float, load_seconds: float
+) -> dict:
+    """The epochs every fit gets within ``seconds`` counted from ``started`` (``time.perf_counter``),
+    from a timing probe of each fit; kept in ``out/plan.json`` so that a rerun with the same budget
+    resumes its fits with the same epochs."""
+    path = out / "plan.json"
+    if path.exists():
+        plan = json.loads(path.read_text())
+        same_fits = [(f["model"], f["params"], f["bits"]) for f in plan.get("fits", [])] == [
+            (c.model, c.target_params, c.bits) for c in cfgs
+        ]
+        if plan.get("time_budget_seconds") == seconds and same_fits:
+            print(f"time budget: {plan['epochs']} epochs per fit, the plan in {path}", flush=True)
+            return plan
+    costs = [probe_fit(video, cfg, device, load_seconds=load_seconds) for cfg in cfgs]
+    remaining = seconds - (time.perf_counter() - started)
+    epochs = plan_epochs(costs, remaining)
+    plan = {
+        "time_budget_seconds": seconds,
+        "seconds_left_for_fits": remaining,
+        "epochs": epochs,
+        "device": device_name(device),
+        "fits": [
+            {
+                "model": c.model,
+                "params": c.target_params,
+                "bits": c.bits,
+                "seconds_per_epoch": cost.epoch_seconds,
+                "seconds_once": cost.fixed_seconds,
+            }
+            for c, cost in zip(cfgs, costs)
+        ],
+    }
+    write_json(path, plan)
+    print(f"time budget: {epochs} epochs per fit ({remaining:.0f} s left for {len(cfgs)} fits)", flush=True)
+    return plan
 
 
 def curve(name: str, description: str, points: list[dict]) -> dict:
@@ -63,6 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bits", default="8", help="comma-separated weight bit depths")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="instead of --epochs: give every fit the same epochs, the most that let the whole run (baseline "
+        "codecs, a timing probe of each fit, the fits) end within SECONDS on this device",
+    )
+    parser.add_argument(
         "--seeds", help="comma-separated seeds: one curve per model and seed (default: one, the config's seed)"
     )
     parser.add_argument("--crf", default="51,46,41,36,31", help="comma-separated CRFs of x264 / x265")
@@ -74,36 +144,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output folder (fits, rd.json, rd.png)")
     args = parser.parse_args(argv)
 
+    started = time.perf_counter()
     models = comma_names(args.models, MODEL_PRESETS, "--models")
     sizes, depths = comma_ints(args.params), comma_ints(args.bits)
     if not models or not sizes or not depths:
         raise CamfieldsError("--models, --params and --bits each need at least one value")
+    if args.time_budget is not None and (args.epochs or not args.time_budget > 0):
+        raise CamfieldsError("--time-budget takes a number of seconds > 0, and replaces --epochs: give one of them")
     codecs = comma_names(args.codecs, baselines.CODECS, "--codecs")
     out = Path(args.out)
     device = resolve_device(args.device)
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    curves, notes = [], []
-    reference_cfg = None
     seeds: list[int | None] = comma_ints(args.seeds) if args.seeds else [None]
-    for model, seed in [(model, seed) for model in models for seed in seeds]:
-        tag = "" if seed is None else f"_seed{seed}"
-        seed_overrides = {} if seed is None else {"train": {"seed": seed}}
-        points = []
-        for params in sizes:
-            for bits in depths:
-                settings = {**overrides, **seed_overrides, "target_params": params, "bits": bits}
-                cfg = resolve_config(model, args.config, settings)
-                reference_cfg = reference_cfg or cfg
-                run_dir = out / f"{model}_{params}_{bits}bit{tag}"
-                print(f"{model} {params} params {bits} bits seed {cfg.train.seed}", flush=True)
-                # resuming checks the folder's config: a finished point is re-encoded, a stale one refused
-                metrics = fit_video(args.video, cfg, run_dir, str(device), resume=True, progress=False)
-                kept = ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps", "psnr_float", "psnr_nearest_rounding")
-                points.append({k: metrics[k] for k in kept})
-        description = f"camfields {model}, {args.params} parameters, {args.bits} bits, seed {cfg.train.seed}"
-        curves.append(curve(f"camfields-{model}{tag.replace('_', '-')}", description, points))
+    # size-major: a run cut short still holds every model at its first sizes
+    fits = [Fit(model, seed, params, bits) for params in sizes for bits in depths for model in models for seed in seeds]
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    reference_cfg = fits[0].config(args.config, overrides)
 
+    t0 = time.perf_counter()
     video = load_clip(Path(args.video), reference_cfg)
+    load_seconds = time.perf_counter() - t0
+    baseline_curves, notes = [], []
     for codec in codecs:
         if not baselines.available(codec):
             notes.append(f"{codec} is unavailable in the bundled ffmpeg")
@@ -122,7 +182,32 @@ def main(argv: list[str] | None = None) -> None:
                     "decode_fps": frames / coded.seconds_decode,
                 }
             )
-        curves.append(curve(codec, f"{codec} via ffmpeg, preset {args.preset}, yuv420p, CRF {args.crf}", points))
+        baseline_curves.append(
+            curve(codec, f"{codec} via ffmpeg, preset {args.preset}, yuv420p, CRF {args.crf}", points)
+        )
+
+    plan = None
+    if args.time_budget is not None:
+        cfgs = [fit.config(args.config, overrides) for fit in fits]
+        plan = budget_plan(out, cfgs, video, device, args.time_budget, started, load_seconds)
+        overrides = {"epochs": plan["epochs"]}
+    clip_shape = tuple(video.shape[:3])
+    del video  # the fits load the clip themselves
+    points: dict[tuple[str, int | None], list[dict]] = {(model, seed): [] for model in models for seed in seeds}
+    for fit in fits:
+        cfg = fit.config(args.config, overrides)
+        print(f"{fit.model} {fit.params} params {fit.bits} bits seed {cfg.train.seed} {cfg.epochs} epochs", flush=True)
+        # resuming checks the folder's config: a finished point is re-encoded, a stale one refused
+        metrics = fit_video(args.video, cfg, out / fit.folder, str(device), resume=True, progress=False)
+        kept = ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps", "psnr_float", "psnr_nearest_rounding")
+        points[fit.model, fit.seed].append({k: metrics[k] for k in kept})
+    curves = []
+    for (model, seed), model_points in points.items():
+        tag = "" if seed is None else f"-seed{seed}"
+        seed_used = reference_cfg.train.seed if seed is None else seed
+        description = f"camfields {model}, {args.params} parameters, {args.bits} bits, seed {seed_used}"
+        curves.append(curve(f"camfields-{model}{tag}", description, model_points))
+    curves += baseline_curves
 
     bd = {}
     by_name = {c["name"]: c["results"] for c in curves}
@@ -151,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, points in camfields_points.items()
         for point in points
     ]
-    frames, height, width, _ = video.shape
+    frames, height, width = clip_shape
     report = {
         "video": args.video,
         "frames": frames,
@@ -159,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         "height": height,
         "device": device_name(device),
         "notes": notes,
+        "time_budget": plan,
         "bd": bd,
         "same_rate": same_rate,
         "codecs": curves,

@@ -33,6 +33,7 @@ from camfields.tasks.video import (
     resolve_config,
     size_for_params,
 )
+from camfields.tasks.video_budget import FitCost, plan_epochs, probe_fit
 
 SMALL = {"strides": [2, 2], "channels": 16, "stem_channels": 8, "stem_hidden": 32, "embedding_levels": 16}
 
@@ -413,6 +414,7 @@ def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
         "VIDEO_CRF": "45,38,31,24",
         "VIDEO_WORK": str(tmp_path / "work"),
         "OUT": str(tmp_path / "out"),
+        "DEADLINE": "45",
     }
     done = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_video.sh")], env={**os.environ, **env}, capture_output=True, text=True
@@ -421,9 +423,13 @@ def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
     rd = json.loads((tmp_path / "out" / "rd.json").read_text())
     assert [c["name"] for c in rd["codecs"]] == ["camfields-nerv", "camfields-cam", "x264"]
     points = json.loads((tmp_path / "out" / "points.json").read_text())
-    assert sorted(points) == sorted(f"{m}_{p}_8bit" for m in ("nerv", "cam") for p in (8000, 16000, 32000))
+    assert sorted(points) == sorted(f"{m}_{p}_6bit" for m in ("nerv", "cam") for p in (8000, 16000, 32000))
     cam = rd["codecs"][1]["results"]
-    assert cam["psnr"] == [points[f"cam_{p}_8bit"]["psnr"] for p in (8000, 16000, 32000)]
+    assert cam["psnr"] == [points[f"cam_{p}_6bit"]["psnr"] for p in (8000, 16000, 32000)]
+    # with a DEADLINE the fits share the epochs of the time budget's plan (copied to OUT too)
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert rd["time_budget"] == plan and plan["time_budget_seconds"] <= 45 - 20
+    assert {p["epochs"] for p in points.values()} == {plan["epochs"]}
 
 
 def tiny_qat_fits(tmp_path: Path, setting: str, values: tuple[float, ...], bits: int) -> dict[float, dict]:
@@ -459,3 +465,56 @@ def test_rate_weight_trades_quality_for_fewer_bytes(tmp_path):
     assert results[0.01]["psnr"] > results[0.0]["psnr"] - 1.0, results
     with pytest.raises(CamfieldsError, match="rate_weight"):
         resolve_config("cam", overrides={"rate_weight": -0.1}).validate()
+
+
+def test_plan_epochs_gives_the_most_epochs_that_fit_and_says_when_none_does():
+    costs = [FitCost(epoch_seconds=2.0, fixed_seconds=10.0), FitCost(epoch_seconds=3.0, fixed_seconds=5.0)]
+    epochs = plan_epochs(costs, 100.0, margin=0.9)
+    assert 15 + 5 * epochs <= 90 < 15 + 5 * (epochs + 1)
+    assert plan_epochs(costs, 100.0, margin=1.0) == 17
+    with pytest.raises(CamfieldsError, match="too short for these 2 fits: one epoch each needs about 22 s"):
+        plan_epochs(costs, 19.0)
+
+
+def test_probe_fit_times_steps_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    video = torch.from_numpy(synthetic_clip(6)).float() / 255
+    cfg = resolve_config("ffnerv_cam", overrides={"generator": SMALL, "batch_frames": 2})
+    cost = probe_fit(video, cfg, torch.device("cpu"), steps=2, load_seconds=3.0)
+    assert 0 < cost.epoch_seconds < float("inf") and 3.0 < cost.fixed_seconds < float("inf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_rd_time_budget_gives_every_fit_the_planned_epochs(tmp_path):
+    options = ("--models", "nerv,cam", "--params", "8000,16000", "--codecs", "", "--time-budget", "12")
+    done = eval_rd(tmp_path, 4, 3, *options)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "rd" / "rd.json").read_text())
+    plan = report["time_budget"]
+    assert plan == json.loads((tmp_path / "rd" / "plan.json").read_text())
+    fits = [(f["model"], f["params"]) for f in plan["fits"]]
+    assert fits == [("nerv", 8000), ("cam", 8000), ("nerv", 16000), ("cam", 16000)]  # size-major
+    costs = [FitCost(f["seconds_per_epoch"], f["seconds_once"]) for f in plan["fits"]]
+    assert plan["epochs"] == plan_epochs(costs, plan["seconds_left_for_fits"]) >= 1
+    for model, params in fits:
+        config = json.loads((tmp_path / "rd" / f"{model}_{params}_8bit" / "config.json").read_text())
+        assert config["epochs"] == plan["epochs"] and config["target_params"] == params
+    # a rerun with the same budget keeps the plan, so the finished fits are re-encoded, not refused
+    again = eval_rd(tmp_path, 4, 3, *options)
+    assert again.returncode == 0 and "the plan in" in again.stdout, again.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--time-budget", "0.001"), "too short for these 1 fits"),
+        (
+            ("--time-budget", "60", "--epochs", "5"),
+            "--time-budget takes a number of seconds > 0, and replaces --epochs",
+        ),
+        (("--time-budget", "-5"), "--time-budget takes a number of seconds > 0"),
+    ],
+)
+def test_eval_rd_time_budget_errors(tmp_path, options, message):
+    done = eval_rd(tmp_path, 2, 3, "--models", "cam", "--params", "8000", "--codecs", "", *options)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
