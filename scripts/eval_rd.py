@@ -7,6 +7,8 @@ x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on the same frames
 CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against each
 baseline, and an RD plot (PSNR vs bpp). Rerun with the same --out, finished fits are
 re-encoded and unfinished ones resumed; a fit made with other settings there is an error.
+With --time-budget SECONDS every fit gets the same epochs, the most that a timing probe of
+each fit on the device says end within the budget.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from camfields.cli import comma_ints, comma_names, run
 from camfields.codec import baselines
@@ -49,7 +53,13 @@ class Fit:
 
 
 def budget_plan(
-    out: Path, cfgs: list[VideoConfig], video, device, seconds: float, started: float, load_seconds: float
+    out: Path,
+    cfgs: list[VideoConfig],
+    video: torch.Tensor,
+    device: torch.device,
+    seconds: float,
+    started: float,
+    load_seconds: float,
 ) -> dict:
     """The epochs every fit gets within ``seconds`` counted from ``started`` (``time.perf_counter``),
     from a timing probe of each fit; kept in ``out/plan.json`` so that a rerun with the same budget
@@ -117,6 +127,32 @@ def plot(curves: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def run_baselines(video: torch.Tensor, codecs: list[str], crfs: str, preset: str) -> tuple[list[dict], list[str]]:
+    """One curve per codec over the CRFs of ``crfs`` on ``video`` (T, H, W, 3), and notes of the
+    codecs ffmpeg lacks."""
+    curves, notes = [], []
+    frames, height, width, _ = video.shape
+    for codec in codecs:
+        if not baselines.available(codec):
+            notes.append(f"{codec} is unavailable in the bundled ffmpeg")
+            continue
+        points = []
+        for crf in comma_ints(crfs):
+            print(f"{codec} crf {crf}", flush=True)
+            coded = baselines.code_clip(video, codec, crf, preset)
+            points.append(
+                {
+                    "crf": crf,
+                    "bpp": 8 * coded.bytes / (frames * height * width),
+                    **quality(coded.frames, video),
+                    "encode_fps": frames / coded.seconds_encode,
+                    "decode_fps": frames / coded.seconds_decode,
+                }
+            )
+        curves.append(curve(codec, f"{codec} via ffmpeg, preset {preset}, yuv420p, CRF {crfs}", points))
+    return curves, notes
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", required=True, help="video file or folder of frames")
@@ -163,28 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     video = load_clip(Path(args.video), reference_cfg)
     load_seconds = time.perf_counter() - t0
-    baseline_curves, notes = [], []
-    for codec in codecs:
-        if not baselines.available(codec):
-            notes.append(f"{codec} is unavailable in the bundled ffmpeg")
-            continue
-        points = []
-        for crf in comma_ints(args.crf):
-            print(f"{codec} crf {crf}", flush=True)
-            coded = baselines.code_clip(video, codec, crf, args.preset)
-            frames, height, width, _ = video.shape
-            points.append(
-                {
-                    "crf": crf,
-                    "bpp": 8 * coded.bytes / (frames * height * width),
-                    **quality(coded.frames, video),
-                    "encode_fps": frames / coded.seconds_encode,
-                    "decode_fps": frames / coded.seconds_decode,
-                }
-            )
-        baseline_curves.append(
-            curve(codec, f"{codec} via ffmpeg, preset {args.preset}, yuv420p, CRF {args.crf}", points)
-        )
+    baseline_curves, notes = run_baselines(video, codecs, args.crf, args.preset)
 
     plan = None
     if args.time_budget is not None:
