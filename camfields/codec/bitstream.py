@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from camfields.codec import entropy
+from camfields.compression.quantize import symmetric_levels
 from camfields.errors import CamfieldsError
 
 MAGIC = b"CAMFCODE"
@@ -130,11 +131,6 @@ def tensor_bits(stream: Bitstream) -> list[dict[str, Any]]:
     return rows
 
 
-def levels(bits: int) -> int:
-    """The largest integer magnitude of a symmetric ``bits``-bit code, 2^(bits-1) - 1."""
-    return (1 << (bits - 1)) - 1
-
-
 def _valid_step_count(count: int, shape: list[int]) -> bool:
     """One step per tensor, or one per slice along dim 0 of a tensor of 2 or more dims."""
     return count == 1 or (len(shape) > 1 and count == shape[0] > 0)
@@ -168,11 +164,12 @@ def write_bitstream(
         header |= {"low": low, "counts": counts.tolist()}
         models, model_bytes = [(low, counts)] * len(flat), b""
     else:
+        top = symmetric_levels(bits)
         for t, values in zip(tensors, flat):
-            if values.size and np.abs(values).max() > levels(bits):
-                raise CamfieldsError(f"tensor {t.name} has integers beyond +-{levels(bits)}, the {bits}-bit range")
-        chosen = [entropy.best_geometric_model(values, levels(bits)) for values in flat]
-        models = [(-levels(bits), entropy.geometric_counts(theta, zero, levels(bits))) for theta, zero in chosen]
+            if values.size and np.abs(values).max() > top:
+                raise CamfieldsError(f"tensor {t.name} has integers beyond +-{top}, the {bits}-bit range")
+        chosen = [entropy.best_geometric_model(values, top) for values in flat]
+        models = [(-top, entropy.geometric_counts(theta, zero, top)) for theta, zero in chosen]
         model_bytes = np.asarray(chosen, dtype="<u2").reshape(-1, 2).tobytes()
     words = entropy.encode([(values, low, counts) for values, (low, counts) in zip(flat, models)])
     header["tensors"] = [{"name": t.name, "shape": list(t.shape), "steps": len(s)} for t, s in zip(tensors, steps)]
@@ -267,8 +264,9 @@ def read_bitstream(path: Path) -> Bitstream:
     if version >= 4:
         pairs = np.frombuffer(body, dtype="<u2", count=2 * len(entries), offset=2 * sum(step_counts))
         pairs = [tuple(pair) for pair in pairs.reshape(-1, 2).tolist()]
-        tables = {pair: entropy.geometric_counts(*pair, levels(bits)) for pair in set(pairs)}
-        models = [(-levels(bits), tables[pair]) for pair in pairs]
+        top = symmetric_levels(bits)
+        tables = {pair: entropy.geometric_counts(*pair, top) for pair in set(pairs)}
+        models = [(-top, tables[pair]) for pair in pairs]
     else:
         models = [(header["low"], np.asarray(header["counts"], dtype=np.int64))] * len(entries)
     payload = np.frombuffer(body[2 * sum(step_counts) + model_bytes :], dtype="<u4")

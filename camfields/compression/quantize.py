@@ -22,6 +22,11 @@ def check_bits(bits: int) -> None:
         raise CamfieldsError(f"quantization bits must be in 1..16, got {bits}")
 
 
+def symmetric_levels(bits: int) -> int:
+    """The largest integer magnitude of a symmetric ``bits``-bit code, 2^(bits-1) - 1."""
+    return (1 << (bits - 1)) - 1
+
+
 def quantize_tensor(tensor: torch.Tensor, bits: int) -> torch.Tensor:
     """``tensor`` rounded to the nearest of 2^bits evenly spaced levels over its own range."""
     check_bits(bits)
@@ -73,7 +78,7 @@ def symmetric_step(tensor: torch.Tensor, bits: int, per_channel: bool = False) -
     """
     check_bits(bits)
     peak = peak_magnitude(tensor.detach(), per_channel)
-    return round_up_to_bfloat16(torch.where(peak > 0, peak / (2 ** (bits - 1) - 1), torch.ones_like(peak)))
+    return round_up_to_bfloat16(torch.where(peak > 0, peak / symmetric_levels(bits), torch.ones_like(peak)))
 
 
 def symmetric_integers(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

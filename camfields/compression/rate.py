@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-from camfields.compression.quantize import check_bits, peak_magnitude
+from camfields.compression.quantize import check_bits, peak_magnitude, symmetric_levels
 
 
 def geometric_entropy_bits(mean_magnitude: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ def integer_magnitudes(tensor: torch.Tensor, bits: int, per_channel: bool = Fals
     without its bfloat16 rounding and differentiable in the step too: scaling a tensor leaves
     its magnitudes unchanged, only the shape of its distribution moves them."""
     check_bits(bits)
-    step = peak_magnitude(tensor, per_channel).clamp_min(torch.finfo(tensor.dtype).tiny) / (2 ** (bits - 1) - 1)
+    step = peak_magnitude(tensor, per_channel).clamp_min(torch.finfo(tensor.dtype).tiny) / symmetric_levels(bits)
     return tensor.abs() / step
 
 

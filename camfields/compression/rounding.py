@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from camfields.compression.quantize import symmetric_step
+from camfields.compression.quantize import symmetric_levels, symmetric_step
 
 
 def _integers(tensor: torch.Tensor, bits: int, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -24,7 +24,7 @@ def _integers(tensor: torch.Tensor, bits: int, per_channel: bool) -> tuple[torch
     other = nearest + torch.sign(scaled - nearest)
     peak = nearest.abs().flatten(1).amax(1) if per_channel and tensor.dim() >= 2 else nearest.abs().max()
     peak = peak.view(-1, *[1] * (tensor.dim() - 1)) if peak.dim() else peak
-    fixed = (nearest.abs() >= peak) | (other.abs() > 2 ** (bits - 1) - 1)
+    fixed = (nearest.abs() >= peak) | (other.abs() > symmetric_levels(bits))
     return nearest, torch.where(fixed, nearest, other), step
 
 
