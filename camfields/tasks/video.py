@@ -352,15 +352,16 @@ def to_8bit(frames: torch.Tensor) -> torch.Tensor:
 
 
 def mean_psnr(frames: torch.Tensor, video: torch.Tensor) -> float:
-    """Mean per-frame PSNR of 8-bit-rounded frames (T, H, W, 3) against the source."""
-    return sum(psnr(a, b) for a, b in zip(to_8bit(frames), video)) / len(frames)
+    """Mean per-frame PSNR of frames (T, H, W, 3) against the source."""
+    return sum(psnr(a, b) for a, b in zip(frames, video)) / len(frames)
 
 
 def quality(frames: torch.Tensor, video: torch.Tensor) -> dict[str, float]:
     """Mean per-frame PSNR and MS-SSIM of 8-bit-rounded frames (T, H, W, 3) against the source."""
+    frames = to_8bit(frames)
     return {
         "psnr": mean_psnr(frames, video),
-        "ms_ssim": sum(ms_ssim(a, b) for a, b in zip(to_8bit(frames), video)) / len(frames),
+        "ms_ssim": sum(ms_ssim(a, b) for a, b in zip(frames, video)) / len(frames),
     }
 
 
@@ -450,7 +451,7 @@ def fit_video(
     if not shard.main:
         return distributed.broadcast(None)
     source = objective.video.permute(0, 2, 3, 1)  # (T, H, W, 3) on the fit's device: metrics run there
-    psnr_float = mean_psnr(objective.render(model, quantized=False).permute(0, 2, 3, 1), source)
+    psnr_float = mean_psnr(to_8bit(objective.render(model, quantized=False).permute(0, 2, 3, 1)), source)
     head_moved = round_head_for_clip(model, objective)
     bitstream = out_dir / "video.camf"
     size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames, per_channel)
