@@ -66,11 +66,13 @@ def budget_plan(
     resumes its fits with the same epochs."""
     path = out / "plan.json"
     if path.exists():
-        plan = json.loads(path.read_text())
-        same_fits = [(f["model"], f["params"], f["bits"]) for f in plan.get("fits", [])] == [
-            (c.model, c.target_params, c.bits) for c in cfgs
-        ]
-        if plan.get("time_budget_seconds") == seconds and same_fits:
+        try:
+            plan = json.loads(path.read_text())
+            planned = [(f["model"], f["params"], f["bits"]) for f in plan["fits"]]
+            planned_seconds = plan["time_budget_seconds"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CamfieldsError(f"{path} is not a time-budget plan ({e}); delete it to plan again") from None
+        if planned_seconds == seconds and planned == [(c.model, c.target_params, c.bits) for c in cfgs]:
             print(f"time budget: {plan['epochs']} epochs per fit, the plan in {path}", flush=True)
             return plan
     costs = [probe_fit(video, cfg, device, load_seconds=load_seconds) for cfg in cfgs]

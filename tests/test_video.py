@@ -502,6 +502,11 @@ def test_eval_rd_time_budget_gives_every_fit_the_planned_epochs(tmp_path):
     # a rerun with the same budget keeps the plan, so the finished fits are re-encoded, not refused
     again = eval_rd(tmp_path, 4, 3, *options)
     assert again.returncode == 0 and "the plan in" in again.stdout, again.stderr[-2000:]
+    # a damaged plan is reported in one line, and the fits are left as they are
+    (tmp_path / "rd" / "plan.json").write_text('{"epochs": 3')
+    damaged = eval_rd(tmp_path, 4, 3, *options)
+    assert damaged.returncode == 2 and "is not a time-budget plan" in damaged.stderr, damaged.stderr[-2000:]
+    assert "Traceback" not in damaged.stderr and (tmp_path / "rd" / "cam_16000_8bit" / "metrics.json").exists()
 
 
 @pytest.mark.parametrize(
