@@ -29,6 +29,7 @@ from camfields.tasks.video import (
     encode,
     fit_video,
     frame_times,
+    one_wider,
     quality,
     resolve_config,
     size_for_params,
@@ -103,6 +104,8 @@ def test_cam_generator_starts_as_identity_modulation_and_sizes_hit_targets():
     sizes = [count_parameters(build_generator(c, 32, 32)) for c in (plain, cam)]
     assert all(0.9 * target < s <= target for s in sizes), sizes
     assert cam.channels <= plain.channels  # the grid's parameters come out of the convolutions
+    for sized in (plain, cam):  # no single width can grow by one channel and stay within the target
+        assert one_wider(sized) and all(count_parameters(build_generator(c, 32, 32)) > target for c in one_wider(sized))
     small = size_for_params(GeneratorConfig(**SMALL), 32, 32, 3000)  # every width shrinks, the stem too
     assert 2700 < count_parameters(build_generator(small, 32, 32)) <= 3000 and small.stem_hidden < SMALL["stem_hidden"]
     with pytest.raises(CamfieldsError, match="below the smallest generator"):
@@ -139,6 +142,8 @@ def test_frame_grid_generator_sizes_scale_the_grid_channels():
     pinned = size_for_params(cfg, 32, 32, 20000, frame_grids=False)  # the grids as set, the convolutions fill the rest
     assert pinned.frame_grids == cfg.frame_grids and pinned.channels < sized.channels
     assert 0.9 * 20000 < count_parameters(build_generator(pinned, 32, 32)) <= 20000
+    for filled, grids in ((sized, True), (pinned, False)):  # one more channel anywhere would pass the target
+        assert all(count_parameters(build_generator(c, 32, 32)) > 20000 for c in one_wider(filled, grids))
     with pytest.raises(CamfieldsError, match="below the smallest generator"):  # the grids alone hold 8192
         size_for_params(cfg, 32, 32, 7000, frame_grids=False)
 

@@ -29,7 +29,7 @@ from camfields.errors import CamfieldsError
 from camfields.io.images import save_png
 from camfields.io.video import read_video, write_video
 from camfields.metrics import ms_ssim, mse_to_psnr, psnr
-from camfields.modules.nerv import NeRVGenerator
+from camfields.modules.nerv import NeRVGenerator, block_channels
 from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
@@ -149,28 +149,59 @@ def scale_widths(cfg: GeneratorConfig, factor: float, frame_grids: bool = True) 
 def size_for_params(
     cfg: GeneratorConfig, height: int, width: int, target: int, frame_grids: bool = True
 ) -> GeneratorConfig:
-    """``cfg`` with its widths scaled by one factor, the largest that keeps the generator within ``target`` parameters.
+    """``cfg`` with its widths scaled to the most parameters the generator can have within ``target``.
 
-    The proportions of the config (stem vs blocks, the channel schedule) are kept, so one
-    config spans a whole rate range; with ``frame_grids`` False the frame grids keep their
-    channels and the convolutions take the rest of the budget. An unreachable target is an error.
+    First every width is scaled by one factor, the largest that stays within ``target``, so
+    the proportions of the config (stem vs blocks, the channel schedule) are kept and one
+    config spans a whole rate range. A width moves in steps of whole channels, and one step
+    of every width at once can be 5 % of the model, so then single widths grow by one, each
+    time the one that brings the count closest to ``target`` without passing it (see
+    ``one_wider``): models of different kinds sized to one target end up with nearly the
+    same count. With ``frame_grids`` False the frame grids keep their channels and the
+    convolutions take the rest of the budget. An unreachable target is an error.
     """
 
-    def params(factor: float) -> int:
-        return count_parameters(build_generator(scale_widths(cfg, factor, frame_grids), height, width))
+    def params(sized: GeneratorConfig) -> int:
+        return count_parameters(build_generator(sized, height, width))
 
     low, high = 1e-4, 1.0
-    if params(low) > target:
+    if params(scale_widths(cfg, low, frame_grids)) > target:
         raise CamfieldsError(
             f"--params {target} is below the smallest generator of this config at {width}x{height} "
-            f"({params(low)} parameters: the embedding, grids and 1-channel layers)"
+            f"({params(scale_widths(cfg, low, frame_grids))} parameters: the embedding, grids and 1-channel layers)"
         )
-    while params(high) <= target and high < 4096:
+    while params(scale_widths(cfg, high, frame_grids)) <= target and high < 4096:
         low, high = high, high * 2
     for _ in range(40):  # geometric bisection: params(low) <= target < params(high)
         middle = math.sqrt(low * high)
-        low, high = (middle, high) if params(middle) <= target else (low, middle)
-    return scale_widths(cfg, low, frame_grids)
+        low, high = (middle, high) if params(scale_widths(cfg, middle, frame_grids)) <= target else (low, middle)
+    sized = scale_widths(cfg, low, frame_grids)
+    count = params(sized)
+    while True:
+        counted = [(params(wider), wider) for wider in one_wider(sized, frame_grids)]
+        fitting = [(n, wider) for n, wider in counted if count < n <= target]
+        if not fitting:
+            return sized
+        count, sized = max(fitting, key=lambda pair: pair[0])
+
+
+def one_wider(cfg: GeneratorConfig, frame_grids: bool = True) -> list[GeneratorConfig]:
+    """Each config that is ``cfg`` with one width one channel larger, so with more parameters:
+    the first block (and the blocks whose schedule derives from it), the minimum block width
+    (when a block sits at it), the stem (MLP embedding) or, when ``frame_grids``, one frame
+    grid level."""
+    replace = dataclasses.replace
+    out = [replace(cfg, channels=cfg.channels + 1)]
+    if cfg.min_channels in block_channels(cfg.channels, len(cfg.strides), cfg.reduce, cfg.min_channels):
+        out.append(replace(cfg, min_channels=cfg.min_channels + 1))
+    if cfg.embedding == "mlp":
+        out += [replace(cfg, stem_channels=cfg.stem_channels + 1), replace(cfg, stem_hidden=cfg.stem_hidden + 1)]
+    elif frame_grids:
+        for i, (nodes, channels) in enumerate(cfg.frame_grids):
+            levels = [list(level) for level in cfg.frame_grids]
+            levels[i] = [nodes, channels + 1]
+            out.append(replace(cfg, frame_grids=levels))
+    return out
 
 
 def frame_times(count: int) -> torch.Tensor:
