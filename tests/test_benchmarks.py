@@ -122,15 +122,16 @@ def test_bench_video_model_list_needs_targets_and_known_names():
             bench_video.model_targets(bad)
 
 
-def fake_fit(folder, model, seed, params, bpp, psnr, rate_weight=0.0):
-    """A fit folder as fit_video.py leaves it (the real config format), with chosen metrics."""
+def fake_fit(folder, model, seed, params, bpp, psnr, rate_weight=0.0, psnr_float=None, **settings):
+    """A fit folder as fit_video.py leaves it (the real config format), with chosen metrics and settings."""
     from camfields.config import to_dict
     from camfields.tasks.video import resolve_config
     from camfields.training.checkpoint import write_json
 
-    overrides = {"train": {"seed": seed}, "rate_weight": rate_weight}
+    overrides = {"train": {"seed": seed}, "rate_weight": rate_weight, **settings}
     write_json(folder / "config.json", to_dict(resolve_config(model, overrides=overrides)))
-    metrics = {"params": params, "bytes": round(bpp * 1000), "bpp": bpp, "psnr": psnr, "psnr_float": psnr - 1}
+    psnr_float = psnr - 1 if psnr_float is None else psnr_float
+    metrics = {"params": params, "bytes": round(bpp * 1000), "bpp": bpp, "psnr": psnr, "psnr_float": psnr_float}
     metrics |= {"psnr_nearest_rounding": psnr - 0.5, "ms_ssim": 0.9, "seconds": 1.0, "device": "CPU: test"}
     write_json(folder / "metrics.json", metrics)
     return str(folder)
@@ -186,3 +187,31 @@ def test_collect_video_fits_compares_with_the_reference_at_equal_params_and_rate
     assert math.isclose(result["ffnerv_cam_psnr_at_same_bpp"], 25.5 + 1.5 * math.log(1.5) / math.log(2.5))
     with pytest.raises(CamfieldsError, match=r"ffnerv_cam\+rate0.1"):
         collect_video_fits.main([rated, "--reference", "ffnerv", "--out", str(out)])
+
+
+def test_collect_video_fits_names_variants_by_their_settings_and_compares_any_psnr(tmp_path):
+    import json
+    import math
+
+    import collect_video_fits
+
+    plain = [
+        fake_fit(tmp_path / "p1", "ffnerv", 0, 1000, 0.01, 24.0, psnr_float=25.0, qat_fraction=0.0),
+        fake_fit(tmp_path / "p2", "ffnerv", 0, 2000, 0.04, 26.0, psnr_float=28.0, qat_fraction=0.0),
+    ]
+    nodes = fake_fit(
+        tmp_path / "n", "ffnerv_cam", 0, 1500, 0.02, 25.0, psnr_float=27.5, qat_fraction=0.0, generator={"time_grid": 2}
+    )
+    unnormed = fake_fit(tmp_path / "u", "ffnerv_cam", 0, 1500, 0.02, 25.0, generator={"cam_norm": "none"})
+    default = fake_fit(tmp_path / "d", "ffnerv_cam", 0, 1500, 0.02, 25.0, generator={"time_grid": 30})
+    out = tmp_path / "fits.json"
+    collect_video_fits.main([*plain, nodes, "--reference", "ffnerv+qat0", "--metric", "psnr_float", "--out", str(out)])
+    report = json.loads(out.read_text())
+    by_fit = {Path(r["fit"]).name: r for r in report["results"]}
+    assert report["metric"] == "psnr_float"
+    assert by_fit["n"]["variant"] == "ffnerv_cam+nodes2+qat0" and by_fit["p1"]["variant"] == "ffnerv+qat0"
+    assert math.isclose(by_fit["n"]["ffnerv+qat0_psnr_float_at_same_params"], 26.5)  # halfway from 25 to 28
+    assert math.isclose(by_fit["n"]["psnr_float_minus_ffnerv+qat0_at_same_params"], 1.0)
+    collect_video_fits.main([unnormed, default, "--out", str(out)])
+    variants = {Path(r["fit"]).name: r["variant"] for r in json.loads(out.read_text())["results"]}
+    assert variants == {"u": "ffnerv_cam+norm_none", "d": "ffnerv_cam"}  # the preset's own settings add nothing
