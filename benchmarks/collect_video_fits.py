@@ -42,13 +42,15 @@ def read_existing_json(path: Path, what: str) -> Any:
     return read_json(path)
 
 
-def variant_name(model: str, nodes: int, cam_norm: str, qat_fraction: float, rate_weight: float) -> str:
-    """``model`` followed by a label for each of these settings that differs from the model's defaults."""
-    defaults = resolve_config(model)
-    name = model + (f"+nodes{nodes}" if nodes != defaults.generator.time_grid else "")
-    name += f"+norm_{cam_norm}" if nodes and cam_norm != defaults.generator.cam_norm else ""
-    name += f"+qat{qat_fraction:g}" if qat_fraction != defaults.qat_fraction else ""
-    return name + (f"+rate{rate_weight:g}" if rate_weight != defaults.rate_weight else "")
+def variant_name(fit: dict[str, Any]) -> str:
+    """The fit's model followed by a label for each setting in which it differs from the model's preset
+    (the norm only where there is a CAM grid to follow it)."""
+    preset = resolve_config(fit["model"])
+    nodes, norm = fit["cam_grid_nodes"], fit["cam_norm"]
+    name = fit["model"] + (f"+nodes{nodes}" if nodes != preset.generator.time_grid else "")
+    name += f"+norm_{norm}" if nodes and norm != preset.generator.cam_norm else ""
+    name += f"+qat{fit['qat_fraction']:g}" if fit["qat_fraction"] != preset.qat_fraction else ""
+    return name + (f"+rate{fit['rate_weight']:g}" if fit["rate_weight"] != preset.rate_weight else "")
 
 
 def read_fit(folder: Path) -> dict[str, Any]:
@@ -69,8 +71,7 @@ def read_fit(folder: Path) -> dict[str, Any]:
             "qat_dampening": config["qat_dampening"],
             "rate_weight": config.get("rate_weight", 0.0),  # fits from before rate_weight existed had none
         }
-        settings = ("cam_grid_nodes", "cam_norm", "qat_fraction", "rate_weight")
-        fit["variant"] = variant_name(fit["model"], *(fit[key] for key in settings))
+        fit["variant"] = variant_name(fit)
         return fit | {key: metrics[key] for key in COLUMNS}
     except (KeyError, TypeError) as e:
         raise CamfieldsError(f"{folder} is not a video fit: its config.json or metrics.json lacks {e}") from None

@@ -215,3 +215,5 @@ def test_collect_video_fits_names_variants_by_their_settings_and_compares_any_ps
     collect_video_fits.main([unnormed, default, "--out", str(out)])
     variants = {Path(r["fit"]).name: r["variant"] for r in json.loads(out.read_text())["results"]}
     assert variants == {"u": "ffnerv_cam+norm_none", "d": "ffnerv_cam"}  # the preset's own settings add nothing
+    with pytest.raises(SystemExit):  # argparse names the choices
+        collect_video_fits.main([default, "--metric", "ssim", "--out", str(out)])
