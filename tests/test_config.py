@@ -65,3 +65,25 @@ def test_config_mistakes_are_one_clear_sentence(tmp_path, text, message):
 def test_missing_config_file_is_a_clear_error():
     with pytest.raises(CamfieldsError, match="neither a file nor a preset"):
         resolve_config("cam", "image/does_not_exist")
+
+
+def test_a_video_config_cannot_turn_a_model_into_another(tmp_path):
+    shared = tmp_path / "shared.toml"
+    shared.write_text('extends = "video/bunny_cpu"\n[generator]\ntime_grid = 2\n')
+    assert video.resolve_config("ffnerv_cam", str(shared)).generator.time_grid == 2  # fewer nodes: still CAM
+    with pytest.raises(CamfieldsError, match=r"make model 'ffnerv' another model .* choose --model ffnerv_cam") as info:
+        video.resolve_config("ffnerv", str(shared))  # would silently fit CAM under the plain model's name
+    assert str(shared) in str(info.value) and "\n" not in str(info.value)
+    per_model = tmp_path / "per_model.toml"
+    per_model.write_text('extends = "video/bunny_cpu"\n[models.ffnerv_cam.generator]\ntime_grid = 2\n')
+    assert video.resolve_config("ffnerv", str(per_model)).generator.time_grid == 0
+    assert video.resolve_config("ffnerv_cam", str(per_model)).generator.time_grid == 2
+    for model, generator, fix in [
+        ("ffnerv_cam", {"time_grid": 0}, "ffnerv"),
+        ("nerv", {"embedding": "grids"}, "ffnerv"),
+        ("cam", {"embedding": "grids"}, "ffnerv_cam"),
+    ]:
+        with pytest.raises(CamfieldsError, match=f"choose --model {fix},"):
+            video.resolve_config(model, overrides={"generator": generator})
+    with pytest.raises(CamfieldsError, match="unknown embedding 'fourier'"):
+        video.resolve_config("nerv", overrides={"generator": {"embedding": "fourier"}})

@@ -29,7 +29,7 @@ from camfields.errors import CamfieldsError
 from camfields.io.images import save_png
 from camfields.io.video import read_video, write_video
 from camfields.metrics import ms_ssim, mse_to_psnr, psnr
-from camfields.modules.nerv import NeRVGenerator, block_channels
+from camfields.modules.nerv import EMBEDDINGS, NeRVGenerator, block_channels
 from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
@@ -122,7 +122,38 @@ def resolve_config(
 ) -> VideoConfig:
     """Layer the defaults, the model preset, a config file (path or ``scenes/`` preset) and overrides."""
     presets = {name: deep_merge(to_dict(VideoConfig()), preset) for name, preset in MODEL_PRESETS.items()}
-    return resolve_preset_config(VideoConfig, presets, "cam", model, config, overrides)
+    cfg = resolve_preset_config(VideoConfig, presets, "cam", model, config, overrides)
+    check_model_identity(cfg, config)
+    return cfg
+
+
+def generator_kind(time_grid: int, embedding: str) -> tuple[bool, str]:
+    """What names a video model: whether it has a CAM grid, and its embedding."""
+    return time_grid > 0, embedding
+
+
+def preset_kind(model: str) -> tuple[bool, str]:
+    """``generator_kind`` of a model preset."""
+    preset = MODEL_PRESETS[model]["generator"]
+    return generator_kind(preset["time_grid"], preset.get("embedding", GeneratorConfig.embedding))
+
+
+def check_model_identity(cfg: VideoConfig, source: str | None) -> None:
+    """Refuse settings that turn ``cfg.model`` into another model: a plain model given a CAM
+    grid (``time_grid`` > 0), a CAM model without one, or another embedding. A CAM grid's node
+    count and norm may change; whether there is one and which embedding may not, so a fit named
+    ``ffnerv`` is always the plain generator it is compared as."""
+    check_choice(cfg.generator.embedding, EMBEDDINGS, "embedding")
+    expected = preset_kind(cfg.model)
+    got = generator_kind(cfg.generator.time_grid, cfg.generator.embedding)
+    if got != expected:
+        matching = [name for name in MODEL_PRESETS if preset_kind(name) == got]
+        raise CamfieldsError(
+            f"{f'config {source}' if source else 'the settings'}: [generator] time_grid = {cfg.generator.time_grid} "
+            f"and embedding = {cfg.generator.embedding!r} make model {cfg.model!r} another model (it has "
+            f"{'a' if expected[0] else 'no'} CAM grid and the {expected[1]!r} embedding); choose --model "
+            f"{' or '.join(matching)}, or put the setting under [models.<name>] of the model it is for"
+        )
 
 
 def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenerator:
