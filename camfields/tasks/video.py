@@ -123,31 +123,24 @@ def resolve_config(
     """Layer the defaults, the model preset, a config file (path or ``scenes/`` preset) and overrides."""
     presets = {name: deep_merge(to_dict(VideoConfig()), preset) for name, preset in MODEL_PRESETS.items()}
     cfg = resolve_preset_config(VideoConfig, presets, "cam", model, config, overrides)
-    check_model_identity(cfg, config)
+    check_model_identity(cfg, presets, config)
     return cfg
 
 
-def generator_kind(time_grid: int, embedding: str) -> tuple[bool, str]:
-    """What names a video model: whether it has a CAM grid, and its embedding."""
-    return time_grid > 0, embedding
+def model_kind(generator: dict[str, Any]) -> tuple[bool, str]:
+    """What a video model's name stands for: whether its generator has a CAM grid, and its embedding."""
+    return generator["time_grid"] > 0, generator["embedding"]
 
 
-def preset_kind(model: str) -> tuple[bool, str]:
-    """``generator_kind`` of a model preset."""
-    preset = MODEL_PRESETS[model]["generator"]
-    return generator_kind(preset["time_grid"], preset.get("embedding", GeneratorConfig.embedding))
-
-
-def check_model_identity(cfg: VideoConfig, source: str | None) -> None:
-    """Refuse settings that turn ``cfg.model`` into another model: a plain model given a CAM
-    grid (``time_grid`` > 0), a CAM model without one, or another embedding. A CAM grid's node
-    count and norm may change; whether there is one and which embedding may not, so a fit named
-    ``ffnerv`` is always the plain generator it is compared as."""
+def check_model_identity(cfg: VideoConfig, presets: dict[str, dict[str, Any]], source: str | None) -> None:
+    """Refuse settings that turn ``cfg.model`` into another of the ``presets``: a plain model given
+    a CAM grid (``time_grid`` > 0), a CAM model without one, or another embedding. A CAM grid's
+    node count and norm may change; whether there is one and which embedding may not, so a fit
+    named ``ffnerv`` is always the plain generator it is compared as."""
     check_choice(cfg.generator.embedding, EMBEDDINGS, "embedding")
-    expected = preset_kind(cfg.model)
-    got = generator_kind(cfg.generator.time_grid, cfg.generator.embedding)
+    expected, got = model_kind(presets[cfg.model]["generator"]), model_kind(to_dict(cfg.generator))
     if got != expected:
-        matching = [name for name in MODEL_PRESETS if preset_kind(name) == got]
+        matching = [name for name, preset in presets.items() if model_kind(preset["generator"]) == got]
         raise CamfieldsError(
             f"{f'config {source}' if source else 'the settings'}: [generator] time_grid = {cfg.generator.time_grid} "
             f"and embedding = {cfg.generator.embedding!r} make model {cfg.model!r} another model (it has "
