@@ -87,6 +87,7 @@ class VideoConfig:
     def validate(self) -> None:
         check_choice(self.model, MODEL_PRESETS, "model")
         check_choice(self.quant_steps, QUANT_STEPS, "quant_steps")
+        check_choice(self.generator.embedding, EMBEDDINGS, "embedding")
         if min(self.epochs, self.batch_frames, self.stride) < 1 or min(self.start, self.frames) < 0:
             raise CamfieldsError("epochs, batch_frames and stride must be >= 1; start and frames >= 0")
         if not 2 <= self.bits <= 16:
@@ -137,7 +138,6 @@ def check_model_identity(cfg: VideoConfig, presets: dict[str, dict[str, Any]], s
     a CAM grid (``time_grid`` > 0), a CAM model without one, or another embedding. A CAM grid's
     node count and norm may change; whether there is one and which embedding may not, so a fit
     named ``ffnerv`` is always the plain generator it is compared as."""
-    check_choice(cfg.generator.embedding, EMBEDDINGS, "embedding")
     expected, got = model_kind(presets[cfg.model]["generator"]), model_kind(to_dict(cfg.generator))
     if got != expected:
         matching = [name for name, preset in presets.items() if model_kind(preset["generator"]) == got]
