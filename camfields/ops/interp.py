@@ -16,29 +16,36 @@ import torch
 import torch.nn.functional as F
 
 from camfields.errors import CamfieldsError
+from camfields.ops.sync import checks_values, device_constant
 
 #: Tolerance when checking that coordinates lie in [-1, 1].
 COORD_TOLERANCE = 1e-5
 
 
 def check_coords(coords: torch.Tensor, in_dim: int, what: str = "coordinates") -> None:
-    """Raise a CamfieldsError unless ``coords`` is a float (N, in_dim) tensor in [-1, 1]."""
+    """Raise a CamfieldsError unless ``coords`` is a float (N, in_dim) tensor in [-1, 1].
+
+    Shape and dtype are always checked. The range check reads values back, a host wait on a
+    GPU: it runs on CPU tensors always and on CUDA tensors only in debug mode
+    (``camfields.ops.set_debug(True)`` or ``CAMFIELDS_DEBUG=1``); unchecked values outside
+    [-1, 1] are clamped to the grid's edge by the interpolation.
+    """
     if not isinstance(coords, torch.Tensor):
         raise CamfieldsError(f"{what} must be a torch.Tensor, got {type(coords).__name__}")
     if coords.dim() != 2 or coords.shape[1] != in_dim:
         raise CamfieldsError(f"{what} must have shape (N, {in_dim}), got {tuple(coords.shape)}")
     if not coords.is_floating_point():
         raise CamfieldsError(f"{what} must be floating point, got {coords.dtype}")
-    if coords.numel() == 0:
+    if coords.numel() == 0 or not checks_values(coords):
         return
-    lo, hi = torch.aminmax(coords.detach())
-    if lo.item() < -1.0 - COORD_TOLERANCE or hi.item() > 1.0 + COORD_TOLERANCE:
-        raise CamfieldsError(f"{what} must lie in [-1, 1]; got values from {lo.item():.4g} to {hi.item():.4g}")
+    lo, hi = torch.stack(torch.aminmax(coords.detach())).tolist()
+    if lo < -1.0 - COORD_TOLERANCE or hi > 1.0 + COORD_TOLERANCE:
+        raise CamfieldsError(f"{what} must lie in [-1, 1]; got values from {lo:.4g} to {hi:.4g}")
 
 
 def corner_offsets(dim: int, device: torch.device) -> torch.Tensor:
     """The 2**dim corner offsets of a unit cell, (2**dim, dim) int64, axis 0 varying slowest."""
-    return torch.tensor(list(itertools.product((0, 1), repeat=dim)), dtype=torch.long, device=device)
+    return device_constant(tuple(itertools.product((0, 1), repeat=dim)), torch.long, device)
 
 
 def cell_positions(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +59,7 @@ def cell_positions(coords: torch.Tensor, resolution: Sequence[int]) -> tuple[tor
         with respect to ``coords``. A coordinate of exactly +1 gives ``base = R - 2``
         and ``frac = 1``, so the last node is reached without reading past the grid.
     """
-    res = torch.tensor(resolution, dtype=coords.dtype, device=coords.device)
+    res = device_constant(tuple(resolution), coords.dtype, coords.device)
     pos = ((coords.clamp(-1.0, 1.0) + 1.0) * 0.5) * (res - 1.0)
     base = torch.minimum(pos.detach().floor(), res - 2.0).clamp_min(0.0)
     frac = pos - base
