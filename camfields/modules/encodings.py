@@ -10,7 +10,8 @@ import math
 import torch
 from torch import nn
 
-from camfields.modules.grids import HashGrid
+from camfields.modules.grids import FeatureGrid, HashGrid
+from camfields.modules.tcnn_grid import TcnnHashGrid
 
 
 class IdentityEncoding(nn.Module):
@@ -67,11 +68,17 @@ class HashGridEncoding(nn.Module):
     """Instant-NGP multi-resolution hash encoding: (N, in_dim) -> (N, levels * features).
 
     Keyword arguments are those of ``HashGrid`` (``reduce`` is always "concat").
+    ``backend`` is "auto", "torch" or "cuda" (``camfields.ops.hash_encode``), or "tcnn":
+    tiny-cuda-nn's own hash grid (``camfields.modules.tcnn_grid``; optional, GPU only, a
+    different parameterisation with the same settings).
     """
 
-    def __init__(self, in_dim: int, **hash_grid_kwargs):
+    def __init__(self, in_dim: int, backend: str = "auto", **hash_grid_kwargs):
         super().__init__()
-        self.grid = HashGrid(in_dim, reduce="concat", **hash_grid_kwargs)
+        if backend == "tcnn":
+            self.grid: FeatureGrid = TcnnHashGrid(in_dim, **hash_grid_kwargs)
+        else:
+            self.grid = HashGrid(in_dim, reduce="concat", backend=backend, **hash_grid_kwargs)
         self.in_dim = in_dim
         self.out_dim = self.grid.out_features
 

@@ -21,11 +21,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from camfields.config import check_choice
 from camfields.errors import CamfieldsError
+from camfields.ops.backend import BACKENDS
+from camfields.ops.hash_encode import HASH_PRIMES, HashLayout, hash_encode
 from camfields.ops.interp import GridCorners, cell_corners, check_coords, combine_corners, dense_corners
 
-#: Spatial hash primes of Instant-NGP (Teschner et al.), one per input dimension.
-HASH_PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
+__all__ = ["HASH_PRIMES", "DenseGrid", "FeatureGrid", "HashGrid", "PlaneGrid"]
 
 
 def _check_resolution(resolution: Sequence[int], what: str) -> tuple[int, ...]:
@@ -155,7 +157,7 @@ class HashGrid(FeatureGrid):
     (align_corners, so node 0 sits at -1 and node R_l - 1 at +1). A level with at
     most ``2 ** log2_table_size`` nodes is indexed directly; a finer level hashes node
     ``(i0, i1, ...)`` to ``(i0 * p0 xor i1 * p1 xor ...) mod 2 ** log2_table_size``
-    with the primes of ``HASH_PRIMES``.
+    with the primes of ``HASH_PRIMES`` (``layout``, a ``camfields.ops.hash_encode.HashLayout``).
 
     Args:
         in_dim: input dimension (1 to 7).
@@ -167,6 +169,8 @@ class HashGrid(FeatureGrid):
         reduce: "concat" levels into (N, levels * features) as an encoding does, or
             "sum" them into (N, features), as a modulation grid does.
         init_scale: entries start uniform in [-init_scale, init_scale] (Instant-NGP: 1e-4).
+        backend: "auto", "torch" or "cuda" (fused kernels) for ``forward``
+            (see ``camfields.ops.hash_encode``).
     """
 
     def __init__(
@@ -179,6 +183,7 @@ class HashGrid(FeatureGrid):
         growth: float = 1.5,
         reduce: str = "concat",
         init_scale: float = 1e-4,
+        backend: str = "auto",
     ):
         super().__init__()
         if not 1 <= in_dim <= len(HASH_PRIMES):
@@ -189,38 +194,30 @@ class HashGrid(FeatureGrid):
             raise CamfieldsError("a hash grid needs base_resolution >= 2 and growth >= 1")
         if reduce not in ("concat", "sum"):
             raise CamfieldsError(f"unknown level reduction {reduce!r}; choose 'concat' or 'sum'")
+        check_choice(backend, BACKENDS, "backend")
         self.in_dim = in_dim
         self.levels = levels
         self.features_per_level = features_per_level
         self.table_size = 2**log2_table_size
         self.reduce = reduce
+        self.backend = backend
         self.out_features = features_per_level * (levels if reduce == "concat" else 1)
         self.resolutions = [int(math.floor(base_resolution * growth**level)) for level in range(levels)]
-        self.level_sizes = [min(self.table_size, r**in_dim) for r in self.resolutions]
-        self.level_offsets = [0, *itertools.accumulate(self.level_sizes)][:-1]
-        self.table = _init_table(sum(self.level_sizes), features_per_level, init_scale)
+        self.layout = HashLayout(in_dim, tuple(self.resolutions), self.table_size)
+        self.level_sizes = self.layout.sizes
+        self.level_offsets = self.layout.offsets
+        self.table = _init_table(self.layout.rows, features_per_level, init_scale)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return hash_encode(coords, self.table, self.layout, self.reduce, self.backend)
 
     def level_is_hashed(self, level: int) -> bool:
         """True where the level has more nodes than table entries."""
-        return self.resolutions[level] ** self.in_dim > self.table_size
+        return self.layout.is_hashed(level)
 
     def level_index(self, corners: torch.Tensor, level: int) -> torch.Tensor:
         """Table rows (relative to the level's offset) of integer nodes (..., in_dim)."""
-        if not self.level_is_hashed(level):
-            res = self.resolutions[level]
-            index = torch.zeros(corners.shape[:-1], dtype=torch.long, device=corners.device)
-            for axis in reversed(range(self.in_dim)):
-                index = index * res + corners[..., axis]
-            return index
-        index = corners[..., 0] * HASH_PRIMES[0]
-        for axis in range(1, self.in_dim):
-            index = torch.bitwise_xor(index, corners[..., axis] * HASH_PRIMES[axis])
-        return index & (self.table_size - 1)
+        return self.layout.index(corners, level)
 
     def corners(self, coords: torch.Tensor) -> GridCorners:
-        indices, weights = [], []
-        for level, res in enumerate(self.resolutions):
-            nodes, weight = cell_corners(coords, (res,) * self.in_dim)
-            indices.append(self.level_index(nodes, level) + self.level_offsets[level])
-            weights.append(weight)
-        return GridCorners(torch.stack(indices, 1), torch.stack(weights, 1), self.reduce)
+        return self.layout.corners(coords, self.reduce)
