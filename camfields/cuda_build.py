@@ -27,10 +27,10 @@ EXTENSION_NAME = "camfields_cuda"
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 
 #: The CUDA sources, relative to the repository root.
-SOURCE_NAMES = ("cuda/bindings.cpp", "cuda/modulate.cu", "cuda/grid_modulate.cu")
+SOURCE_NAMES = ("cuda/bindings.cpp", "cuda/modulate.cu", "cuda/grid_modulate.cu", "cuda/hash_encode.cu")
 
 #: Headers the sources include (part of the build key).
-HEADER_NAMES = ("cuda/modulate.h", "cuda/device_math.cuh")
+HEADER_NAMES = ("cuda/modulate.h", "cuda/device_math.cuh", "cuda/hash_encode.h")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

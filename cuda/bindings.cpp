@@ -2,6 +2,7 @@
 // (camfields.ops.cuda_backend) before these are called; the checks here guard memory safety.
 #include <torch/extension.h>
 
+#include "hash_encode.h"
 #include "modulate.h"
 
 namespace {
@@ -80,4 +81,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("modulate_backward", &backward, "gradients of modulate_forward");
   m.def("grid_modulate_forward", &grid_forward, "modulate with gamma and beta read from a grid table");
   m.def("grid_modulate_backward", &grid_backward, "gradients of grid_modulate_forward");
+  m.def("hash_encode_forward", &camfields::hash_encode_forward, "multi-resolution hash-grid features");
+  m.def("hash_encode_backward", &camfields::hash_encode_backward, "gradients of hash_encode_forward");
 }

@@ -40,3 +40,4 @@ def test_extension_compiles_and_imports(toolkit, tmp_path, monkeypatch):
         verbose=False,
     )
     assert callable(module.modulate_forward) and callable(module.modulate_backward)
+    assert callable(module.hash_encode_forward) and callable(module.hash_encode_backward)
