@@ -30,7 +30,7 @@ DEFAULT_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 SOURCE_NAMES = ("cuda/bindings.cpp", "cuda/modulate.cu", "cuda/grid_modulate.cu", "cuda/hash_encode.cu")
 
 #: Headers the sources include (part of the build key).
-HEADER_NAMES = ("cuda/modulate.h", "cuda/device_math.cuh", "cuda/hash_encode.h")
+HEADER_NAMES = ("cuda/modulate.h", "cuda/device_math.cuh", "cuda/table_grad.cuh", "cuda/hash_encode.h")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

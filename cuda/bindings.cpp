@@ -53,6 +53,21 @@ void check_grid(const at::Tensor& h, const at::Tensor& table, const at::Tensor& 
   TORCH_CHECK(column >= 0 && column + 2 * width <= table.size(1), "camfields: columns outside the table");
 }
 
+// A plan that cannot overrun memory: every (point, column) in exactly one block, shared tiles in 48 KiB.
+void check_plan(const camfields::TableGradPlan& plan, int64_t points, const at::Tensor& table, int64_t width2) {
+  TORCH_CHECK(plan.strategy >= camfields::kSharedStrategy && plan.strategy <= camfields::kSortedStrategy,
+              "camfields: unknown table-gradient strategy");
+  if (plan.strategy == camfields::kGlobalStrategy) TORCH_CHECK(plan.chunks >= 1, "camfields: no blocks planned");
+  if (plan.strategy != camfields::kSharedStrategy) return;
+  TORCH_CHECK(plan.tile_width >= 1 && plan.tiles == (width2 + plan.tile_width - 1) / plan.tile_width,
+              "camfields: column tiles do not cover the layer's columns");
+  TORCH_CHECK(plan.chunk_points >= 1 && plan.chunks == (points + plan.chunk_points - 1) / plan.chunk_points,
+              "camfields: point chunks do not cover the points");
+  TORCH_CHECK(plan.copies == 1 || plan.copies == camfields::kTableGradWarps, "camfields: bad shared copies");
+  TORCH_CHECK(plan.copies * table.size(0) * plan.tile_width * table.element_size() <= camfields::kSharedBytes,
+              "camfields: the shared tile exceeds 48 KiB");
+}
+
 at::Tensor grid_forward(const at::Tensor& h, const at::Tensor& table, const at::Tensor& index,
                         const at::Tensor& weight, int64_t column, int64_t width, int64_t product, int64_t norm,
                         int64_t groups, int64_t act, double eps) {
@@ -64,14 +79,18 @@ at::Tensor grid_forward(const at::Tensor& h, const at::Tensor& table, const at::
 std::vector<at::Tensor> grid_backward(const at::Tensor& grad_out, const at::Tensor& h, const at::Tensor& table,
                                       const at::Tensor& index, const at::Tensor& weight, int64_t column,
                                       int64_t width, int64_t product, int64_t norm, int64_t groups, int64_t act,
-                                      double eps, bool need_weight_grad) {
+                                      double eps, bool need_weight_grad, std::vector<int64_t> plan_fields) {
   check_grid(h, table, index, weight, column, width);
   TORCH_CHECK(grad_out.sizes() == h.sizes() && grad_out.is_contiguous() &&
                   grad_out.scalar_type() == h.scalar_type(),
               "camfields: grad_out must match h");
   TORCH_CHECK(groups >= 1 && h.size(1) % groups == 0, "camfields: groups must divide the channels");
+  TORCH_CHECK(plan_fields.size() == 6, "camfields: a table-gradient plan has 6 fields");
+  const camfields::TableGradPlan plan{plan_fields[0], plan_fields[1], plan_fields[2],
+                                      plan_fields[3], plan_fields[4], plan_fields[5]};
+  check_plan(plan, h.size(0), table, 2 * width);
   return camfields::grid_modulate_backward(grad_out, h, table, index, weight, column, width, product, norm, groups,
-                                           act, eps, need_weight_grad);
+                                           act, eps, need_weight_grad, plan);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ from camfields import CAMMLP, DenseGrid, FourierFeatures, HashGrid, PlaneGrid, m
 from camfields.ops.backend import cuda_extension_status
 from camfields.ops.grid_modulate import grid_modulate
 from camfields.ops.modulate import ACTIVATIONS
+from camfields.ops.table_grad import SHARED_BYTES, WARPS_PER_BLOCK, TableGradPlan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -198,3 +199,80 @@ def test_fused_grid_modulate_half_features(dtype):
     out = grid_modulate(h.to(dtype), grid.table, grid.corners(coords), 0, width, norm="layer", backend="cuda")
     assert out.dtype == dtype
     torch.testing.assert_close(out.float(), ref, rtol=3e-2, atol=3e-2)
+
+
+def forced_plan(strategy: str):
+    """A stand-in for plan_table_grad that always picks ``strategy``, in many small blocks."""
+
+    def plan(points, rows, width2, corners_per_point, deterministic, element_size=4, target_blocks=528):
+        if strategy != "shared":
+            return TableGradPlan(strategy, chunks=3 if strategy == "global" else 0)
+        copies = WARPS_PER_BLOCK if deterministic else 1
+        tile_width = min(width2, 3, SHARED_BYTES // (copies * rows * element_size))
+        if tile_width < 1:
+            pytest.skip(f"{rows} rows do not fit a shared tile")
+        chunk_points = max(1, points // 7)
+        return TableGradPlan(
+            "shared", tile_width, -(-width2 // tile_width), -(-points // chunk_points), chunk_points, copies
+        )
+
+    return plan
+
+
+@pytest.mark.parametrize(
+    "strategy,deterministic", [("shared", False), ("shared", True), ("global", False), ("sorted", True)]
+)
+@pytest.mark.parametrize("kind", ["dense2d", "triplane-product", "hash"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_every_table_gradient_strategy_matches_reference(strategy, deterministic, kind, per_channel, monkeypatch):
+    from camfields.ops import grid_modulate as gm
+
+    monkeypatch.setattr(gm, "plan_table_grad", forced_plan(strategy))
+    grid, coords, width = grid_case(kind, 3000, 40, per_channel, seed=3)
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        assert_grid_backends_agree(grid, coords, width, 3000, 40, column=2 * width, grad_atol=3e-4)
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("strategy", ["shared", "sorted"])
+def test_float64_gradcheck_through_each_deterministic_strategy(strategy, monkeypatch):
+    from camfields.ops import grid_modulate as gm
+
+    monkeypatch.setattr(gm, "plan_table_grad", forced_plan(strategy))
+    grid, coords, width = grid_case("dense2d", 5, 3, True, dtype=torch.float64, seed=6, on_bounds=False)
+    h = torch.randn(5, 3, device="cuda", dtype=torch.float64, requires_grad=True)
+    table = grid.table.detach().clone().requires_grad_()
+
+    def fn(h, table, coords):
+        return grid_modulate(
+            h, table, grid.corners(coords), 0, width, norm="layer", activation="softplus", backend="cuda"
+        )
+
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.autograd.gradcheck(fn, (h, table, coords), atol=1e-6)
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("kind,per_channel", [("dense2d", False), ("dense2d", True), ("triplane-product", False)])
+def test_deterministic_backward_gives_the_same_bits_every_run(kind, per_channel):
+    """200k points on a small table: under use_deterministic_algorithms the table gradient is
+    bitwise identical across runs (the default, atomic path is not required to be)."""
+    grid, coords, width = grid_case(kind, 200_000, 64, per_channel, seed=8)
+    h = torch.randn(200_000, 64, device="cuda", requires_grad=True)
+    cot = torch.randn(200_000, 64, device="cuda")
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = []
+        for _ in range(3):
+            out = grid_modulate(h, grid.table, grid.corners(coords), 0, width, norm="layer", backend="cuda")
+            runs.append(torch.autograd.grad(out, [h, grid.table, coords], cot))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+    assert_grid_backends_agree(grid, coords, width, 200_000, 64, grad_atol=1e-3)

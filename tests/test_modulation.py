@@ -207,29 +207,22 @@ def test_skip_connection_feeds_the_encoded_input_again():
         CAMMLP(2, 1, depth=3, skips=[0])
 
 
-def test_deterministic_algorithms_keep_grid_modulation_off_the_atomic_kernels(monkeypatch):
-    """Under torch.use_deterministic_algorithms(True) the fused grid kernel (atomics) is never used."""
+def test_deterministic_algorithms_keep_grid_modulation_on_the_fused_kernels(monkeypatch):
+    """Under torch.use_deterministic_algorithms(True) the fused kernels still run (their backward
+    then reduces the table gradient in a fixed order, see camfields.ops.table_grad)."""
     from camfields.ops import grid_modulate as gm
 
-    def fused(*args):
-        raise AssertionError("fused kernel called")
-
+    calls = []
     monkeypatch.setattr(gm, "resolve_backend", lambda backend, *t: "torch" if backend == "torch" else "cuda")
-    monkeypatch.setattr(gm.FusedGridModulate, "apply", fused)
+    monkeypatch.setattr(gm.FusedGridModulate, "apply", lambda *args: calls.append(args) or args[0])
     grid = DenseGrid((5, 5), 4)
-    with torch.no_grad():
-        grid.table.normal_()
     h, coords = torch.randn(10, 3), torch.rand(10, 2) * 2 - 1
     args = (h, grid.table, grid.corners(coords), 0, 1)
-    with pytest.raises(AssertionError, match="fused kernel called"):
-        gm.grid_modulate(*args)  # the dispatch does reach the kernel when allowed
-    expected = gm.grid_modulate(*args, backend="torch")
     torch.use_deterministic_algorithms(True)
     try:
-        torch.testing.assert_close(gm.grid_modulate(*args), expected, rtol=0, atol=0)
-        with pytest.raises(CamfieldsError, match="deterministic"):
-            gm.grid_modulate(*args, backend="cuda")
-        with pytest.raises(CamfieldsError, match="backend"):
-            gm.grid_modulate(*args, backend="fused")
+        gm.grid_modulate(*args)
+        gm.grid_modulate(*args, backend="cuda")
+        gm.grid_modulate(*args, backend="torch")
     finally:
         torch.use_deterministic_algorithms(False)
+    assert len(calls) == 2

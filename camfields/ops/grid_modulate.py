@@ -4,7 +4,9 @@
     out = act(norm(h) * (1 + delta_0) + delta_1)
 
 The PyTorch path gathers (gamma, beta) and calls ``modulate``; the CUDA path
-(cuda/grid_modulate.cu) does it in one kernel without writing gamma or beta to memory.
+(cuda/grid_modulate.cu) does it in one kernel without writing gamma or beta to memory, and
+reduces the table gradient as ``camfields.ops.table_grad`` plans it: without contention, and
+in a fixed order under ``torch.use_deterministic_algorithms(True)``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from camfields.config import check_choice
 from camfields.errors import CamfieldsError
-from camfields.ops.backend import BACKENDS, load_extension, resolve_backend
+from camfields.ops.backend import load_extension, resolve_backend
 from camfields.ops.cuda_modulate import ACTIVATION_CODES
 from camfields.ops.interp import GridCorners, combine_corners
 from camfields.ops.modulate import check_norm, get_activation, modulate
+from camfields.ops.table_grad import plan_table_grad, target_blocks
 
 #: Most corner groups the fused kernel combines by product.
 MAX_PRODUCT_GROUPS = 8
@@ -38,8 +40,17 @@ class FusedGridModulate(torch.autograd.Function):
     def backward(ctx, grad_out):
         module, _ = load_extension()
         h, table, weight, index = ctx.saved_tensors
+        plan = plan_table_grad(
+            points=h.shape[0],
+            rows=table.shape[0],
+            width2=2 * ctx.args[1],
+            corners_per_point=index.shape[1] * index.shape[2],
+            deterministic=torch.are_deterministic_algorithms_enabled(),
+            element_size=table.element_size(),
+            target_blocks=target_blocks(h.device.index if h.device.index is not None else 0),
+        )
         grad_h, grad_table, grad_weight = module.grid_modulate_backward(
-            grad_out.contiguous(), h, table, index, weight, *ctx.args, ctx.needs_input_grad[2]
+            grad_out.contiguous(), h, table, index, weight, *ctx.args, ctx.needs_input_grad[2], plan.fields()
         )
         return grad_h, grad_table, (grad_weight if ctx.needs_input_grad[2] else None), *([None] * 8)
 
@@ -76,16 +87,6 @@ def grid_modulate(
         raise CamfieldsError(f"grid modulation combines corner groups by sum or product, not {corners.combine!r}")
     check_norm(norm, h.shape[1], groups)
     get_activation(activation)
-    if torch.are_deterministic_algorithms_enabled() and backend != "torch":
-        # the fused backward adds table gradients with atomics; the PyTorch path's index_add_
-        # is deterministic on CUDA under torch.use_deterministic_algorithms(True)
-        if backend == "cuda":
-            raise CamfieldsError(
-                "grid modulation with backend='cuda' accumulates table gradients with atomics, which "
-                "torch.use_deterministic_algorithms(True) forbids; use backend 'auto' or 'torch'"
-            )
-        check_choice(backend, BACKENDS, "backend")
-        backend = "torch"
     if resolve_backend(backend, h, table) == "cuda" and (
         corners.combine == "sum" or corners.index.shape[1] <= MAX_PRODUCT_GROUPS
     ):
