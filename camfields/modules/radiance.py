@@ -10,6 +10,7 @@ from torch import nn
 
 from camfields.errors import CamfieldsError
 from camfields.modules.mlp import CAMMLP
+from camfields.ops.sync import to_device
 
 #: where the trunk's modulation grid is read: position (3D), time (1D) or both (4D)
 TRUNK_MODULATION_COORDS = ("position", "time", "space_time")
@@ -111,7 +112,7 @@ class RadianceField(nn.Module):
             return self.density(points)
         k, n = stratum
         times = (k + torch.rand(len(points), generator=generator)) / n
-        return self.density(points, times.to(points.device))
+        return self.density(points, to_device(times, points.device))
 
     def forward(
         self, points: torch.Tensor, directions: torch.Tensor, times: torch.Tensor | None = None

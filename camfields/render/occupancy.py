@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from camfields.ops.sync import to_device
+
 
 class Samples(NamedTuple):
     """Packed samples: ray index (S,), sorted, and the interval [t_start, t_end] of each."""
@@ -68,7 +70,7 @@ class OccupancyGrid(nn.Module):
         cell = torch.stack([idx % r, (idx // r) % r, idx // (r * r)], dim=-1).float()
         offset = torch.full_like(cell, 0.5)
         if jitter is not None:
-            offset = torch.rand(cell.shape, generator=jitter).to(cell.device)
+            offset = to_device(torch.rand(cell.shape, generator=jitter), cell.device)
         return self.aabb[:3] + (cell + offset) / r * (self.aabb[3:] - self.aabb[:3])
 
     @torch.no_grad()
@@ -94,17 +96,17 @@ class OccupancyGrid(nn.Module):
         cells = torch.arange(total, device=self.aabb.device)
         if fraction < 1.0:
             count = max(1, int(total * fraction / 2))
-            anywhere = torch.randint(total, (count,), generator=generator).to(cells.device)
+            anywhere = to_device(torch.randint(total, (count,), generator=generator), cells.device)
             occupied = cells[self.occupied]
             if len(occupied):
-                pick = torch.randint(len(occupied), (count,), generator=generator).to(cells.device)
+                pick = to_device(torch.randint(len(occupied), (count,), generator=generator), cells.device)
                 anywhere = torch.cat([anywhere, occupied[pick]])
             cells = torch.unique(anywhere)
         points = self.cell_centers(generator)[cells]
         fresh = torch.cat([density_fn(points[i : i + chunk]).reshape(-1) for i in range(0, len(points), chunk)])
         self.density[cells] = torch.maximum(self.density[cells] * self.decay, fresh)
         opacity = self.density * step
-        self.occupied.copy_(opacity > min(self.threshold, opacity.mean().item()))
+        self.occupied.copy_(opacity > opacity.mean().clamp(max=self.threshold))
 
     @torch.no_grad()
     def march(
@@ -132,7 +134,7 @@ class OccupancyGrid(nn.Module):
         t_near = t_near.clamp_min(near)
         offset = torch.zeros_like(t_near)
         if generator is not None:
-            offset = torch.rand(len(t_near), generator=generator).to(t_near) * step
+            offset = to_device(torch.rand(len(t_near), generator=generator), t_near.device, t_near.dtype) * step
         counts = ((t_far - t_near + offset) / step).ceil().clamp_min(0).long()
         ray_indices = torch.repeat_interleave(torch.arange(len(origins), device=origins.device), counts)
         first = torch.cumsum(counts, 0) - counts

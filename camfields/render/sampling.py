@@ -19,6 +19,7 @@ from typing import Protocol
 
 import torch
 
+from camfields.ops.sync import to_device
 from camfields.render.occupancy import OccupancyGrid, Samples, ray_aabb
 from camfields.render.volume import render_weights
 
@@ -82,7 +83,7 @@ def stratified_edges(
     """
     fractions = torch.arange(count + 1, dtype=t_near.dtype, device=t_near.device) / count
     if generator is not None:
-        shift = torch.rand(len(t_near), 1, generator=generator).to(t_near) / count
+        shift = to_device(torch.rand(len(t_near), 1, generator=generator), t_near.device, t_near.dtype) / count
         fractions = (fractions + shift).clamp(max=1.0)
         fractions[:, 0] = 0.0
         fractions[:, -1] = 1.0
@@ -105,7 +106,7 @@ def inverse_transform(
     if generator is None:
         u = ((torch.arange(count, dtype=edges.dtype, device=edges.device) + 0.5) / count).expand(len(edges), count)
     else:
-        u = torch.rand(len(edges), count, generator=generator).to(edges)
+        u = to_device(torch.rand(len(edges), count, generator=generator), edges.device, edges.dtype)
     u = u.contiguous()
     upper = torch.searchsorted(cdf, u, right=True).clamp(1, cdf.shape[1] - 1)
     lower = upper - 1

@@ -27,6 +27,7 @@ from camfields.io.images import save_png
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mse_to_psnr, psnr
 from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
+from camfields.ops.sync import to_device
 from camfields.render.occupancy import OccupancyGrid
 from camfields.render.radiance import render_rays
 from camfields.render.rays import camera_rays, orbit_poses
@@ -131,17 +132,13 @@ class NeRFModel(StepCounted):
         super().__init__()
         check_choice(sampler.kind, SAMPLERS, "sampler")
         self.field, self.sampler_cfg = field, sampler
+        box = field.aabb  # marching step: the box diagonal over steps_per_diagonal, read once (not every step)
+        self.step_size = float((box[3:] - box[:3]).norm()) / sampler.steps_per_diagonal
         self.grid = (
             OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
             if sampler.kind == "occupancy"
             else None
         )
-
-    @property
-    def step_size(self) -> float:
-        """Marching step: the box diagonal over ``steps_per_diagonal``."""
-        box = self.field.aabb
-        return float((box[3:] - box[:3]).norm()) / self.sampler_cfg.steps_per_diagonal
 
     def sampler(self) -> Sampler:
         cfg = self.sampler_cfg
@@ -250,7 +247,7 @@ class RayObjective:
     def loss(self, model: NeRFModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
         model.before_step(generator)
         batch = torch.randint(len(self.rays.origins), (self.batch_size,), generator=generator)
-        index = shard.take(batch).to(self.rays.origins.device)
+        index = to_device(shard.take(batch), self.rays.origins.device)
         times = None if self.rays.times is None else self.rays.times[index]
         origins, directions = self.rays.origins[index], self.rays.directions[index]
         color = model.render(origins, directions, self.background, generator, times).color

@@ -30,6 +30,7 @@ from camfields.io.images import save_png
 from camfields.io.video import read_video, write_video
 from camfields.metrics import ms_ssim, mse_to_psnr, psnr
 from camfields.modules.nerv import EMBEDDINGS, NeRVGenerator, block_channels
+from camfields.ops.sync import to_device
 from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
@@ -305,7 +306,7 @@ class FrameObjective:
     def loss(self, model: VideoModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
         step = model.count_step()
         batch = torch.randint(len(self.times), (self.batch_frames,), generator=generator)
-        index = shard.take(batch).to(self.times.device)
+        index = to_device(shard.take(batch), self.times.device)
         mse = shard.mean((model(self.times[index], step >= model.qat_start) - self.video[index]) ** 2, len(batch))
         penalty = model.penalty(step)
         return (mse if penalty is None else mse + penalty), mse_to_psnr(mse.detach())

@@ -7,6 +7,7 @@ from torch import nn
 
 from camfields.distributed import Shard
 from camfields.metrics import mse_to_psnr, psnr
+from camfields.ops.sync import to_device
 from camfields.training.loop import Evaluation
 
 
@@ -31,7 +32,7 @@ class CoordinateRegression:
         count = self.coords.shape[0]
         if 0 < self.batch_size < count:
             batch = torch.randint(count, (self.batch_size,), generator=generator)
-            local = shard.take(batch).to(self.coords.device)
+            local = to_device(shard.take(batch), self.coords.device)
             rows = self.batch_size
         else:  # full batch: this rank's contiguous rows, without copying them
             local, rows = shard.rows(count), count
