@@ -4,23 +4,26 @@
 For each point count and channel count: forward and forward+backward time (CUDA events,
 warm-up, median of repeats), peak memory, and achieved bandwidth against the minimum bytes
 the op must move (read h, gamma, beta; write out; backward also reads grad_out and writes
-the three gradients) and against the device's measured copy bandwidth. Also an end-to-end
-line: image-fitting steps per second with each backend. Needs a CUDA GPU.
+the three gradients) and against the device's measured copy bandwidth. ``--goals`` runs only
+issue 28's goal rows (2^20 points x 128 channels: dense 2D 32x32 scalar and per channel,
+tri-plane 3x128^2 product, hash 16 levels x 2^19, each also under deterministic mode) and
+prints each goal beside its measurement, pass or fail. Needs a CUDA GPU. Whole training
+steps, torch against fused: ``bench_end_to_end.py``.
 
     python benchmarks/bench_modulate.py --out benchmarks/results/modulate_<gpu>.json
+    python benchmarks/bench_modulate.py --goals --out benchmarks/results/modulate_goals_<gpu>.json
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import statistics
 import sys
 from pathlib import Path
 
 import torch
 
-from camfields import CAMMLP, DenseGrid, FourierFeatures, HashGrid, PlaneGrid, modulate
+from camfields import DenseGrid, HashGrid, PlaneGrid, modulate
 from camfields.cli import run
 from camfields.errors import CamfieldsError
 from camfields.ops.grid_modulate import grid_modulate
@@ -72,7 +75,32 @@ GRIDS = {
             init_scale=0.0,
         ),
     ),
+    "hash16": (  # the goal's hash grid: the ngp preset's 16 levels of up to 2^19 entries
+        3,
+        lambda f: HashGrid(
+            3,
+            levels=16,
+            features_per_level=f,
+            log2_table_size=19,
+            base_resolution=16,
+            growth=1.447,
+            reduce="sum",
+            init_scale=0.0,
+        ),
+    ),
 }
+
+#: issue 28's goals at 2^LOG2N points x C channels, layer norm + ReLU, fp32: (op, per channel) ->
+#: (least fused/torch forward+backward speedup, most fused forward+backward ms or None)
+GOAL_LOG2N, GOAL_CHANNELS = 20, 128
+GOALS = {
+    ("dense2d", False): (5.0, 3.0),
+    ("dense2d", True): (5.0, 3.0),
+    ("triplane", False): (4.0, None),
+    ("hash16", False): (3.0, None),
+}
+GOAL_COPY_SHARE = 0.5  # least share of the copy bandwidth, fused forward+backward
+GOAL_DETERMINISTIC_COST = 1.5  # most deterministic-mode / default fused forward+backward time
 
 
 def make_case(op: str, n: int, c: int, per_channel: bool):
@@ -156,30 +184,52 @@ def profile_case(text: str) -> tuple[str, int, int, bool]:
     return parts[0], 1 << int(parts[1]), int(parts[2]), parts[3] == "channel"
 
 
-def image_steps_per_second(backend: str, steps: int = 50) -> float:
-    torch.manual_seed(0)
-    model = CAMMLP(
-        2,
-        3,
-        hidden=256,
-        depth=3,
-        encoding=FourierFeatures(2),
-        grid=functools.partial(DenseGrid, (32, 32)),
-        norm="layer",
-        output_activation="sigmoid",
-        backend=backend,
-    ).cuda()
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    x = torch.rand(512 * 512, 2, device="cuda") * 2 - 1
-    y = torch.rand(512 * 512, 3, device="cuda")
+def measure_row(op: str, log_n: int, c: int, per_channel: bool, deterministic: bool, copy_gbs: float) -> dict:
+    """Both backends on one case (and, with ``deterministic``, backend "auto" in deterministic mode)."""
+    t = measure(op, 1 << log_n, c, per_channel, "torch")
+    k = measure(op, 1 << log_n, c, per_channel, "cuda")
+    row = {
+        "op": op,
+        "points": 1 << log_n,
+        "channels": c,
+        "per_channel": per_channel,
+        "torch": t,
+        "cuda": k,
+        "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
+        "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs,
+    }
+    if deterministic and op != "modulate":
+        torch.use_deterministic_algorithms(True)
+        try:
+            row["deterministic"] = measure(op, 1 << log_n, c, per_channel, "auto")
+        finally:
+            torch.use_deterministic_algorithms(False)
+        row["deterministic_cost"] = row["deterministic"]["forward_backward_ms"] / k["forward_backward_ms"]
+    return row
 
-    def step():
-        loss = ((model(x) - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
-    return 1000.0 / time_ms(step, repeats=steps)
+def goal_checks(row: dict) -> dict[str, dict]:
+    """Each goal of a goal row: {name: {"value", "goal", "pass"}}."""
+    speedup, most_ms = GOALS[(row["op"], row["per_channel"])]
+    checks = {
+        "speedup_forward_backward": (row["speedup_forward_backward"], speedup, True),
+        "copy_bandwidth_share": (row["cuda_fraction_of_copy_bandwidth"], GOAL_COPY_SHARE, True),
+        "deterministic_cost": (row["deterministic_cost"], GOAL_DETERMINISTIC_COST, False),
+    }
+    if most_ms is not None:
+        checks["cuda_forward_backward_ms"] = (row["cuda"]["forward_backward_ms"], most_ms, False)
+    return {
+        name: {"value": value, "goal": goal, "pass": value >= goal if at_least else value <= goal}
+        for name, (value, goal, at_least) in checks.items()
+    }
+
+
+def print_goals(checks: dict[str, dict]) -> None:
+    parts = []
+    for name, check in checks.items():
+        sign = "<=" if name in ("deterministic_cost", "cuda_forward_backward_ms") else ">="
+        parts.append(f"{name} {check['value']:.3g} {sign} {check['goal']:g} {'pass' if check['pass'] else 'FAIL'}")
+    print("    goals: " + "; ".join(parts), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,12 +245,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ops",
         default="modulate,dense2d,triplane,hash",
-        help="modulate (gamma/beta given) and grid_modulate over each grid type",
+        help=f"modulate (gamma/beta given) and grid_modulate over each grid type ({', '.join(GRIDS)})",
     )
     parser.add_argument(
         "--deterministic",
         action="store_true",
-        help="also time the grid ops under torch.use_deterministic_algorithms(True) (the PyTorch path)",
+        help="also time the grid ops under torch.use_deterministic_algorithms(True) (backend auto)",
+    )
+    parser.add_argument(
+        "--goals",
+        action="store_true",
+        help="instead of the sweep, only the goal rows of issue 28 (deterministic mode included), pass/fail",
     )
     parser.add_argument(
         "--profile",
@@ -225,51 +280,45 @@ def main(argv: list[str] | None = None) -> None:
         "rows": [],
     }
     print(f"{device}; device copy bandwidth {copy_gbs:.0f} GB/s; layer norm + ReLU, fp32")
-    end_to_end = {b: image_steps_per_second(b) for b in ("torch", "cuda")}
-    print(f"image fit 512x512 cam, steps/s: torch {end_to_end['torch']:.1f}, cuda {end_to_end['cuda']:.1f}")
-    report["image_fit_steps_per_second"] = end_to_end
     write_json(Path(args.out), report)
     print(
         f"{'op':>9} {'points':>8} {'C':>4} {'mod':>8} | {'torch f/fb ms':>15} | {'cuda f/fb ms':>15} | "
         f"{'speedup fb':>10} | {'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}"
     )
-    cases = [
-        (op, log_n, c, per_channel)
-        for op in args.ops.split(",")
-        for log_n in map(int, args.points.split(","))
-        for c in map(int, args.channels.split(","))
-        for per_channel in (False, True)
-        if (1 << log_n) * c <= args.max_elements
-    ]
+    if args.goals:
+        cases = [(op, GOAL_LOG2N, GOAL_CHANNELS, per_channel) for op, per_channel in GOALS]
+    else:
+        cases = [
+            (op, log_n, c, per_channel)
+            for op in args.ops.split(",")
+            for log_n in map(int, args.points.split(","))
+            for c in map(int, args.channels.split(","))
+            for per_channel in (False, True)
+            if (1 << log_n) * c <= args.max_elements
+        ]
     for op, log_n, c, per_channel in cases:
-        t = measure(op, 1 << log_n, c, per_channel, "torch")
-        k = measure(op, 1 << log_n, c, per_channel, "cuda")
-        row = {
-            "op": op,
-            "points": 1 << log_n,
-            "channels": c,
-            "per_channel": per_channel,
-            "torch": t,
-            "cuda": k,
-            "speedup_forward_backward": t["forward_backward_ms"] / k["forward_backward_ms"],
-            "cuda_fraction_of_copy_bandwidth": k["forward_backward_gbs"] / copy_gbs,
-        }
-        if args.deterministic and op != "modulate":
-            torch.use_deterministic_algorithms(True)
-            try:
-                row["deterministic"] = measure(op, 1 << log_n, c, per_channel, "auto")
-            finally:
-                torch.use_deterministic_algorithms(False)
-            print(f"  deterministic fb {row['deterministic']['forward_backward_ms']:.2f} ms")
+        row = measure_row(op, log_n, c, per_channel, args.deterministic or args.goals, copy_gbs)
+        if args.goals:
+            row["goals"] = goal_checks(row)
         report["rows"].append(row)
         write_json(Path(args.out), report)
+        t, k = row["torch"], row["cuda"]
         print(
             f"{op:>9} {'2^' + str(log_n):>8} {c:>4} {'channel' if per_channel else 'scalar':>8} | "
             f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
             f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
             f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
-            f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}"
+            f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}",
+            flush=True,
         )
+        if "deterministic" in row:
+            print(
+                f"    deterministic fb {row['deterministic']['forward_backward_ms']:.2f} ms "
+                f"({row['deterministic_cost']:.2f}x the default fused path)",
+                flush=True,
+            )
+        if args.goals:
+            print_goals(row["goals"])
         torch.cuda.empty_cache()
 
 

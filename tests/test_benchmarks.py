@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, shared_data
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import scene_bench  # noqa: E402
@@ -217,3 +219,90 @@ def test_collect_video_fits_names_variants_by_their_settings_and_compares_any_ps
     assert variants == {"u": "ffnerv_cam+norm_none", "d": "ffnerv_cam"}  # the preset's own settings add nothing
     with pytest.raises(SystemExit):  # argparse names the choices
         collect_video_fits.main([default, "--metric", "ssim", "--out", str(out)])
+
+
+def test_modulate_goal_checks_compare_each_measurement_with_its_goal():
+    import bench_modulate
+
+    assert set(bench_modulate.GOALS) == {("dense2d", False), ("dense2d", True), ("triplane", False), ("hash16", False)}
+    grid = bench_modulate.GRIDS["hash16"][1](2)
+    assert (grid.levels, grid.table_size, grid.reduce) == (16, 1 << 19, "sum")
+    row = {
+        "op": "dense2d",
+        "per_channel": True,
+        "speedup_forward_backward": 6.0,
+        "cuda_fraction_of_copy_bandwidth": 0.4,
+        "deterministic_cost": 1.2,
+        "cuda": {"forward_backward_ms": 3.5},
+    }
+    checks = bench_modulate.goal_checks(row)
+    assert {name: c["pass"] for name, c in checks.items()} == {
+        "speedup_forward_backward": True,
+        "copy_bandwidth_share": False,
+        "deterministic_cost": True,
+        "cuda_forward_backward_ms": False,
+    }
+    assert checks["speedup_forward_backward"]["goal"] == 5.0 and checks["cuda_forward_backward_ms"]["goal"] == 3.0
+    hash_checks = bench_modulate.goal_checks({**row, "op": "hash16", "per_channel": False})
+    assert "cuda_forward_backward_ms" not in hash_checks and hash_checks["speedup_forward_backward"]["goal"] == 3.0
+
+
+def small_lego(source: Path, target: Path, views: int = 3) -> Path:
+    """A copy of a Blender scene's first ``views`` training views (links to its images)."""
+    meta = json.loads((source / "transforms_train.json").read_text())
+    meta["frames"] = meta["frames"][:views]
+    (target / "train").mkdir(parents=True)
+    for frame in meta["frames"]:
+        name = Path(frame["file_path"]).name + ".png"
+        (target / "train" / name).symlink_to(source / "train" / name)
+    (target / "transforms_train.json").write_text(json.dumps(meta))
+    return target
+
+
+def run_end_to_end(tmp_path: Path, *args: str) -> dict:
+    import bench_end_to_end
+
+    out = tmp_path / "end_to_end.json"
+    bench_end_to_end.main(["--device", "cpu", "--tiny", "--warmup", "1", "--seconds", "0.05", "--out", str(out), *args])
+    return json.loads(out.read_text())
+
+
+def check_variants(row: dict) -> None:
+    torch_rate, fused_rate = (row["variants"][v]["steps_per_second"] for v in ("torch", "fused"))
+    for variant in row["variants"].values():
+        assert variant["steps"] >= 3 and variant["seconds"] > 0 and variant["peak_memory_mb"] is None
+        assert math.isfinite(variant["steps_per_second"]) and variant["steps_per_second"] > 0
+        assert variant["steps_per_second"] == pytest.approx(variant["steps"] / variant["seconds"])
+    assert row["ratio"] == pytest.approx(fused_rate / torch_rate)
+    assert row["meets_goal"] is None  # no goal on the CPU
+
+
+def test_end_to_end_benchmark_times_both_backends_of_the_image_step_and_skips_a_missing_scene(tmp_path):
+    report = run_end_to_end(tmp_path, "--rows", "image,ngp", "--data", str(tmp_path / "no_scene"))
+    assert report["device"].startswith("CPU") and report["goal_speedup"] == 2.0
+    (row,) = report["rows"]
+    assert (row["row"], row["size"], row["batch"]) == ("image", "32x32", 1024)
+    check_variants(row)
+    assert report["skipped"] == [{"row": "ngp", "reason": f"no Blender scene at {tmp_path / 'no_scene'}"}]
+
+
+def test_end_to_end_benchmark_times_the_nerf_presets_on_lego(tmp_path):
+    scene = small_lego(shared_data("nerf/lego"), tmp_path / "lego")
+    report = run_end_to_end(tmp_path, "--rows", "vanilla_cam,ngp", "--data", str(scene))
+    assert [r["row"] for r in report["rows"]] == ["vanilla_cam", "ngp"] and report["skipped"] == []
+    for row in report["rows"]:
+        assert (row["size"], row["views"], row["batch"]) == ("50x50", 3, 128)
+        check_variants(row)
+
+
+def test_end_to_end_variants_switch_the_backend_variable_and_restore_it(monkeypatch):
+    import os
+
+    import bench_end_to_end
+
+    monkeypatch.setenv("CAMFIELDS_BACKEND", "before")
+    with bench_end_to_end.backend_variant("torch"):
+        assert os.environ["CAMFIELDS_BACKEND"] == "torch"
+    with bench_end_to_end.backend_variant("fused"):
+        assert "CAMFIELDS_BACKEND" not in os.environ
+    assert os.environ["CAMFIELDS_BACKEND"] == "before"
