@@ -7,8 +7,9 @@ the op must move (read h, gamma, beta; write out; backward also reads grad_out a
 the three gradients) and against the device's measured copy bandwidth. ``--goals`` runs only
 issue 28's goal rows (2^20 points x 128 channels: dense 2D 32x32 scalar and per channel,
 tri-plane 3x128^2 product, hash 16 levels x 2^19, each also under deterministic mode) and
-prints each goal beside its measurement, pass or fail. Needs a CUDA GPU. Whole training
-steps, torch against fused: ``bench_end_to_end.py``.
+prints each goal beside its measurement, pass or fail. Needs a CUDA GPU, except for a dry
+run (``--device cpu --tiny``: tiny sizes, both columns on the PyTorch path, host-clock times,
+no memory figures). Whole training steps, torch against fused: ``bench_end_to_end.py``.
 
     python benchmarks/bench_modulate.py --out benchmarks/results/modulate_<gpu>.json
     python benchmarks/bench_modulate.py --goals --out benchmarks/results/modulate_goals_<gpu>.json
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,12 +29,26 @@ from camfields import DenseGrid, HashGrid, PlaneGrid, modulate
 from camfields.cli import run
 from camfields.errors import CamfieldsError
 from camfields.ops.grid_modulate import grid_modulate
+from camfields.runtime import device_name
 from camfields.training.checkpoint import write_json
 
 
-def time_ms(fn, repeats: int = 20, warmup: int = 5, budget_ms: float = 2000.0) -> float:
+def time_ms_host(fn, repeats: int = 3) -> float:
+    """Median milliseconds of ``fn()`` by the host clock, after one warm-up call (the CPU dry run)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def time_ms(fn, device: str = "cuda", repeats: int = 20, warmup: int = 5, budget_ms: float = 2000.0) -> float:
     """Median milliseconds of ``fn()`` measured with CUDA events (fewer repeats, at least 3,
-    when the warm-up says ``repeats`` would take longer than ``budget_ms``)."""
+    when the warm-up says ``repeats`` would take longer than ``budget_ms``); on the CPU by the host clock."""
+    if device != "cuda":
+        return time_ms_host(fn)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(warmup):
@@ -51,11 +67,11 @@ def time_ms(fn, repeats: int = 20, warmup: int = 5, budget_ms: float = 2000.0) -
     return statistics.median(times)
 
 
-def copy_bandwidth_gbs() -> float:
-    """Device-to-device copy bandwidth (read + write) in GB/s."""
-    src = torch.empty(1 << 28, dtype=torch.uint8, device="cuda")
+def copy_bandwidth_gbs(device: str) -> float:
+    """Device-to-device copy bandwidth (read + write) in GB/s (a 16 MB copy on the CPU)."""
+    src = torch.empty(1 << (28 if device == "cuda" else 24), dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    ms = time_ms(lambda: dst.copy_(src))
+    ms = time_ms(lambda: dst.copy_(src), device)
     return 2 * src.numel() / ms / 1e6
 
 
@@ -93,6 +109,7 @@ GRIDS = {
 #: issue 28's goals at 2^LOG2N points x C channels, layer norm + ReLU, fp32: (op, per channel) ->
 #: (least fused/torch forward+backward speedup, most fused forward+backward ms or None)
 GOAL_LOG2N, GOAL_CHANNELS = 20, 128
+TINY_LOG2N, TINY_CHANNELS = 10, 16  # --tiny: the goal rows at this size (a dry run)
 GOALS = {
     ("dense2d", False): (5.0, 3.0),
     ("dense2d", True): (5.0, 3.0),
@@ -103,22 +120,22 @@ GOAL_COPY_SHARE = 0.5  # least share of the copy bandwidth, fused forward+backwa
 GOAL_DETERMINISTIC_COST = 1.5  # most deterministic-mode / default fused forward+backward time
 
 
-def make_case(op: str, n: int, c: int, per_channel: bool):
+def make_case(op: str, n: int, c: int, per_channel: bool, device: str = "cuda"):
     """(function of backend -> output, differentiable inputs, minimum bytes forward, minimum bytes fwd+bwd)."""
-    h = torch.randn(n, c, device="cuda", requires_grad=True)
+    h = torch.randn(n, c, device=device, requires_grad=True)
     width = c if per_channel else 1
     io = n * c * 4
     if op == "modulate":
-        gamma = torch.randn(n, width, device="cuda", requires_grad=True)
-        beta = torch.randn(n, width, device="cuda", requires_grad=True)
+        gamma = torch.randn(n, width, device=device, requires_grad=True)
+        beta = torch.randn(n, width, device=device, requires_grad=True)
         mods = n * width * 4
         run_op = lambda backend: modulate(h, gamma, beta, norm="layer", backend=backend)  # noqa: E731
         return run_op, [h, gamma, beta], 2 * io + 2 * mods, 5 * io + 6 * mods
     dim, factory = GRIDS[op]
-    grid = factory(2 * width).cuda()
+    grid = factory(2 * width).to(device)
     with torch.no_grad():
         grid.table.normal_(0, 0.1)
-    coords = (torch.rand(n, dim, device="cuda") * 2 - 1).requires_grad_()
+    coords = (torch.rand(n, dim, device=device) * 2 - 1).requires_grad_()
 
     def run_op(backend):
         return grid_modulate(h, grid.table, grid.corners(coords), 0, width, norm="layer", backend=backend)
@@ -126,9 +143,9 @@ def make_case(op: str, n: int, c: int, per_channel: bool):
     return run_op, [h, grid.table, coords], 2 * io + n * dim * 4, 5 * io + 3 * n * dim * 4
 
 
-def measure(op: str, n: int, c: int, per_channel: bool, backend: str) -> dict:
-    run_op, inputs, bytes_fwd, bytes_fwd_bwd = make_case(op, n, c, per_channel)
-    cot = torch.randn(n, c, device="cuda")
+def measure(op: str, n: int, c: int, per_channel: bool, backend: str, device: str = "cuda") -> dict:
+    run_op, inputs, bytes_fwd, bytes_fwd_bwd = make_case(op, n, c, per_channel, device)
+    cot = torch.randn(n, c, device=device)
 
     def forward():
         with torch.no_grad():
@@ -137,16 +154,19 @@ def measure(op: str, n: int, c: int, per_channel: bool, backend: str) -> dict:
     def forward_backward():
         torch.autograd.grad(run_op(backend), inputs, cot)
 
-    fwd = time_ms(forward)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fwd_bwd = time_ms(forward_backward)
-    peak = torch.cuda.max_memory_allocated() - base
+    fwd = time_ms(forward, device)
+    if device != "cuda":
+        fwd_bwd, peak_mb = time_ms(forward_backward, device), None
+    else:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fwd_bwd = time_ms(forward_backward, device)
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
     return {
         "forward_ms": fwd,
         "forward_backward_ms": fwd_bwd,
-        "peak_extra_mb": peak / 2**20,
+        "peak_extra_mb": peak_mb,
         "forward_gbs": bytes_fwd / fwd / 1e6,
         "forward_backward_gbs": bytes_fwd_bwd / fwd_bwd / 1e6,
     }
@@ -184,10 +204,15 @@ def profile_case(text: str) -> tuple[str, int, int, bool]:
     return parts[0], 1 << int(parts[1]), int(parts[2]), parts[3] == "channel"
 
 
-def measure_row(op: str, log_n: int, c: int, per_channel: bool, deterministic: bool, copy_gbs: float) -> dict:
-    """Both backends on one case (and, with ``deterministic``, backend "auto" in deterministic mode)."""
-    t = measure(op, 1 << log_n, c, per_channel, "torch")
-    k = measure(op, 1 << log_n, c, per_channel, "cuda")
+def measure_row(
+    op: str, log_n: int, c: int, per_channel: bool, deterministic: bool, copy_gbs: float, device: str = "cuda"
+) -> dict:
+    """Both backends on one case (and, with ``deterministic``, backend "auto" in deterministic mode).
+
+    On the CPU (a dry run) the "cuda" column is backend "auto", which is the PyTorch path there.
+    """
+    t = measure(op, 1 << log_n, c, per_channel, "torch", device)
+    k = measure(op, 1 << log_n, c, per_channel, "cuda" if device == "cuda" else "auto", device)
     row = {
         "op": op,
         "points": 1 << log_n,
@@ -201,7 +226,7 @@ def measure_row(op: str, log_n: int, c: int, per_channel: bool, deterministic: b
     if deterministic and op != "modulate":
         torch.use_deterministic_algorithms(True)
         try:
-            row["deterministic"] = measure(op, 1 << log_n, c, per_channel, "auto")
+            row["deterministic"] = measure(op, 1 << log_n, c, per_channel, "auto", device)
         finally:
             torch.use_deterministic_algorithms(False)
         row["deterministic_cost"] = row["deterministic"]["forward_backward_ms"] / k["forward_backward_ms"]
@@ -222,6 +247,10 @@ def goal_checks(row: dict) -> dict[str, dict]:
         name: {"value": value, "goal": goal, "pass": value >= goal if at_least else value <= goal}
         for name, (value, goal, at_least) in checks.items()
     }
+
+
+def fmt_mb(value: float | None) -> str:
+    return f"{'-':>6}" if value is None else f"{value:6.0f}"
 
 
 def print_goals(checks: dict[str, dict]) -> None:
@@ -263,15 +292,17 @@ def main(argv: list[str] | None = None) -> None:
         type=profile_case,
         help="instead of the sweep, print the CUDA kernels of one case, e.g. dense2d,20,128,scalar",
     )
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a dry run, PyTorch path only")
+    parser.add_argument("--tiny", action="store_true", help=f"goal rows at 2^{TINY_LOG2N} x {TINY_CHANNELS}")
     parser.add_argument("--out", required=True, help="JSON results file (rewritten after every row)")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        raise CamfieldsError("bench_modulate needs a CUDA GPU")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CamfieldsError("bench_modulate needs a CUDA GPU (--device cpu for a dry run)")
     if args.profile:
         profile(*args.profile)
         return
-    device = torch.cuda.get_device_name()
-    copy_gbs = copy_bandwidth_gbs()
+    device = device_name(torch.device(args.device))
+    copy_gbs = copy_bandwidth_gbs(args.device)
     report = {
         "name": "bench_modulate",
         "description": "fused (grid) modulation, layer norm + ReLU, fp32, vs the PyTorch reference",
@@ -286,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{'speedup fb':>10} | {'cuda GB/s':>9} {'% copy':>6} | {'peak MB t/c':>13}"
     )
     if args.goals:
-        cases = [(op, GOAL_LOG2N, GOAL_CHANNELS, per_channel) for op, per_channel in GOALS]
+        log_n, c = (TINY_LOG2N, TINY_CHANNELS) if args.tiny else (GOAL_LOG2N, GOAL_CHANNELS)
+        cases = [(op, log_n, c, per_channel) for op, per_channel in GOALS]
     else:
         cases = [
             (op, log_n, c, per_channel)
@@ -297,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
             if (1 << log_n) * c <= args.max_elements
         ]
     for op, log_n, c, per_channel in cases:
-        row = measure_row(op, log_n, c, per_channel, args.deterministic or args.goals, copy_gbs)
+        row = measure_row(op, log_n, c, per_channel, args.deterministic or args.goals, copy_gbs, args.device)
         if args.goals:
             row["goals"] = goal_checks(row)
         report["rows"].append(row)
@@ -308,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{t['forward_ms']:6.2f}/{t['forward_backward_ms']:7.2f} | "
             f"{k['forward_ms']:6.2f}/{k['forward_backward_ms']:7.2f} | {row['speedup_forward_backward']:9.2f}x | "
             f"{k['forward_backward_gbs']:9.0f} {100 * row['cuda_fraction_of_copy_bandwidth']:5.0f}% | "
-            f"{t['peak_extra_mb']:6.0f}/{k['peak_extra_mb']:6.0f}",
+            f"{fmt_mb(t['peak_extra_mb'])}/{fmt_mb(k['peak_extra_mb'])}",
             flush=True,
         )
         if "deterministic" in row:
@@ -319,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         if args.goals:
             print_goals(row["goals"])
-        torch.cuda.empty_cache()
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
