@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
 
 #include "hash_encode.h"
 
@@ -35,7 +36,7 @@ namespace camfields {
 namespace {
 
 constexpr int kChunk = 8;      // features per thread
-constexpr int kThreads = 256;  // threads per block
+constexpr int kThreads = 128;  // threads per block
 
 struct HashArgs {
   int dim;
@@ -51,21 +52,31 @@ struct HashArgs {
   int64_t offset[kHashMaxLevels];
 };
 
+// Kernels are compiled for DIM = 2 and 3 input dimensions (fixed-size register arrays) and
+// for DIM = 0: any dimension up to kHashMaxDim, read from HashArgs at run time.
+template <int DIM>
+constexpr int kSlots = DIM > 0 ? DIM : kHashMaxDim;
+
+template <int DIM>
+__device__ __forceinline__ int dims(const HashArgs& a) {
+  return DIM > 0 ? DIM : a.dim;
+}
+
 // One point's cell at one level: lower node, fraction and d frac / d x per axis.
-template <typename coord_t>
+template <typename coord_t, int DIM>
 struct Cell {
-  int base[kHashMaxDim];
-  coord_t frac[kHashMaxDim];
-  coord_t dfrac[kHashMaxDim];
+  int base[kSlots<DIM>];
+  coord_t frac[kSlots<DIM>];
+  coord_t dfrac[kSlots<DIM>];
 };
 
-template <typename coord_t>
-__device__ __forceinline__ Cell<coord_t> locate(const coord_t* x, const HashArgs& a, int level) {
-  Cell<coord_t> cell;
+template <typename coord_t, int DIM>
+__device__ __forceinline__ Cell<coord_t, DIM> locate(const coord_t* x, const HashArgs& a, int level) {
+  Cell<coord_t, DIM> cell;
   const coord_t res = static_cast<coord_t>(a.resolution[level]);
 #pragma unroll
-  for (int d = 0; d < kHashMaxDim; ++d) {
-    if (d < a.dim) {
+  for (int d = 0; d < kSlots<DIM>; ++d) {
+    if (d < dims<DIM>(a)) {
       const coord_t xd = x[d];
       const coord_t pos = ((fmin(fmax(xd, coord_t(-1)), coord_t(1)) + coord_t(1)) * coord_t(0.5)) * (res - coord_t(1));
       const coord_t base = fmax(fmin(floor(pos), res - coord_t(2)), coord_t(0));
@@ -80,25 +91,26 @@ __device__ __forceinline__ Cell<coord_t> locate(const coord_t* x, const HashArgs
 __device__ __forceinline__ int corner_bit(int k, int d, int dim) { return (k >> (dim - 1 - d)) & 1; }
 
 // Row of corner k relative to the level's first row.
-template <typename coord_t>
-__device__ __forceinline__ uint32_t corner_row(const Cell<coord_t>& cell, const HashArgs& a, int level, int k) {
+template <typename coord_t, int DIM>
+__device__ __forceinline__ uint32_t corner_row(const Cell<coord_t, DIM>& cell, const HashArgs& a, int level, int k) {
+  const int dim = dims<DIM>(a);
   uint32_t row = 0;
   if (a.hashed[level]) {
 #pragma unroll
-    for (int d = 0; d < kHashMaxDim; ++d)
-      if (d < a.dim) row ^= static_cast<uint32_t>(cell.base[d] + corner_bit(k, d, a.dim)) * a.primes[d];
+    for (int d = 0; d < kSlots<DIM>; ++d)
+      if (d < dim) row ^= static_cast<uint32_t>(cell.base[d] + corner_bit(k, d, dim)) * a.primes[d];
     return row & a.mask;
   }
   const uint32_t res = static_cast<uint32_t>(a.resolution[level]);
 #pragma unroll
-  for (int d = kHashMaxDim - 1; d >= 0; --d)
-    if (d < a.dim) row = row * res + static_cast<uint32_t>(cell.base[d] + corner_bit(k, d, a.dim));
+  for (int d = kSlots<DIM> - 1; d >= 0; --d)
+    if (d < dim) row = row * res + static_cast<uint32_t>(cell.base[d] + corner_bit(k, d, dim));
   return row;
 }
 
 // Weight factor of corner k along axis d.
-template <typename coord_t>
-__device__ __forceinline__ coord_t corner_factor(const Cell<coord_t>& cell, int k, int d, int dim) {
+template <typename coord_t, int DIM>
+__device__ __forceinline__ coord_t corner_factor(const Cell<coord_t, DIM>& cell, int k, int d, int dim) {
   return corner_bit(k, d, dim) ? cell.frac[d] : coord_t(1) - cell.frac[d];
 }
 
@@ -129,24 +141,25 @@ __device__ __forceinline__ int64_t out_index(const Work& w, const HashArgs& a) {
   return w.point * a.groups * a.features + static_cast<int64_t>(w.group) * a.features + w.col;
 }
 
-template <typename scalar_t, typename coord_t>
-__global__ void hash_encode_forward_kernel(const coord_t* __restrict__ coords, const scalar_t* __restrict__ table,
-                                           const HashArgs a, scalar_t* __restrict__ out, int64_t n,
-                                           int64_t total) {
+template <typename scalar_t, typename coord_t, int DIM>
+__global__ void __launch_bounds__(kThreads)
+    hash_encode_forward_kernel(const coord_t* __restrict__ coords, const scalar_t* __restrict__ table,
+                               const HashArgs a, scalar_t* __restrict__ out, int64_t n, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= total) return;
+  const int dim = dims<DIM>(a);
   const Work w = work_of(t, n, a);
   acc_t acc[kChunk];
 #pragma unroll
   for (int j = 0; j < kChunk; ++j) acc[j] = acc_t(0);
   for (int level = w.first_level; level < w.last_level; ++level) {
-    const Cell<coord_t> cell = locate(coords + w.point * a.dim, a, level);
-    for (int k = 0; k < (1 << a.dim); ++k) {
+    const auto cell = locate<coord_t, DIM>(coords + w.point * dim, a, level);
+    for (int k = 0; k < (1 << dim); ++k) {
       coord_t weight = 1;
 #pragma unroll
-      for (int d = 0; d < kHashMaxDim; ++d)
-        if (d < a.dim) weight *= corner_factor(cell, k, d, a.dim);
+      for (int d = 0; d < kSlots<DIM>; ++d)
+        if (d < dim) weight *= corner_factor(cell, k, d, dim);
       const scalar_t* entry = table + (a.offset[level] + corner_row(cell, a, level, k)) * a.features + w.col;
 #pragma unroll
       for (int j = 0; j < kChunk; ++j)
@@ -161,33 +174,35 @@ __global__ void hash_encode_forward_kernel(const coord_t* __restrict__ coords, c
 
 // grad_table (T, F) of the accumulation type, or null; grad_coords (threads per point, N, D)
 // partial sums, or null.
-template <typename scalar_t, typename coord_t>
-__global__ void hash_encode_backward_kernel(const scalar_t* __restrict__ grad_out, const coord_t* __restrict__ coords,
-                                            const scalar_t* __restrict__ table, const HashArgs a,
-                                            at::opmath_type<scalar_t>* __restrict__ grad_table,
-                                            coord_t* __restrict__ grad_coords, int64_t n, int64_t total) {
+template <typename scalar_t, typename coord_t, int DIM>
+__global__ void __launch_bounds__(kThreads)
+    hash_encode_backward_kernel(const scalar_t* __restrict__ grad_out, const coord_t* __restrict__ coords,
+                                const scalar_t* __restrict__ table, const HashArgs a,
+                                at::opmath_type<scalar_t>* __restrict__ grad_table,
+                                coord_t* __restrict__ grad_coords, int64_t n, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= total) return;
+  const int dim = dims<DIM>(a);
   const Work w = work_of(t, n, a);
   acc_t g[kChunk];
   const scalar_t* g_row = grad_out + out_index(w, a);
 #pragma unroll
   for (int j = 0; j < kChunk; ++j) g[j] = j < w.width ? static_cast<acc_t>(g_row[j]) : acc_t(0);
-  coord_t grad_x[kHashMaxDim];
+  coord_t grad_x[kSlots<DIM>];
 #pragma unroll
-  for (int d = 0; d < kHashMaxDim; ++d) grad_x[d] = coord_t(0);
+  for (int d = 0; d < kSlots<DIM>; ++d) grad_x[d] = coord_t(0);
   for (int level = w.first_level; level < w.last_level; ++level) {
-    const Cell<coord_t> cell = locate(coords + w.point * a.dim, a, level);
-    coord_t grad_frac[kHashMaxDim];
+    const auto cell = locate<coord_t, DIM>(coords + w.point * dim, a, level);
+    coord_t grad_frac[kSlots<DIM>];
 #pragma unroll
-    for (int d = 0; d < kHashMaxDim; ++d) grad_frac[d] = coord_t(0);
-    for (int k = 0; k < (1 << a.dim); ++k) {
-      coord_t factor[kHashMaxDim];
+    for (int d = 0; d < kSlots<DIM>; ++d) grad_frac[d] = coord_t(0);
+    for (int k = 0; k < (1 << dim); ++k) {
+      coord_t factor[kSlots<DIM>];
       coord_t weight = 1;
 #pragma unroll
-      for (int d = 0; d < kHashMaxDim; ++d) {
-        factor[d] = d < a.dim ? corner_factor(cell, k, d, a.dim) : coord_t(1);
+      for (int d = 0; d < kSlots<DIM>; ++d) {
+        factor[d] = d < dim ? corner_factor(cell, k, d, dim) : coord_t(1);
         weight *= factor[d];
       }
       const int64_t row = (a.offset[level] + corner_row(cell, a, level, k)) * a.features + w.col;
@@ -202,25 +217,25 @@ __global__ void hash_encode_backward_kernel(const scalar_t* __restrict__ grad_ou
         for (int j = 0; j < kChunk; ++j)
           if (j < w.width) dot += g[j] * static_cast<acc_t>(table[row + j]);
 #pragma unroll
-        for (int d = 0; d < kHashMaxDim; ++d) {
-          if (d < a.dim) {
+        for (int d = 0; d < kSlots<DIM>; ++d) {
+          if (d < dim) {
             coord_t others = static_cast<coord_t>(dot);  // dot * prod_{e != d} factor_e
 #pragma unroll
-            for (int e = 0; e < kHashMaxDim; ++e)
+            for (int e = 0; e < kSlots<DIM>; ++e)
               if (e != d) others *= factor[e];
-            grad_frac[d] += corner_bit(k, d, a.dim) ? others : -others;
+            grad_frac[d] += corner_bit(k, d, dim) ? others : -others;
           }
         }
       }
     }
 #pragma unroll
-    for (int d = 0; d < kHashMaxDim; ++d)
-      if (d < a.dim) grad_x[d] += grad_frac[d] * cell.dfrac[d];
+    for (int d = 0; d < kSlots<DIM>; ++d)
+      if (d < dim) grad_x[d] += grad_frac[d] * cell.dfrac[d];
   }
   if (grad_coords != nullptr) {
 #pragma unroll
-    for (int d = 0; d < kHashMaxDim; ++d)
-      if (d < a.dim) grad_coords[t * a.dim + d] = grad_x[d];
+    for (int d = 0; d < kSlots<DIM>; ++d)
+      if (d < dim) grad_coords[t * dim + d] = grad_x[d];
   }
 }
 
@@ -281,26 +296,36 @@ unsigned int block_count(int64_t total) {
   return static_cast<unsigned int>(blocks);
 }
 
-template <typename scalar_t, typename coord_t>
+template <typename scalar_t, typename coord_t, int DIM>
 void launch_forward(const at::Tensor& coords, const at::Tensor& table, const HashArgs& a, at::Tensor& out) {
   const int64_t n = coords.size(0), total = thread_count(n, a);
-  hash_encode_forward_kernel<scalar_t, coord_t>
+  hash_encode_forward_kernel<scalar_t, coord_t, DIM>
       <<<block_count(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
           coords.data_ptr<coord_t>(), table.data_ptr<scalar_t>(), a, out.data_ptr<scalar_t>(), n, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename scalar_t, typename coord_t>
+template <typename scalar_t, typename coord_t, int DIM>
 void launch_backward(const at::Tensor& grad_out, const at::Tensor& coords, const at::Tensor& table, const HashArgs& a,
                      at::Tensor& grad_table, at::Tensor& grad_coords) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t n = coords.size(0), total = thread_count(n, a);
-  hash_encode_backward_kernel<scalar_t, coord_t>
+  hash_encode_backward_kernel<scalar_t, coord_t, DIM>
       <<<block_count(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
           grad_out.data_ptr<scalar_t>(), coords.data_ptr<coord_t>(), table.data_ptr<scalar_t>(), a,
           grad_table.defined() ? grad_table.data_ptr<acc_t>() : nullptr,
           grad_coords.defined() ? grad_coords.data_ptr<coord_t>() : nullptr, n, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Calls launch<coord_t, DIM>(): float coordinates in 2 or 3 dimensions get their own kernels,
+// double coordinates and other dimensions the run-time-dimension ones.
+template <typename Launch>
+void dispatch_coords(const at::Tensor& coords, const HashArgs& a, const Launch& launch) {
+  if (coords.scalar_type() == at::kDouble) launch(std::integral_constant<int, 0>(), double());
+  else if (a.dim == 2) launch(std::integral_constant<int, 2>(), float());
+  else if (a.dim == 3) launch(std::integral_constant<int, 3>(), float());
+  else launch(std::integral_constant<int, 0>(), float());
 }
 
 }  // namespace
@@ -314,8 +339,9 @@ at::Tensor hash_encode_forward(const at::Tensor& coords, const at::Tensor& table
   at::Tensor out = at::empty({coords.size(0), int64_t(a.groups) * a.features}, table.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, table.scalar_type(), "hash_encode_forward", [&] {
-    if (coords.scalar_type() == at::kDouble) launch_forward<scalar_t, double>(coords, table, a, out);
-    else launch_forward<scalar_t, float>(coords, table, a, out);
+    dispatch_coords(coords, a, [&](auto dim, auto coord) {
+      launch_forward<scalar_t, decltype(coord), decltype(dim)::value>(coords, table, a, out);
+    });
   });
   return out;
 }
@@ -338,10 +364,10 @@ std::vector<at::Tensor> hash_encode_backward(const at::Tensor& grad_out, const a
   if (need_coords_grad) partial = at::empty({int64_t(a.groups) * a.chunks, n, a.dim}, coords.options());
   if (n > 0 && (need_table_grad || need_coords_grad)) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, table.scalar_type(), "hash_encode_backward", [&] {
-      if (coords.scalar_type() == at::kDouble)
-        launch_backward<scalar_t, double>(grad_out, coords, table, a, grad_table, partial);
-      else
-        launch_backward<scalar_t, float>(grad_out, coords, table, a, grad_table, partial);
+      dispatch_coords(coords, a, [&](auto dim, auto coord) {
+        launch_backward<scalar_t, decltype(coord), decltype(dim)::value>(grad_out, coords, table, a, grad_table,
+                                                                         partial);
+      });
     });
   }
   if (need_table_grad && acc_type != table.scalar_type()) grad_table = grad_table.to(table.scalar_type());
