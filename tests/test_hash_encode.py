@@ -6,7 +6,9 @@ from __future__ import annotations
 import doctest
 import importlib.util
 import itertools
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -331,3 +333,21 @@ def test_tcnn_backend_fits_like_the_fused_twin(extension):
     assert ours > 25 and theirs > ours - 2.0, (ours, theirs)
     with pytest.raises(CamfieldsError, match="on the CPU"):
         tcnn(torch.zeros(3, 2))
+
+
+# ---------------------------------------------------------------- benchmark script (CPU dry run)
+
+
+def test_bench_hash_encode_dry_run(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_hash_encode
+
+    out = tmp_path / "bench.json"
+    bench_hash_encode.main(["--device", "cpu", "--tiny", "--dims", "2", "--dtypes", "float16", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["dim"] == 2 and row["table_dtype"] == "float16" and row["points"] == 1024
+    for backward in ("none", "table", "coords"):
+        assert row[f"torch_{backward}_ms"] > 0 and row[f"fused_{backward}_ms"] > 0
+        assert row[f"speedup_{backward}"] == row[f"torch_{backward}_ms"] / row[f"fused_{backward}_ms"]
+    with pytest.raises(CamfieldsError, match="--dtypes"):
+        bench_hash_encode.main(["--device", "cpu", "--dtypes", "float8", "--out", str(out)])
