@@ -10,13 +10,15 @@ Design note.
 * **Reference.** The PyTorch path is ``combine_corners(table, layout.corners(coords))``:
   ``HashLayout.corners`` builds the (N, L, 2^D) rows and multilinear weights that
   ``camfields.modules.HashGrid.corners`` returns (and that the fused grid modulation reads).
-* **Fused** (``cuda/hash_encode.cu``): one launch for all levels, one thread per point x
-  level x chunk of 8 features (x chunk only for "sum", a thread then walks every level);
-  the thread computes the cell, the 2^D corner rows (dense index or XOR-of-primes hash,
-  the same rule and primes as the reference, passed in from here) and weights in registers,
-  so the (N, L, 2^D) index and weight tensors are never written. Coordinates are computed in
-  their own precision (float16 / bfloat16 coordinates in float32); tables may be float32,
-  float16, bfloat16 or float64, accumulated in float32 (float64 for float64 tables).
+* **Fused** (``cuda/hash_encode.cu``): one launch for all levels. A thread owns one point,
+  one level ("concat"; with "sum" it walks every level) and up to 8 features; it computes
+  the cell, the 2^D corner rows (dense index or XOR-of-primes hash: the same rule, and the
+  primes passed in from here) and the weights in registers, so the (N, L, 2^D) index and
+  weight tensors are never written. Kernels are specialised for 2D and 3D float32
+  coordinates; other dimensions (up to 7) and float64 coordinates take a generic kernel.
+  Positions are computed in the coordinates' precision (float16 / bfloat16 coordinates in
+  float32); tables may be float32, float16, bfloat16 or float64, accumulated in float32
+  (float64 for float64 tables); outputs have the table's dtype, as in the reference.
 * **Gradients.** The table gradient is scattered with ``atomicAdd`` into a buffer of the
   accumulation type (float32 for float16 / bfloat16 tables, cast to the table's dtype after
   the kernel; we chose this over half2 atomics for accuracy: rows of coarse levels receive
