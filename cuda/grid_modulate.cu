@@ -129,35 +129,19 @@ __global__ void grid_modulate_point_grad_kernel(const scalar_t* __restrict__ gra
     acc_t mean = 0, rstd = 1;
     if (norm) group_stats<scalar_t, acc_t>(row, begin, group_size, static_cast<acc_t>(eps), lane, mean, rstd);
     acc_t sum_dn = 0, sum_dn_x = 0;
-    for (int c0 = begin; c0 < begin + group_size; c0 += kWarp) {  // the whole warp runs every round
-      const int c = c0 + lane;
-      const bool active = c < begin + group_size;
-      acc_t x = 0, dz = 0, gam = shared_gamma, bet = shared_beta;
-      if (active) {
-        if (width != 1) channel_gamma_beta(table, weight, a, width, point, c, gam, bet);
-        x = (static_cast<acc_t>(row[c]) - mean) * rstd;
-        dz = static_cast<acc_t>(go_row[c]) * activate_grad(x * gam + bet, act);
-        sum_dn += dz * gam;
-        sum_dn_x += dz * gam * x;
-      }
+    for (int c = begin + lane; c < begin + group_size; c += kWarp) {
+      acc_t gam = shared_gamma, bet = shared_beta;
+      if (width != 1) channel_gamma_beta(table, weight, a, width, point, c, gam, bet);
+      const acc_t x = (static_cast<acc_t>(row[c]) - mean) * rstd;
+      const acc_t dz = static_cast<acc_t>(go_row[c]) * activate_grad(x * gam + bet, act);
+      sum_dn += dz * gam;
+      sum_dn_x += dz * gam * x;
       if (width == 1) {
         shared_dgamma += dz * x;
         shared_dbeta += dz;
-        continue;
-      }
-      const table_t dgamma = static_cast<table_t>(dz * x), dbeta = static_cast<table_t>(dz);
-      if (active) {
-        dd_row[c] = dgamma;
-        dd_row[width + c] = dbeta;
-      }
-      if (grad_weight == nullptr) continue;
-      for (int pk = 0; pk < corners; ++pk) {  // each corner's weight gradient sums over the channels
-        table_t to_weight = 0;
-        if (active)
-          to_weight = weight_grad_term(table, weight, a, point, pk, c, dgamma) +
-                      weight_grad_term(table, weight, a, point, pk, width + c, dbeta);
-        to_weight = warp_sum(to_weight);
-        if (lane == 0) grad_weight[point * corners + pk] += to_weight;  // this warp alone owns the point
+      } else {
+        dd_row[c] = static_cast<table_t>(dz * x);
+        dd_row[width + c] = static_cast<table_t>(dz);
       }
     }
     if (norm) {
@@ -172,7 +156,19 @@ __global__ void grid_modulate_point_grad_kernel(const scalar_t* __restrict__ gra
       gh_row[c] = static_cast<scalar_t>(norm ? rstd * (dn - sum_dn - x * sum_dn_x) : dn);
     }
   }
-  if (width != 1) return;
+  if (width != 1) {
+    if (grad_weight == nullptr) return;
+    __syncwarp();  // every lane reads the delta gradients the others wrote
+    for (int pk = 0; pk < corners; ++pk) {  // each corner's weight gradient sums over the channels
+      table_t to_weight = 0;
+      for (int c = lane; c < channels; c += kWarp)
+        to_weight += weight_grad_term(table, weight, a, point, pk, c, dd_row[c]) +
+                     weight_grad_term(table, weight, a, point, pk, width + c, dd_row[width + c]);
+      to_weight = warp_sum(to_weight);
+      if (lane == 0) grad_weight[point * corners + pk] = to_weight;
+    }
+    return;
+  }
   const table_t dgamma = static_cast<table_t>(warp_sum(shared_dgamma));
   const table_t dbeta = static_cast<table_t>(warp_sum(shared_dbeta));
   if (lane == 0) {

@@ -55,15 +55,16 @@ __device__ __forceinline__ void group_factors(const table_t* table, const table_
     for (int p = 0; p < a.groups_p; ++p) factor[p] = 1;
     return;
   }
-  table_t prefix = 1;
-  for (int p = 0; p < a.groups_p; ++p) {  // factor[p] = prod_{q < p} (1 + s_q), then times the suffix
+  table_t one_plus_s[kMaxProductGroups];
+  for (int p = 0; p < a.groups_p; ++p) one_plus_s[p] = table_t(1) + corner_group_sum(table, weight, a, point, p, col);
+  table_t prefix = 1, suffix = 1;
+  for (int p = 0; p < a.groups_p; ++p) {  // prod_{q < p}, then times prod_{q > p}
     factor[p] = prefix;
-    prefix *= table_t(1) + corner_group_sum(table, weight, a, point, p, col);
+    prefix *= one_plus_s[p];
   }
-  table_t suffix = 1;
   for (int p = a.groups_p - 1; p >= 0; --p) {
     factor[p] *= suffix;
-    suffix *= table_t(1) + corner_group_sum(table, weight, a, point, p, col);
+    suffix *= one_plus_s[p];
   }
 }
 
@@ -103,7 +104,7 @@ __global__ void table_grad_shared_kernel(const table_t* __restrict__ ddelta, con
                                          const table_t* __restrict__ weight, CornerArgs a, int64_t n, int width2,
                                          int64_t rows, int tile_width, int tiles, int64_t chunk_points,
                                          table_t* grad_table, table_t* partials) {
-  extern __shared__ unsigned char shared_bytes[];
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
   table_t* acc = reinterpret_cast<table_t*>(shared_bytes);
   const int tile = blockIdx.x % tiles;
   const int64_t chunk = blockIdx.x / tiles;
