@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -76,6 +77,8 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
 }
 
 Step = Callable[[], None]
+#: the training views, loaded once for all NeRF rows
+load_train_views = functools.lru_cache(maxsize=1)(load_blender)
 
 
 @contextlib.contextmanager
@@ -151,7 +154,7 @@ def nerf_case(
     if tiny:
         overrides = deep_merge(deep_merge(overrides, TINY_NERF), TINY_MODELS[model_name])
     cfg = nerf.resolve_config(model_name, "nerf/lego", overrides)
-    split = load_blender(scene, "train", cfg.downscale, tuple(cfg.background))
+    split = load_train_views(scene, "train", cfg.downscale, tuple(cfg.background))
     background = torch.tensor(cfg.background, device=device)
     objective = RayObjective(split_rays(split, device), cfg.train.batch_size, background)
 

@@ -33,7 +33,7 @@ from camfields.runtime import device_name
 from camfields.training.checkpoint import write_json
 
 
-def time_ms_host(fn, repeats: int = 3) -> float:
+def time_ms_host(fn, repeats: int = 2) -> float:
     """Median milliseconds of ``fn()`` by the host clock, after one warm-up call (the CPU dry run)."""
     fn()
     times = []

@@ -247,15 +247,18 @@ def test_modulate_goal_checks_compare_each_measurement_with_its_goal():
     assert "cuda_forward_backward_ms" not in hash_checks and hash_checks["speedup_forward_backward"]["goal"] == 3.0
 
 
-def small_lego(source: Path, target: Path, views: int = 3) -> Path:
-    """A copy of a Blender scene's first ``views`` training views (links to its images)."""
-    meta = json.loads((source / "transforms_train.json").read_text())
-    meta["frames"] = meta["frames"][:views]
-    (target / "train").mkdir(parents=True)
-    for frame in meta["frames"]:
-        name = Path(frame["file_path"]).name + ".png"
-        (target / "train" / name).symlink_to(source / "train" / name)
-    (target / "transforms_train.json").write_text(json.dumps(meta))
+def small_lego(source: Path, target: Path, views: int = 3, val_views: int = 0) -> Path:
+    """A copy of a Blender scene's first ``views`` training (and ``val_views`` val) views, linking its images."""
+    for split, count in (("train", views), ("val", val_views)):
+        if count == 0:
+            continue
+        meta = json.loads((source / f"transforms_{split}.json").read_text())
+        meta["frames"] = meta["frames"][:count]
+        (target / split).mkdir(parents=True)
+        for frame in meta["frames"]:
+            name = Path(frame["file_path"]).name + ".png"
+            (target / split / name).symlink_to(source / split / name)
+        (target / f"transforms_{split}.json").write_text(json.dumps(meta))
     return target
 
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The one GPU script: on a GPU machine, in this order, each step under its own timeout and the
+# whole run within DEADLINE seconds (default 480) by construction:
+#   build    the CUDA extension (JIT, cached in $CAMFIELDS_CACHE) and nvidia-smi -> build.log
+#   tests    the GPU tests: fused kernels vs PyTorch (float64 gradchecks included), the hash
+#            encoding, no host wait in a training step                           -> gpu_tests.log
+#   kernels  bench_modulate.py --goals: issue 28's goal rows, pass/fail          -> modulate_goals_<gpu>.json
+#   steps    bench_end_to_end.py: image / vanilla_cam / ngp training steps/s,
+#            CAMFIELDS_BACKEND=torch vs fused (NeRF rows need LEGO)             -> end_to_end_<gpu>.json
+#   nerf     with LEGO: bench_nerf.py ngp vs ngp_cam, sharing the time left     -> nerf_lego_400_<gpu>.json
+# The benchmarks' tables go to bench.log; summary.txt is written (and printed) last. Each file
+# lands in ${OUT:-gpu_run_out} as soon as it exists, so a run that is cut off still returns what
+# it had (7 files at most). A step starts only if the time left allows its minimum, and is cut
+# at the smaller of its cap and the time left.
+# Settings (environment): LEGO (the 400x400 lego folder, e.g. .gpudata/lego), DEADLINE (480),
+# STEPS (build,tests,kernels,steps,nerf: a subset for a rerun), GPU_TESTS (the test files),
+# PYTHON (python3).
+# Offline machines: wheels of missing packages in .whl/ (scripts/gpu_env.sh installs them).
+# DRY_RUN=1: every step on the CPU at tiny sizes (no CUDA build: the sources are listed; the
+# GPU tests are collected, not run; DEADLINE 900), to check the script (tests/test_gpu_script.py).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_run_out}"
+mkdir -p "$out"
+export CAMFIELDS_CACHE="${CAMFIELDS_CACHE:-/tmp/camfields_cache}" PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
+dry="${DRY_RUN:-0}"
+py="${PYTHON:-python3}"
+deadline="${DEADLINE:-$([ "$dry" = 1 ] && echo 900 || echo 480)}"
+steps=",${STEPS:-build,tests,kernels,steps,nerf},"
+reserve=10  # seconds kept for the summary
+results=()
+
+limit_for() {  # limit_for CAP MIN: the seconds a step may take now, 0 when fewer than MIN are left
+  local left=$((deadline - SECONDS - reserve))
+  if [ "$left" -lt "$2" ]; then echo 0; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+
+run_step() {  # run_step NAME CAP MIN LOG COMMAND...: COMMAND under its limit, output appended to LOG
+  local name=$1 cap=$2 min=$3 log=$4 limit start rc
+  shift 4
+  if [[ $steps != *",$name,"* ]]; then return; fi
+  limit=$(limit_for "$cap" "$min")
+  if [ "$limit" -le 0 ]; then
+    results+=("$name: skipped, $((deadline - SECONDS)) s left")
+    return
+  fi
+  start=$SECONDS
+  echo "== $name (limit $limit s): $*" >>"$log"
+  timeout -k 5 "$limit" "$@" >>"$log" 2>&1
+  rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then rc="$rc (cut at the $limit s limit)"; fi
+  results+=("$name: exit $rc after $((SECONDS - start)) s")
+}
+
+gpu_tests=()
+for f in ${GPU_TESTS:-tests/test_cuda_ops.py tests/test_hash_encode.py tests/test_sync.py}; do
+  [ -f "$f" ] && gpu_tests+=("$f")
+done
+if [ "$dry" = 1 ]; then
+  gpu=cpu
+  run_step build 300 0 "$out/build.log" "$py" -c \
+    "from camfields.cuda_build import SOURCE_NAMES; print('dry run, no build; sources:', *SOURCE_NAMES)"
+  run_step tests 300 0 "$out/gpu_tests.log" "$py" -m pytest -q -p no:cacheprovider --collect-only "${gpu_tests[@]}"
+  run_step kernels 300 0 "$out/bench.log" "$py" benchmarks/bench_modulate.py --goals --device cpu --tiny \
+    --out "$out/modulate_goals_$gpu.json"
+  run_step steps 300 0 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --device cpu --tiny --warmup 1 \
+    --seconds 0.05 ${LEGO:+--data "$LEGO"} --out "$out/end_to_end_$gpu.json"
+  nerf_args=(--device cpu --downscale 16 --steps 3)
+  cat >/tmp/gpu_run_lego.toml <<'TOML'
+extends = "nerf/lego"
+eval_views = 1
+turntable_frames = 0
+quantize_bits = 0
+sampler = { grid_resolution = 16, steps_per_diagonal = 32 }
+train = { batch_size = 64 }
+field = { trunk = { encoding = { hash = { levels = 4, log2_table_size = 10 } } } }
+TOML
+  nerf_min=0
+else
+  run_step build 200 30 "$out/build.log" "$py" -c "
+import time
+from camfields.ops.backend import cuda_extension_status
+t = time.time()
+ok, reason = cuda_extension_status()
+print('extension', 'built' if ok else f'FAILED: {reason}', f'in {time.time() - t:.0f} s')"
+  nvidia-smi >>"$out/build.log" 2>&1
+  gpu=$("$py" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null || echo unknown)
+  run_step tests 180 60 "$out/gpu_tests.log" "$py" -m pytest -q -p no:cacheprovider --durations=10 "${gpu_tests[@]}"
+  run_step kernels 150 60 "$out/bench.log" "$py" benchmarks/bench_modulate.py --goals \
+    --out "$out/modulate_goals_$gpu.json"
+  run_step steps 150 60 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --warmup 20 --seconds 8 \
+    ${LEGO:+--data "$LEGO"} --out "$out/end_to_end_$gpu.json"
+  printf 'extends = "nerf/lego"\neval_views = 10\nturntable_frames = 0\n' >/tmp/gpu_run_lego.toml
+  # each model: a 300-step probe, the fit, and its evaluation (about 45 s besides the fit)
+  seconds=$(((deadline - SECONDS - reserve) / 2 - 45))
+  nerf_args=(--downscale 1 --seconds "$seconds")
+  nerf_min=150
+fi
+if [ -n "${LEGO:-}" ]; then
+  run_step nerf 100000 "$nerf_min" "$out/bench.log" "$py" benchmarks/bench_nerf.py --data "$LEGO" \
+    --config /tmp/gpu_run_lego.toml --eval-split val --models ngp,ngp_cam "${nerf_args[@]}" \
+    --workdir /tmp/gpu_run_nerf --out "$out/nerf_lego_400_$gpu.json"
+  if [ ! -f "$out/nerf_lego_400_$gpu.json" ]; then  # cut off: the models that finished
+    "$py" - "$out/nerf_lego_400_$gpu.json" <<'PY'
+import json, sys
+from pathlib import Path
+done = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path("/tmp/gpu_run_nerf").glob("*/metrics.json"))}
+Path(sys.argv[1]).write_text(json.dumps({"partial": True, "results": done}, indent=1))
+PY
+  fi
+elif [[ $steps == *",nerf,"* ]]; then
+  results+=("nerf: skipped, no LEGO folder given")
+fi
+
+{
+  echo "== gpu_run summary: $gpu, $(date -u +%Y-%m-%dT%H:%MZ), ${SECONDS} s of DEADLINE=$deadline s =="
+  printf '%s\n' "${results[@]}"
+  grep -E "^extension|^dry run" "$out/build.log" 2>/dev/null
+  grep -E "passed|failed|error|collected" "$out/gpu_tests.log" 2>/dev/null | tail -n 3
+  grep -v -i -E "warn|^\s*$" "$out/bench.log" 2>/dev/null | tail -n 40
+} >"$out/summary.txt"
+cat "$out/summary.txt"
