@@ -8,7 +8,7 @@ CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve again
 baseline, and an RD plot (PSNR vs bpp). Rerun with the same --out, finished fits are
 re-encoded and unfinished ones resumed; a fit made with other settings there is an error.
 With --time-budget SECONDS every fit gets the same epochs, the most that a timing probe of
-each fit on the device says end within the budget.
+each fit on the device says end within the budget (--fit-cost replaces the probe by given costs).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import MODEL_PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
-from camfields.tasks.video_budget import plan_epochs, probe_fit
+from camfields.tasks.video_budget import FitCost, plan_epochs, probe_fit
 from camfields.training.checkpoint import write_json
 
 
@@ -52,6 +52,20 @@ class Fit:
         )
 
 
+def parse_fit_cost(text: str, time_budget: float | None) -> FitCost:
+    """``--fit-cost EPOCH_SECONDS,ONCE_SECONDS`` as a FitCost, or one clear error."""
+    try:
+        epoch_seconds, once_seconds = (float(part) for part in text.split(","))
+    except ValueError:
+        epoch_seconds = once_seconds = float("nan")
+    if time_budget is None or not (0 < epoch_seconds < float("inf") and 0 <= once_seconds < float("inf")):
+        raise CamfieldsError(
+            f"--fit-cost takes two numbers, seconds per epoch (> 0) and seconds once (>= 0), with --time-budget; "
+            f"got {text!r}"
+        )
+    return FitCost(epoch_seconds, once_seconds)
+
+
 def budget_plan(
     out: Path,
     cfgs: list[VideoConfig],
@@ -60,10 +74,11 @@ def budget_plan(
     seconds: float,
     started: float,
     load_seconds: float,
+    assumed_cost: FitCost | None = None,
 ) -> dict:
     """The epochs every fit gets within ``seconds`` counted from ``started`` (``time.perf_counter``),
-    from a timing probe of each fit; kept in ``out/plan.json`` so that a rerun with the same budget
-    resumes its fits with the same epochs."""
+    from a timing probe of each fit, or ``assumed_cost`` for every fit when given; kept in
+    ``out/plan.json`` so that a rerun with the same budget resumes its fits with the same epochs."""
     path = out / "plan.json"
     if path.exists():
         try:
@@ -75,7 +90,7 @@ def budget_plan(
         if planned_seconds == seconds and planned == [(c.model, c.target_params, c.bits) for c in cfgs]:
             print(f"time budget: {plan['epochs']} epochs per fit, the plan in {path}", flush=True)
             return plan
-    costs = [probe_fit(video, cfg, device, load_seconds=load_seconds) for cfg in cfgs]
+    costs = [assumed_cost or probe_fit(video, cfg, device, load_seconds=load_seconds) for cfg in cfgs]
     remaining = seconds - (time.perf_counter() - started)
     epochs = plan_epochs(costs, remaining)
     plan = {
@@ -171,6 +186,12 @@ def main(argv: list[str] | None = None) -> None:
         "codecs, a timing probe of each fit, the fits) end within SECONDS on this device",
     )
     parser.add_argument(
+        "--fit-cost",
+        metavar="EPOCH_SECONDS,ONCE_SECONDS",
+        help="with --time-budget: plan with these costs of every fit (seconds per epoch, seconds once after "
+        "training) instead of timing each fit on this device (to plan for another machine's measured speed)",
+    )
+    parser.add_argument(
         "--seeds", help="comma-separated seeds: one curve per model and seed (default: one, the config's seed)"
     )
     parser.add_argument("--crf", default="51,46,41,36,31", help="comma-separated CRFs of x264 / x265")
@@ -189,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         raise CamfieldsError("--models, --params and --bits each need at least one value")
     if args.time_budget is not None and (args.epochs or not args.time_budget > 0):
         raise CamfieldsError("--time-budget takes a number of seconds > 0, and replaces --epochs: give one of them")
+    assumed_cost = parse_fit_cost(args.fit_cost, args.time_budget) if args.fit_cost is not None else None
     codecs = comma_names(args.codecs, baselines.CODECS, "--codecs")
     out = Path(args.out)
     device = resolve_device(args.device)
@@ -206,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = None
     if args.time_budget is not None:
         cfgs = [fit.config(args.config, overrides) for fit in fits]
-        plan = budget_plan(out, cfgs, video, device, args.time_budget, started, load_seconds)
+        plan = budget_plan(out, cfgs, video, device, args.time_budget, started, load_seconds, assumed_cost)
         overrides = {"epochs": plan["epochs"]}
     clip_shape = tuple(video.shape[:3])
     del video  # the fits load the clip themselves

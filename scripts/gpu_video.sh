@@ -10,7 +10,8 @@
 # Settings (environment): VIDEO (required), VIDEO_CONFIG (video/bunny), VIDEO_MODELS
 # (ffnerv,ffnerv_cam), VIDEO_PARAMS (250000,500000,1000000: about 0.01 to 0.04 bpp at 6 bits),
 # VIDEO_BITS (6), VIDEO_EPOCHS (the config's, or the time budget's), VIDEO_CODECS (x264),
-# VIDEO_CRF (51,46,41,36,31). Offline machines: wheels of missing packages in .whl/ (as for
+# VIDEO_CRF (51,46,41,36,31), VIDEO_FIT_COST (with DEADLINE: plan with these EPOCH_SECONDS,ONCE_SECONDS
+# per fit instead of timing each fit, eval_rd's --fit-cost). Offline machines: wheels of missing packages in .whl/ (as for
 # scripts/gpu_check.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ if [ -n "${VIDEO_EPOCHS:-}" ]; then
   epochs=(--epochs "$VIDEO_EPOCHS")
 elif [ -n "${DEADLINE:-}" ]; then
   epochs=(--time-budget "$((DEADLINE - SECONDS - 20))")  # 20 s for python's start and the last writes
+  [ -n "${VIDEO_FIT_COST:-}" ] && epochs+=(--fit-cost "$VIDEO_FIT_COST")
 fi
 timeout "${DEADLINE:-100000}" python3 scripts/eval_rd.py --video "${VIDEO:?set VIDEO to the clip}" \
   --config "${VIDEO_CONFIG:-video/bunny}" --models "${VIDEO_MODELS:-ffnerv,ffnerv_cam}" \
