@@ -12,7 +12,7 @@
 # VIDEO_BITS (6), VIDEO_EPOCHS (the config's, or the time budget's), VIDEO_CODECS (x264),
 # VIDEO_CRF (51,46,41,36,31), VIDEO_FIT_COST (with DEADLINE: plan with these EPOCH_SECONDS,ONCE_SECONDS
 # per fit instead of timing each fit, eval_rd's --fit-cost). Offline machines: wheels of missing packages in .whl/ (as for
-# scripts/gpu_check.sh).
+# scripts/gpu_run.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_video_out}"
