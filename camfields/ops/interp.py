@@ -9,6 +9,7 @@ This matches ``torch.nn.functional.grid_sample(..., align_corners=True)``.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -84,8 +85,95 @@ def dense_index(corners: torch.Tensor, resolution: Sequence[int]) -> torch.Tenso
     return index
 
 
+#: Widest table (columns) whose CPU table gradient takes one ``bincount`` per column.
+BINCOUNT_MAX_COLUMNS = 4
+#: Largest table (elements) whose CPU table gradient walks the entries in point order: the
+#: gradient table stays in cache (1 MiB of float32). Larger ones walk them sorted by row.
+POINT_ORDER_MAX_ELEMENTS = 1 << 18
+
+
+def _uses_cpu_algorithms(tensor: torch.Tensor) -> bool:
+    """True for float32 / float64 CPU tensors: the other devices and dtypes keep the plain formulas."""
+    return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+
+
+def _sparse_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A sparse CSR matrix, without torch's one-time warning that sparse CSR is a beta feature."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, rows: int) -> torch.Tensor:
+    """Gradient (rows, F) of a (rows, F) table read by ``gather_weighted``: row ``index[n, k]``
+    gets ``weights[n, k] * grad[n]`` summed over every (n, k).
+
+    Args:
+        grad: (N, F) cotangent of the output.
+        index: (N, K) table rows in [0, rows).
+        weights: (N, K) interpolation weights, ``grad``'s dtype.
+        rows: table rows T.
+
+    On CPU (float32 / float64) no (N * K, F) temporary is built:
+
+    * F <= ``BINCOUNT_MAX_COLUMNS``: one ``torch.bincount`` with weights per column, a single
+      pass over the N * K entries in ``index_add_``'s order;
+    * wider, T * F <= ``POINT_ORDER_MAX_ELEMENTS``: ``W^T @ grad`` with the (N, T) weight
+      matrix ``W`` in CSR form (rows = points, no sort), by MKL's sparse kernel;
+    * wider and larger: the same product with ``W^T`` in CSR form, built by sorting the
+      entries by table row.
+
+    Elsewhere (CUDA) one ``index_add_`` of the (N * K, F) weighted rows, deterministic there.
+    """
+    columns = grad.shape[1]
+    flat = index.reshape(-1)
+    if flat.numel() == 0 or columns == 0:
+        return grad.new_zeros(rows, columns)
+    if not _uses_cpu_algorithms(grad):
+        weighted = (grad[:, None, :] * weights[..., None]).reshape(-1, columns)
+        return grad.new_zeros(rows, columns).index_add_(0, flat, weighted)
+    if columns <= BINCOUNT_MAX_COLUMNS:
+        return torch.stack(
+            [torch.bincount(flat, (weights * grad[:, j, None]).reshape(-1), minlength=rows) for j in range(columns)],
+            dim=1,
+        ).to(grad.dtype)
+    points, corners = index.shape
+    if rows * columns <= POINT_ORDER_MAX_ELEMENTS:
+        crow = torch.arange(0, flat.numel() + 1, corners, device=flat.device)
+        return _sparse_csr(crow, flat, weights.reshape(-1), (points, rows)).t() @ grad.contiguous()
+    order = torch.sort(flat.to(torch.int32) if rows <= torch.iinfo(torch.int32).max else flat).indices
+    crow = flat.new_zeros(rows + 1)
+    torch.cumsum(torch.bincount(flat, minlength=rows), 0, out=crow[1:])
+    col = torch.div(order, corners, rounding_mode="floor")
+    return _sparse_csr(crow, col, weights.reshape(-1)[order], (rows, points)) @ grad.contiguous()
+
+
+def weight_gradient(table: torch.Tensor, index: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Gradient (N, K) of ``gather_weighted``'s weights: ``table[index[n, k]] . grad[n]``.
+
+    Args:
+        table: (T, F) values; index: (N, K) rows; grad: (N, F) cotangent.
+
+    On CPU torch's fused kernel for ``embedding_bag``'s ``per_sample_weights`` gradient (one
+    dot product per entry, no (N, K, F) gather); elsewhere the gather, multiply and sum.
+    """
+    if not _uses_cpu_algorithms(grad):
+        return (table[index] * grad[:, None, :]).sum(-1)
+    points, corners = index.shape
+    offsets = torch.arange(0, points * corners, corners, device=index.device)
+    bags = torch.arange(points, device=index.device).repeat_interleave(corners)
+    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        grad.contiguous(),
+        table,
+        index.reshape(-1),
+        offsets,
+        bags,
+        0,  # mode 0: sum
+    ).view(points, corners)
+
+
 class _GatherWeighted(torch.autograd.Function):
-    """``embedding_bag`` forward; a backward that scatters into the table with one ``index_add_``.
+    """``embedding_bag`` forward; ``table_gradient`` and ``weight_gradient`` backward.
 
     (torch's own embedding_bag backward sorts the indices first, 2-3x slower on CPU.)
     """
@@ -100,10 +188,9 @@ class _GatherWeighted(torch.autograd.Function):
         table, index, weights = ctx.saved_tensors
         grad_table = grad_weights = None
         if ctx.needs_input_grad[0]:
-            rows = (grad[:, None, :] * weights[..., None]).reshape(-1, table.shape[1])
-            grad_table = torch.zeros_like(table).index_add_(0, index.reshape(-1), rows)
+            grad_table = table_gradient(grad, index, weights, table.shape[0])
         if ctx.needs_input_grad[2]:
-            grad_weights = (table[index] * grad[:, None, :]).sum(-1)
+            grad_weights = weight_gradient(table, index, grad)
         return grad_table, None, grad_weights
 
 
