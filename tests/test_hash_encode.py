@@ -242,10 +242,11 @@ def test_fused_matches_torch_float32(extension, dim, reduce, features):
 
 
 @needs_gpu
-@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
+@pytest.mark.parametrize("reduce", ["concat", "sum"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_fused_half_tables(extension, dim, dtype):
-    grid = tiny_grid(dim, "concat").cuda()
+def test_fused_half_tables(extension, dim, reduce, dtype):
+    grid = tiny_grid(dim, reduce).cuda()
     coords = edge_coords(2000, dim, device="cuda")
     low = grid.table.detach().to(dtype)
     (ref, *ref_grads), (out, *grads) = both_backends(grid, coords, low.float(), seed=7)  # exact values, float math
