@@ -25,7 +25,7 @@ from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.ops.backend import BACKENDS
 from camfields.ops.hash_encode import HASH_PRIMES, HashLayout, hash_encode
-from camfields.ops.interp import GridCorners, cell_corners, check_coords, combine_corners, dense_corners
+from camfields.ops.interp import GridCorners, check_coords, combine_corners, dense_corners
 
 __all__ = ["HASH_PRIMES", "DenseGrid", "FeatureGrid", "HashGrid", "PlaneGrid"]
 
