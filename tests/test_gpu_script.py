@@ -10,13 +10,13 @@ import sys
 
 import pytest
 from conftest import REPO, SHARED_DATA
-from test_benchmarks import small_lego
-
-import bench_modulate  # noqa: E402  (benchmarks/ is on the path through test_benchmarks)
+from test_benchmarks import small_lego  # also puts benchmarks/ on the path
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
 def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
+    import bench_modulate
+
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("LEGO", "STEPS", "DEADLINE", "GPU_TESTS")}
     env |= {"DRY_RUN": "1", "OUT": str(out), "PYTHON": sys.executable, "CAMFIELDS_CACHE": str(tmp_path / "cache")}
