@@ -144,6 +144,6 @@ class OccupancyGrid(nn.Module):
         t_starts = torch.maximum(t_starts, t_near[ray_indices])
         if skip_empty:
             mids = origins[ray_indices] + directions[ray_indices] * (0.5 * (t_starts + t_ends))[:, None]
-            keep = self.occupied[self.cell_index(mids)]
+            keep = self.occupied[self.cell_index(mids)].nonzero().squeeze(1)  # one host wait for the count
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return Samples(ray_indices, t_starts, t_ends)

@@ -62,7 +62,7 @@ class OccupancySampler:
             return samples
         # early ray termination: a density-only pass finds where each ray turns opaque
         _, transmittance = _weights(field, origins, directions, samples)
-        keep = transmittance > self.stop_transmittance
+        keep = (transmittance > self.stop_transmittance).nonzero().squeeze(1)  # one host wait for the count
         return Samples(samples.ray_indices[keep], samples.t_starts[keep], samples.t_ends[keep])
 
 
