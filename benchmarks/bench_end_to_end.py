@@ -46,6 +46,7 @@ from camfields.distributed import Shard
 from camfields.fields import build_field
 from camfields.io.blender import load_blender
 from camfields.io.images import downscale, load_embedded_image
+from camfields.ops.backend import cuda_extension_status
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks import image, nerf
 from camfields.tasks.radiance import RayObjective, split_rays
@@ -212,7 +213,12 @@ def main(argv: list[str] | None = None) -> None:
         "rows": [],
         "skipped": [],
     }
-    if not on_gpu:
+    if on_gpu:  # without the extension "fused" would quietly be the PyTorch path too
+        available, reason = cuda_extension_status()
+        report["fused_extension"] = {"available": available, "reason": reason}
+        if not available:
+            print(f"the fused kernels are unavailable ({reason}): both variants take the PyTorch path")
+    else:
         report["note"] = "on the CPU both variants take the PyTorch path (the kernels need CUDA tensors)"
     print(f"{report['device']}; torch {torch.__version__}; {'tiny' if args.tiny else 'full'} sizes")
     print(
