@@ -309,3 +309,14 @@ def test_end_to_end_variants_switch_the_backend_variable_and_restore_it(monkeypa
     with bench_end_to_end.backend_variant("fused"):
         assert "CAMFIELDS_BACKEND" not in os.environ
     assert os.environ["CAMFIELDS_BACKEND"] == "before"
+
+
+def test_bench_grid_backward_cpu_runs_old_and_new_on_every_case(tmp_path):
+    import bench_grid_backward_cpu
+
+    argv = ["--log2-points", "6", "--channels", "6", "--repeats", "1", "--out", str(tmp_path / "grid.json")]
+    report = bench_grid_backward_cpu.main(argv)
+    cases = [(r["grid"], r["modulation"]) for r in report["results"]]
+    assert cases == [(grid, mod) for grid in ("dense2d", "triplane", "hash") for mod in ("scalar", "channel")]
+    assert max(r["max_relative_gradient_difference"] for r in report["results"]) < 1e-5
+    assert json.loads((tmp_path / "grid.json").read_text()) == report

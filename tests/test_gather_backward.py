@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from camfields.ops import interp
-from camfields.ops.interp import BINCOUNT_MAX_COLUMNS, gather_weighted, table_gradient
+from camfields.ops.interp import PLAIN_MAX_COLUMNS, gather_weighted, table_gradient
 
 
 def naive_table_gradient(grad, index, weights, rows):
@@ -35,14 +35,14 @@ def autograd_gradients(table, index, weights, grad):
     return torch.autograd.grad(gather_weighted(table, index, weights), [table, weights], grad)
 
 
-# (rows, points, corners, columns): narrow (bincount) and wide tables, small (point order) and
+# (rows, points, corners, columns): narrow (plain formulas) and wide tables, small (point order) and
 # large (sorted, 5000 x 64), K = 1..8, rows read by many points; N = 1
 CASES = [
     (8, 300, 4, 1),
     (8, 300, 4, 2),
     (5000, 700, 8, 2),
-    (3, 50, 1, BINCOUNT_MAX_COLUMNS),
-    (8, 300, 4, BINCOUNT_MAX_COLUMNS + 1),
+    (3, 50, 1, PLAIN_MAX_COLUMNS),
+    (8, 300, 4, PLAIN_MAX_COLUMNS + 1),
     (5000, 700, 8, 16),
     (5000, 700, 6, 64),
     (64, 400, 2, 130),
@@ -68,9 +68,9 @@ def test_gradients_equal_the_straightforward_formulas_in_float64(rows, points, c
     torch.testing.assert_close(grad_weights, naive_weight_gradient(table, index, grad), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows,columns", [(3000, 2), (1000, 64), (5000, 64)])  # bincount, point order, sorted
+@pytest.mark.parametrize("rows,columns", [(3000, 2), (1000, 64), (5000, 64)])  # plain, point order, sorted
 def test_float32_gradients_match_to_summation_order(rows, columns):
-    assert columns <= BINCOUNT_MAX_COLUMNS or (rows * columns <= interp.POINT_ORDER_MAX_ELEMENTS) == (rows == 1000)
+    assert 1000 * 64 <= interp.POINT_ORDER_MAX_ELEMENTS < 5000 * 64  # the cases reach the three branches
     table, index, weights, grad = make_inputs(rows, 2000, 8, columns, dtype=torch.float32, collide=True)
     grad_table, grad_weights = autograd_gradients(table, index, weights, grad)
     expected = naive_table_gradient(grad.double(), index, weights.double(), rows).float()
@@ -124,19 +124,20 @@ def gradcheck_case(columns):
 
 
 @pytest.mark.parametrize(
-    "columns,point_order_limit",
-    [(BINCOUNT_MAX_COLUMNS, 1 << 18), (BINCOUNT_MAX_COLUMNS + 3, 1 << 18), (BINCOUNT_MAX_COLUMNS + 3, 0)],
-    ids=["bincount", "point order", "sorted"],
+    "columns,branch",
+    [
+        (2, "plain"),
+        (PLAIN_MAX_COLUMNS + 3, "plain"),
+        (PLAIN_MAX_COLUMNS + 3, "point order"),
+        (PLAIN_MAX_COLUMNS + 3, "sorted"),
+    ],
+    ids=["plain narrow", "plain wide (as on CUDA)", "point order", "sorted"],
 )
-def test_gradcheck_cpu_branches(monkeypatch, columns, point_order_limit):
-    monkeypatch.setattr(interp, "POINT_ORDER_MAX_ELEMENTS", point_order_limit)
-    assert torch.autograd.gradcheck(gather_weighted, gradcheck_case(columns))
-
-
-@pytest.mark.parametrize("columns", [2, 7])
-def test_gradcheck_index_add_branch(monkeypatch, columns):
-    # the branch CUDA tensors (and CPU dtypes other than float32/float64) take
-    monkeypatch.setattr(interp, "_uses_cpu_algorithms", lambda tensor: False)
+def test_gradcheck_each_branch(monkeypatch, columns, branch):
+    if branch == "plain":
+        monkeypatch.setattr(interp, "_uses_cpu_algorithms", lambda grad: False)
+    if branch == "sorted":
+        monkeypatch.setattr(interp, "POINT_ORDER_MAX_ELEMENTS", 0)
     assert torch.autograd.gradcheck(gather_weighted, gradcheck_case(columns))
 
 

@@ -85,16 +85,19 @@ def dense_index(corners: torch.Tensor, resolution: Sequence[int]) -> torch.Tenso
     return index
 
 
-#: Widest table (columns) whose CPU table gradient takes one ``bincount`` per column.
-BINCOUNT_MAX_COLUMNS = 4
+#: Widest table (columns) whose gradients keep the plain formulas on CPU as well: their
+#: (N * K, F) temporaries are at most that many times the size of the index.
+PLAIN_MAX_COLUMNS = 4
 #: Largest table (elements) whose CPU table gradient walks the entries in point order: the
 #: gradient table stays in cache (1 MiB of float32). Larger ones walk them sorted by row.
 POINT_ORDER_MAX_ELEMENTS = 1 << 18
 
 
-def _uses_cpu_algorithms(tensor: torch.Tensor) -> bool:
-    """True for float32 / float64 CPU tensors: the other devices and dtypes keep the plain formulas."""
-    return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+def _uses_cpu_algorithms(grad: torch.Tensor) -> bool:
+    """True for a float32 / float64 CPU cotangent (N, F) wider than ``PLAIN_MAX_COLUMNS``."""
+    return (
+        grad.device.type == "cpu" and grad.dtype in (torch.float32, torch.float64) and grad.shape[1] > PLAIN_MAX_COLUMNS
+    )
 
 
 def _sparse_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -114,16 +117,13 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
         weights: (N, K) interpolation weights, ``grad``'s dtype.
         rows: table rows T.
 
-    On CPU (float32 / float64) no (N * K, F) temporary is built:
+    On CPU (float32 / float64, F > ``PLAIN_MAX_COLUMNS``) ``W^T @ grad`` by MKL's sparse kernel,
+    with ``W`` the (N, T) weight matrix, without the (N * K, F) weighted rows:
 
-    * F <= ``BINCOUNT_MAX_COLUMNS``: one ``torch.bincount`` with weights per column, a single
-      pass over the N * K entries in ``index_add_``'s order;
-    * wider, T * F <= ``POINT_ORDER_MAX_ELEMENTS``: ``W^T @ grad`` with the (N, T) weight
-      matrix ``W`` in CSR form (rows = points, no sort), by MKL's sparse kernel;
-    * wider and larger: the same product with ``W^T`` in CSR form, built by sorting the
-      entries by table row.
+    * T * F <= ``POINT_ORDER_MAX_ELEMENTS``: ``W`` in CSR form (rows = points, no sort);
+    * larger tables: ``W^T`` in CSR form, built by sorting the entries by table row.
 
-    Elsewhere (CUDA) one ``index_add_`` of the (N * K, F) weighted rows, deterministic there.
+    Otherwise (CUDA, narrow tables) one ``index_add_`` of the weighted rows, deterministic on CUDA.
     """
     columns = grad.shape[1]
     flat = index.reshape(-1)
@@ -132,11 +132,6 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
     if not _uses_cpu_algorithms(grad):
         weighted = (grad[:, None, :] * weights[..., None]).reshape(-1, columns)
         return grad.new_zeros(rows, columns).index_add_(0, flat, weighted)
-    if columns <= BINCOUNT_MAX_COLUMNS:
-        return torch.stack(
-            [torch.bincount(flat, (weights * grad[:, j, None]).reshape(-1), minlength=rows) for j in range(columns)],
-            dim=1,
-        ).to(grad.dtype)
     points, corners = index.shape
     if rows * columns <= POINT_ORDER_MAX_ELEMENTS:
         crow = torch.arange(0, flat.numel() + 1, corners, device=flat.device)
@@ -154,8 +149,9 @@ def weight_gradient(table: torch.Tensor, index: torch.Tensor, grad: torch.Tensor
     Args:
         table: (T, F) values; index: (N, K) rows; grad: (N, F) cotangent.
 
-    On CPU torch's fused kernel for ``embedding_bag``'s ``per_sample_weights`` gradient (one
-    dot product per entry, no (N, K, F) gather); elsewhere the gather, multiply and sum.
+    On CPU (float32 / float64, F > ``PLAIN_MAX_COLUMNS``) torch's fused kernel for
+    ``embedding_bag``'s ``per_sample_weights`` gradient (one dot product per entry, no
+    (N, K, F) gather); otherwise the gather, multiply and sum.
     """
     if not _uses_cpu_algorithms(grad):
         return (table[index] * grad[:, None, :]).sum(-1)
