@@ -30,6 +30,8 @@ deadline="${DEADLINE:-$([ "$dry" = 1 ] && echo 900 || echo 480)}"
 steps=",${STEPS:-build,tests,kernels,steps,nerf},"
 reserve=10  # seconds kept for the summary
 results=()
+work=$(mktemp -d /tmp/gpu_run.XXXXXX)  # the NeRF fits and their config
+trap 'rm -rf "$work"' EXIT
 
 limit_for() {  # limit_for CAP MIN: the seconds a step may take now, 0 when fewer than MIN are left
   local left=$((deadline - SECONDS - reserve))
@@ -67,7 +69,7 @@ if [ "$dry" = 1 ]; then
   run_step steps 300 0 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --device cpu --tiny --warmup 1 \
     --seconds 0.05 ${LEGO:+--data "$LEGO"} --out "$out/end_to_end_$gpu.json"
   nerf_args=(--device cpu --downscale 16 --steps 3)
-  cat >/tmp/gpu_run_lego.toml <<'TOML'
+  cat >"$work/lego.toml" <<'TOML'
 extends = "nerf/lego"
 eval_views = 1
 turntable_frames = 0
@@ -91,7 +93,7 @@ print('extension', 'built' if ok else f'FAILED: {reason}', f'in {time.time() - t
     --out "$out/modulate_goals_$gpu.json"
   run_step steps 150 60 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --warmup 20 --seconds 8 \
     ${LEGO:+--data "$LEGO"} --out "$out/end_to_end_$gpu.json"
-  printf 'extends = "nerf/lego"\neval_views = 10\nturntable_frames = 0\n' >/tmp/gpu_run_lego.toml
+  printf 'extends = "nerf/lego"\neval_views = 10\nturntable_frames = 0\n' >"$work/lego.toml"
   # each model: a 300-step probe, the fit, and its evaluation (about 45 s besides the fit)
   seconds=$(((deadline - SECONDS - reserve) / 2 - 45))
   nerf_args=(--downscale 1 --seconds "$seconds")
@@ -99,14 +101,14 @@ print('extension', 'built' if ok else f'FAILED: {reason}', f'in {time.time() - t
 fi
 if [ -n "${LEGO:-}" ]; then
   run_step nerf 100000 "$nerf_min" "$out/bench.log" "$py" benchmarks/bench_nerf.py --data "$LEGO" \
-    --config /tmp/gpu_run_lego.toml --eval-split val --models ngp,ngp_cam "${nerf_args[@]}" \
-    --workdir /tmp/gpu_run_nerf --out "$out/nerf_lego_400_$gpu.json"
-  if [ ! -f "$out/nerf_lego_400_$gpu.json" ]; then  # cut off: the models that finished
-    "$py" - "$out/nerf_lego_400_$gpu.json" <<'PY'
+    --config "$work/lego.toml" --eval-split val --models ngp,ngp_cam "${nerf_args[@]}" \
+    --workdir "$work/nerf" --out "$out/nerf_lego_400_$gpu.json"
+  if [ -d "$work/nerf" ] && [ ! -f "$out/nerf_lego_400_$gpu.json" ]; then  # cut off: the models that finished
+    "$py" - "$work/nerf" "$out/nerf_lego_400_$gpu.json" <<'PY'
 import json, sys
 from pathlib import Path
-done = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path("/tmp/gpu_run_nerf").glob("*/metrics.json"))}
-Path(sys.argv[1]).write_text(json.dumps({"partial": True, "results": done}, indent=1))
+done = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/metrics.json"))}
+Path(sys.argv[2]).write_text(json.dumps({"partial": True, "results": done}, indent=1))
 PY
   fi
 elif [[ $steps == *",nerf,"* ]]; then
