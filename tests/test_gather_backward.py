@@ -35,8 +35,8 @@ def autograd_gradients(table, index, weights, grad):
     return torch.autograd.grad(gather_weighted(table, index, weights), [table, weights], grad)
 
 
-# (rows, points, corners, columns): narrow (plain formulas) and wide tables, small (point order) and
-# large (sorted, 5000 x 64), K = 1..8, rows read by many points; N = 1
+# (rows, points, corners, columns): narrow (plain formulas) and wide (sparse) tables, small and
+# large, K = 1..8, rows read by many points; N = 1
 CASES = [
     (8, 300, 4, 1),
     (8, 300, 4, 2),
@@ -52,25 +52,17 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["by size", "sorted"])
-def wide_order(request, monkeypatch):
-    """Wide tables take the branch their size picks, or all the sorted (large table) branch."""
-    if request.param == "sorted":
-        monkeypatch.setattr(interp, "POINT_ORDER_MAX_ELEMENTS", 0)
-
-
 @pytest.mark.parametrize("collide", [False, True])
 @pytest.mark.parametrize("rows,points,corners,columns", CASES)
-def test_gradients_equal_the_straightforward_formulas_in_float64(rows, points, corners, columns, collide, wide_order):
+def test_gradients_equal_the_straightforward_formulas_in_float64(rows, points, corners, columns, collide):
     table, index, weights, grad = make_inputs(rows, points, corners, columns, collide=collide)
     grad_table, grad_weights = autograd_gradients(table, index, weights, grad)
     torch.testing.assert_close(grad_table, naive_table_gradient(grad, index, weights, rows), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad_weights, naive_weight_gradient(table, index, grad), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows,columns", [(3000, 2), (1000, 64), (5000, 64)])  # plain, point order, sorted
+@pytest.mark.parametrize("rows,columns", [(3000, 2), (3000, 64)])  # plain, sparse
 def test_float32_gradients_match_to_summation_order(rows, columns):
-    assert 1000 * 64 <= interp.POINT_ORDER_MAX_ELEMENTS < 5000 * 64  # the cases reach the three branches
     table, index, weights, grad = make_inputs(rows, 2000, 8, columns, dtype=torch.float32, collide=True)
     grad_table, grad_weights = autograd_gradients(table, index, weights, grad)
     expected = naive_table_gradient(grad.double(), index, weights.double(), rows).float()
@@ -124,20 +116,13 @@ def gradcheck_case(columns):
 
 
 @pytest.mark.parametrize(
-    "columns,branch",
-    [
-        (2, "plain"),
-        (PLAIN_MAX_COLUMNS + 3, "plain"),
-        (PLAIN_MAX_COLUMNS + 3, "point order"),
-        (PLAIN_MAX_COLUMNS + 3, "sorted"),
-    ],
-    ids=["plain narrow", "plain wide (as on CUDA)", "point order", "sorted"],
+    "columns,plain",
+    [(PLAIN_MAX_COLUMNS, False), (PLAIN_MAX_COLUMNS + 3, True), (PLAIN_MAX_COLUMNS + 3, False)],
+    ids=["plain narrow", "plain wide (as on CUDA)", "sparse"],
 )
-def test_gradcheck_each_branch(monkeypatch, columns, branch):
-    if branch == "plain":
+def test_gradcheck_each_branch(monkeypatch, columns, plain):
+    if plain:
         monkeypatch.setattr(interp, "_uses_cpu_algorithms", lambda grad: False)
-    if branch == "sorted":
-        monkeypatch.setattr(interp, "POINT_ORDER_MAX_ELEMENTS", 0)
     assert torch.autograd.gradcheck(gather_weighted, gradcheck_case(columns))
 
 

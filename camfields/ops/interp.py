@@ -88,9 +88,6 @@ def dense_index(corners: torch.Tensor, resolution: Sequence[int]) -> torch.Tenso
 #: Widest table (columns) whose gradients keep the plain formulas on CPU as well: their
 #: (N * K, F) temporaries are at most that many times the size of the index.
 PLAIN_MAX_COLUMNS = 4
-#: Largest table (elements) whose CPU table gradient walks the entries in point order: the
-#: gradient table stays in cache (1 MiB of float32). Larger ones walk them sorted by row.
-POINT_ORDER_MAX_ELEMENTS = 1 << 18
 
 
 def _uses_cpu_algorithms(grad: torch.Tensor) -> bool:
@@ -118,10 +115,8 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
         rows: table rows T.
 
     On CPU (float32 / float64, F > ``PLAIN_MAX_COLUMNS``) ``W^T @ grad`` by MKL's sparse kernel,
-    with ``W`` the (N, T) weight matrix, without the (N * K, F) weighted rows:
-
-    * T * F <= ``POINT_ORDER_MAX_ELEMENTS``: ``W`` in CSR form (rows = points, no sort);
-    * larger tables: ``W^T`` in CSR form, built by sorting the entries by table row.
+    with ``W`` the (N, T) weight matrix and ``W^T`` in CSR form, built by sorting the entries
+    by table row: no (N * K, F) weighted rows.
 
     Otherwise (CUDA, narrow tables) one ``index_add_`` of the weighted rows, deterministic on CUDA.
     """
@@ -133,9 +128,6 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
         weighted = (grad[:, None, :] * weights[..., None]).reshape(-1, columns)
         return grad.new_zeros(rows, columns).index_add_(0, flat, weighted)
     points, corners = index.shape
-    if rows * columns <= POINT_ORDER_MAX_ELEMENTS:
-        crow = torch.arange(0, flat.numel() + 1, corners, device=flat.device)
-        return _sparse_csr(crow, flat, weights.reshape(-1), (points, rows)).t() @ grad.contiguous()
     order = torch.sort(flat.to(torch.int32) if rows <= torch.iinfo(torch.int32).max else flat).indices
     crow = flat.new_zeros(rows + 1)
     torch.cumsum(torch.bincount(flat, minlength=rows), 0, out=crow[1:])
