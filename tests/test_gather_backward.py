@@ -110,6 +110,15 @@ def test_only_the_weight_gradient(columns):
     torch.testing.assert_close(grad_weights, naive_weight_gradient(table, index, grad), rtol=1e-12, atol=1e-12)
 
 
+def test_the_sparse_path_is_for_wide_float_cpu_tables_only():
+    wide = PLAIN_MAX_COLUMNS + 1
+    assert interp._uses_cpu_algorithms(torch.zeros(3, wide))
+    assert interp._uses_cpu_algorithms(torch.zeros(3, wide, dtype=torch.float64))
+    assert not interp._uses_cpu_algorithms(torch.zeros(3, PLAIN_MAX_COLUMNS))
+    assert not interp._uses_cpu_algorithms(torch.zeros(3, wide, dtype=torch.bfloat16))
+    assert not interp._uses_cpu_algorithms(torch.zeros(3, wide, device="meta"))  # CUDA keeps index_add_
+
+
 def gradcheck_case(columns):
     table, index, weights, _ = make_inputs(6, 5, 4, columns, collide=True)
     return table.requires_grad_(), index, weights.requires_grad_()
