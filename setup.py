@@ -1,8 +1,12 @@
 """camfields: neural fields with coordinate-aware modulation.
 
-``pip install -e .`` is pure Python. ``CAMFIELDS_BUILD_CUDA=1 pip install
---no-build-isolation -e .`` also builds the fused CUDA extension ahead of time, with the
-settings of ``camfields/cuda_build.py`` (shared with the just-in-time build).
+``pip install .`` (or ``-e .``) is pure Python. The presets (``scenes/``) and the CUDA sources
+(``cuda/``) stay at the top of the repository and install inside the package as
+``camfields/_presets`` and ``camfields/_csrc``, so ``--config NAME`` and the just-in-time
+build work in an installed package as in a checkout; ``camfields`` is the console command.
+``CAMFIELDS_BUILD_CUDA=1 pip install --no-build-isolation -e .`` also builds the fused CUDA
+extension ahead of time, with the settings of ``camfields/cuda_build.py`` (shared with the
+just-in-time build).
 """
 
 import importlib.util
@@ -36,7 +40,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["camfields", "camfields.*"]),
+    packages=[*find_packages(include=["camfields", "camfields.*"]), "camfields._presets", "camfields._csrc"],
+    package_dir={"camfields._presets": "scenes", "camfields._csrc": "cuda"},
+    package_data={"camfields._presets": ["*/*.toml"], "camfields._csrc": ["*.cpp", "*.cu", "*.h", "*.cuh"]},
+    entry_points={"console_scripts": ["camfields = camfields.__main__:main"]},
     install_requires=[
         "torch>=2.1",
         "numpy",
@@ -52,6 +59,6 @@ setup(
         "dacite",  # strict typed configs from TOML
         "tomli; python_version < '3.11'",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "cuda": ["ninja"]},  # ninja: torch's just-in-time CUDA build
     **(cuda_extension_kwargs() if os.environ.get("CAMFIELDS_BUILD_CUDA") == "1" else {}),
 )

@@ -1,4 +1,4 @@
-"""Helpers shared by the entry points in ``scripts/``."""
+"""Helpers shared by the command-line entry points (``camfields.commands``, ``scripts/``)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,7 @@ def _run_reporting_errors(main: Callable[[list[str] | None], object], argv: list
 
 def scene_fit_main(
     argv: list[str] | None,
+    prog: str | None,
     description: str,
     presets: dict,
     default_model: str,
@@ -123,8 +124,8 @@ def scene_fit_main(
     resolve: Callable[..., Any],
     fit: Callable[..., dict[str, Any]],
 ) -> None:
-    """The command line of fit_nerf.py and fit_dynamic.py: parse, resolve the config, fit, print metrics."""
-    parser = argparse.ArgumentParser(description=description)
+    """The command line of ``camfields fit nerf`` and ``fit dynamic``: parse, resolve the config, fit, print metrics."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--data", help=data_help)
     parser.add_argument("--model", choices=sorted(presets), help=f"model preset (default: {default_model})")
     parser.add_argument("--downscale", type=int, help="area-downscale the images by this integer factor")

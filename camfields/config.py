@@ -25,8 +25,13 @@ else:  # pragma: no cover - Python 3.10
 
 T = TypeVar("T")
 
-#: Where the presets of ``scenes/`` live in a source checkout.
-SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+#: Where the presets live: ``scenes/`` of a source checkout (and of an editable install), else the
+#: copy an installed package holds as ``camfields/_presets``.
+SCENES_DIR = next(
+    (d for d in (Path(__file__).resolve().parent.parent / "scenes", Path(__file__).resolve().parent / "_presets")
+     if d.is_dir()),
+    Path(__file__).resolve().parent / "_presets",
+)
 
 
 def find_preset(name_or_path: str) -> Path:

@@ -26,18 +26,24 @@ EXTENSION_NAME = "camfields_cuda"
 #: Architectures built when neither TORCH_CUDA_ARCH_LIST nor a GPU says otherwise.
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 
-#: The CUDA sources, relative to the repository root.
-SOURCE_NAMES = ("cuda/bindings.cpp", "cuda/modulate.cu", "cuda/grid_modulate.cu", "cuda/hash_encode.cu")
+#: The CUDA sources, and the headers they include (part of the build key), in ``cuda/``.
+SOURCE_FILES = ("bindings.cpp", "modulate.cu", "grid_modulate.cu", "hash_encode.cu")
+HEADER_FILES = ("modulate.h", "device_math.cuh", "table_grad.cuh", "hash_encode.h")
 
-#: Headers the sources include (part of the build key).
-HEADER_NAMES = ("cuda/modulate.h", "cuda/device_math.cuh", "cuda/table_grad.cuh", "cuda/hash_encode.h")
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The sources relative to the repository root, where ``setup.py`` builds them.
+SOURCE_NAMES = tuple(f"cuda/{name}" for name in SOURCE_FILES)
 
 
-def source_paths(root: Path = REPO_ROOT) -> list[Path]:
-    """Absolute paths of the CUDA sources (they exist in a source checkout)."""
-    return [root / name for name in SOURCE_NAMES]
+def cuda_dir() -> Path:
+    """``cuda/`` of a source checkout (or editable install), else the copy an installed package
+    holds as ``camfields/_csrc``."""
+    checkout = Path(__file__).resolve().parent.parent / "cuda"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_csrc"
+
+
+def source_paths(folder: Path | None = None) -> list[Path]:
+    """Absolute paths of the CUDA sources in ``folder`` (default: ``cuda_dir()``)."""
+    return [(folder or cuda_dir()) / name for name in SOURCE_FILES]
 
 
 def _is_toolkit(folder: Path) -> bool:
@@ -121,12 +127,13 @@ def compile_flags() -> dict[str, list[str]]:
     return {"cxx": ["-O3"], "nvcc": ["-O3", "-lineinfo"]}
 
 
-def build_key(root: Path = REPO_ROOT) -> str:
+def build_key(folder: Path | None = None) -> str:
     """A digest of the sources, flags, architectures and torch version (names the JIT cache)."""
     import torch
 
+    folder = folder or cuda_dir()
     digest = hashlib.sha256()
-    for path in source_paths(root) + [root / name for name in HEADER_NAMES]:
+    for path in source_paths(folder) + [folder / name for name in HEADER_FILES]:
         digest.update(path.read_bytes())
     digest.update(repr((compile_flags(), arch_list(), torch.__version__, torch.version.cuda)).encode())
     return digest.hexdigest()[:16]

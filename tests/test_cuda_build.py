@@ -35,7 +35,7 @@ def test_extension_compiles_and_imports(toolkit, tmp_path, monkeypatch):
         sources=[str(p) for p in cuda_build.source_paths()],
         extra_cflags=flags["cxx"],
         extra_cuda_cflags=flags["nvcc"],
-        extra_include_paths=[str(cuda_build.REPO_ROOT / "cuda")],
+        extra_include_paths=[str(cuda_build.cuda_dir())],
         build_directory=str(tmp_path),
         verbose=False,
     )

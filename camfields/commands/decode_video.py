@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Rebuild every frame of a camfields video bitstream (.camf) from the file alone: PNGs or an mp4.
 
 With --tensors it prints where the file's bits go, tensor by tensor (entropy estimates).
@@ -7,10 +6,8 @@ With --tensors it prints where the file's bits go, tensor by tensor (entropy est
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from camfields.cli import run
 from camfields.codec.bitstream import read_bitstream, tensor_bits
 from camfields.runtime import resolve_device
 from camfields.tasks.video import decode_frames, write_frames
@@ -34,8 +31,8 @@ def print_tensor_bits(path: str) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("bitstream", help="the .camf file written by fit_video.py or eval_rd.py")
     parser.add_argument("--out", help="output: a folder for PNG frames, or a file ending in .mp4")
     parser.add_argument("--fps", type=int, default=25, help="frame rate of an mp4 output")
@@ -53,7 +50,3 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - t0
     write_frames(frames, args.out, args.fps)
     print(f"decoded {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} in {seconds:.2f} s to {args.out}")
-
-
-if __name__ == "__main__":
-    sys.exit(run(main))

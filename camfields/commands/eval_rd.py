@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Rate-distortion evaluation of the video codec against x264 and x265 on one clip.
 
 For every model (nerv, cam, ffnerv, ffnerv_cam), seed, target size and bit depth: fit, encode, decode and measure PSNR
@@ -15,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from camfields.cli import comma_ints, comma_names, run
+from camfields.cli import comma_ints, comma_names
 from camfields.codec import baselines
 from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 from camfields.errors import CamfieldsError
@@ -170,7 +168,7 @@ def run_baselines(video: torch.Tensor, codecs: list[str], crfs: str, preset: str
     return curves, notes
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", required=True, help="video file or folder of frames")
     parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file of the fits")
@@ -304,7 +302,3 @@ def main(argv: list[str] | None = None) -> None:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {out / 'rd.json'} and {out / 'rd.png'}")
-
-
-if __name__ == "__main__":
-    sys.exit(run(main))

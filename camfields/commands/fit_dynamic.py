@@ -1,18 +1,11 @@
-#!/usr/bin/env python
 """Fit a dynamic scene (D-NeRF folder or packed .npz) with T-NeRF, T-NeRF + CAM or a space-time model; see README.md."""
 
 from __future__ import annotations
 
-import sys
-
-from camfields.cli import run, scene_fit_main
+from camfields.cli import scene_fit_main
 from camfields.tasks.dynamic import MODEL_PRESETS, fit_dynamic, resolve_config
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     data_help = "D-NeRF scene folder (frames with 'time') or .npz with images, poses, times, focal"
-    scene_fit_main(argv, __doc__, MODEL_PRESETS, "tnerf_cam", data_help, resolve_config, fit_dynamic)
-
-
-if __name__ == "__main__":
-    sys.exit(run(main))
+    scene_fit_main(argv, prog, __doc__, MODEL_PRESETS, "tnerf_cam", data_help, resolve_config, fit_dynamic)

@@ -1,17 +1,15 @@
-#!/usr/bin/env python
 """Fit an image (or every image of a folder) with ffn, cam or ngp; see README.md."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from camfields.cli import add_common_arguments, report, run, train_overrides
+from camfields.cli import add_common_arguments, report, train_overrides
 from camfields.tasks.image import MODEL_PRESETS, MODES, fit_images, resolve_config
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--image", help="image file or folder (default: the embedded astronaut photo)")
     parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="model preset (default: cam)")
     parser.add_argument("--mode", choices=MODES, help="regression (all pixels) or generalization")
@@ -23,7 +21,3 @@ def main(argv: list[str] | None = None) -> None:
     result = fit_images(args.image, cfg, args.out, args.device, args.resume, progress=not args.quiet)
     summary = result.get("mean", result)
     report({k: summary[k] for k in ("psnr", "ssim", "lpips") if k in summary})
-
-
-if __name__ == "__main__":
-    sys.exit(run(main))

@@ -1,18 +1,11 @@
-#!/usr/bin/env python
 """Fit a Blender scene with a NeRF model (vanilla, CAM variants, Instant-NGP style); see README.md."""
 
 from __future__ import annotations
 
-import sys
-
-from camfields.cli import run, scene_fit_main
+from camfields.cli import scene_fit_main
 from camfields.tasks.nerf import MODEL_PRESETS, fit_nerf, resolve_config
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     data_help = "Blender scene folder with transforms_{train,val,test}.json"
-    scene_fit_main(argv, __doc__, MODEL_PRESETS, "ngp", data_help, resolve_config, fit_nerf)
-
-
-if __name__ == "__main__":
-    sys.exit(run(main))
+    scene_fit_main(argv, prog, __doc__, MODEL_PRESETS, "ngp", data_help, resolve_config, fit_nerf)

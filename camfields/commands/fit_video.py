@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Fit a video with a NeRV-style generator (nerv; cam with a temporal CAM grid; ffnerv and
 ffnerv_cam with FFNeRV's multi-resolution temporal grids as the embedding), quantize it to n-bit
 weights and write the bitstream; see README.md."""
@@ -6,9 +5,8 @@ weights and write the bitstream; see README.md."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from camfields.cli import add_common_arguments, report, run, train_overrides
+from camfields.cli import add_common_arguments, report, train_overrides
 from camfields.errors import CamfieldsError
 from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve_config
 
@@ -24,8 +22,8 @@ def parse_size(text: str, flag: str) -> tuple[int, int]:
     return width, height
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--video", required=True, help="video file (mp4 or anything ffmpeg reads) or folder of frames")
     parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="generator preset (default: cam)")
     parser.add_argument("--epochs", type=int, help="passes over all frames")
@@ -60,7 +58,3 @@ def main(argv: list[str] | None = None) -> None:
     cfg = resolve_config(args.model, args.config, {**overrides, "train": train_overrides(args)})
     metrics = fit_video(args.video, cfg, args.out, args.device, args.resume, progress=not args.quiet)
     report({k: metrics[k] for k in ("psnr", "ms_ssim", "bpp", "params", "seconds", "decode_fps")})
-
-
-if __name__ == "__main__":
-    sys.exit(run(main))

@@ -67,7 +67,7 @@ def _build_jit() -> tuple[ModuleType | None, str]:
             sources=[str(p) for p in sources],
             extra_cflags=flags["cxx"],
             extra_cuda_cflags=flags["nvcc"],
-            extra_include_paths=[str(cuda_build.REPO_ROOT / "cuda")],
+            extra_include_paths=[str(cuda_build.cuda_dir())],
             build_directory=str(cache),
             verbose=False,
         )
