@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from camfields.ops import interp
-from camfields.ops.interp import PLAIN_MAX_COLUMNS, gather_weighted, table_gradient
+from camfields.ops.interp import NARROW_MAX_COLUMNS, gather_weighted, table_gradient
 
 
 def naive_table_gradient(grad, index, weights, rows):
@@ -35,14 +35,14 @@ def autograd_gradients(table, index, weights, grad):
     return torch.autograd.grad(gather_weighted(table, index, weights), [table, weights], grad)
 
 
-# (rows, points, corners, columns): narrow (plain formulas) and wide (sparse) tables, small and
+# (rows, points, corners, columns): narrow and wide (sparse, fused) tables, small and
 # large, K = 1..8, rows read by many points; N = 1
 CASES = [
     (8, 300, 4, 1),
     (8, 300, 4, 2),
     (5000, 700, 8, 2),
-    (3, 50, 1, PLAIN_MAX_COLUMNS),
-    (8, 300, 4, PLAIN_MAX_COLUMNS + 1),
+    (3, 50, 1, NARROW_MAX_COLUMNS),
+    (8, 300, 4, NARROW_MAX_COLUMNS + 1),
     (5000, 700, 8, 16),
     (5000, 700, 6, 64),
     (64, 400, 2, 130),
@@ -61,7 +61,7 @@ def test_gradients_equal_the_straightforward_formulas_in_float64(rows, points, c
     torch.testing.assert_close(grad_weights, naive_weight_gradient(table, index, grad), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows,columns", [(3000, 2), (3000, 64)])  # plain, sparse
+@pytest.mark.parametrize("rows,columns", [(3000, 2), (3000, 64)])  # narrow, wide
 def test_float32_gradients_match_to_summation_order(rows, columns):
     table, index, weights, grad = make_inputs(rows, 2000, 8, columns, dtype=torch.float32, collide=True)
     grad_table, grad_weights = autograd_gradients(table, index, weights, grad)
@@ -110,13 +110,10 @@ def test_only_the_weight_gradient(columns):
     torch.testing.assert_close(grad_weights, naive_weight_gradient(table, index, grad), rtol=1e-12, atol=1e-12)
 
 
-def test_the_sparse_path_is_for_wide_float_cpu_tables_only():
-    wide = PLAIN_MAX_COLUMNS + 1
-    assert interp._uses_cpu_algorithms(torch.zeros(3, wide))
-    assert interp._uses_cpu_algorithms(torch.zeros(3, wide, dtype=torch.float64))
-    assert not interp._uses_cpu_algorithms(torch.zeros(3, PLAIN_MAX_COLUMNS))
-    assert not interp._uses_cpu_algorithms(torch.zeros(3, wide, dtype=torch.bfloat16))
-    assert not interp._uses_cpu_algorithms(torch.zeros(3, wide, device="meta"))  # CUDA keeps index_add_
+def test_cpu_algorithms_are_for_float_cpu_tensors_only():
+    assert interp._cpu_float(torch.zeros(3, 2)) and interp._cpu_float(torch.zeros(3, 2, dtype=torch.float64))
+    assert not interp._cpu_float(torch.zeros(3, 2, dtype=torch.bfloat16))
+    assert not interp._cpu_float(torch.zeros(3, 2, device="meta"))  # CUDA keeps the plain formulas
 
 
 def gradcheck_case(columns):
@@ -126,12 +123,12 @@ def gradcheck_case(columns):
 
 @pytest.mark.parametrize(
     "columns,plain",
-    [(PLAIN_MAX_COLUMNS, False), (PLAIN_MAX_COLUMNS + 3, True), (PLAIN_MAX_COLUMNS + 3, False)],
-    ids=["plain narrow", "plain wide (as on CUDA)", "sparse"],
+    [(NARROW_MAX_COLUMNS, False), (NARROW_MAX_COLUMNS + 3, False), (2, True), (NARROW_MAX_COLUMNS + 3, True)],
+    ids=["narrow", "wide", "plain narrow (as on CUDA)", "plain wide (as on CUDA)"],
 )
 def test_gradcheck_each_branch(monkeypatch, columns, plain):
     if plain:
-        monkeypatch.setattr(interp, "_uses_cpu_algorithms", lambda grad: False)
+        monkeypatch.setattr(interp, "_cpu_float", lambda tensor: False)
     assert torch.autograd.gradcheck(gather_weighted, gradcheck_case(columns))
 
 

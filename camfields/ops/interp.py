@@ -85,16 +85,15 @@ def dense_index(corners: torch.Tensor, resolution: Sequence[int]) -> torch.Tenso
     return index
 
 
-#: Widest table (columns) whose gradients keep the plain formulas on CPU as well: their
-#: (N * K, F) temporaries are at most that many times the size of the index.
-PLAIN_MAX_COLUMNS = 4
+#: Widest table (columns) that counts as narrow on CPU: its table gradient keeps ``index_add_``
+#: (the weighted rows are at most that many times the index's size) and its weight gradient
+#: gathers whole rows with ``F.embedding``; wider tables take the sparse and fused kernels.
+NARROW_MAX_COLUMNS = 4
 
 
-def _uses_cpu_algorithms(grad: torch.Tensor) -> bool:
-    """True for a float32 / float64 CPU cotangent (N, F) wider than ``PLAIN_MAX_COLUMNS``."""
-    return (
-        grad.device.type == "cpu" and grad.dtype in (torch.float32, torch.float64) and grad.shape[1] > PLAIN_MAX_COLUMNS
-    )
+def _cpu_float(tensor: torch.Tensor) -> bool:
+    """True for float32 / float64 CPU tensors: the other devices and dtypes keep the plain formulas."""
+    return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
 
 
 def _sparse_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -114,7 +113,7 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
         weights: (N, K) interpolation weights, ``grad``'s dtype.
         rows: table rows T.
 
-    On CPU (float32 / float64, F > ``PLAIN_MAX_COLUMNS``) ``W^T @ grad`` by MKL's sparse kernel,
+    On CPU (float32 / float64, F > ``NARROW_MAX_COLUMNS``) ``W^T @ grad`` by MKL's sparse kernel,
     with ``W`` the (N, T) weight matrix and ``W^T`` in CSR form, built by sorting the entries
     by table row: no (N * K, F) weighted rows.
 
@@ -124,7 +123,7 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
     flat = index.reshape(-1)
     if flat.numel() == 0 or columns == 0:
         return grad.new_zeros(rows, columns)
-    if not _uses_cpu_algorithms(grad):
+    if not _cpu_float(grad) or columns <= NARROW_MAX_COLUMNS:
         weighted = (grad[:, None, :] * weights[..., None]).reshape(-1, columns)
         return grad.new_zeros(rows, columns).index_add_(0, flat, weighted)
     points, corners = index.shape
@@ -141,12 +140,15 @@ def weight_gradient(table: torch.Tensor, index: torch.Tensor, grad: torch.Tensor
     Args:
         table: (T, F) values; index: (N, K) rows; grad: (N, F) cotangent.
 
-    On CPU (float32 / float64, F > ``PLAIN_MAX_COLUMNS``) torch's fused kernel for
+    On CPU (float32 / float64): for F > ``NARROW_MAX_COLUMNS`` torch's fused kernel for
     ``embedding_bag``'s ``per_sample_weights`` gradient (one dot product per entry, no
-    (N, K, F) gather); otherwise the gather, multiply and sum.
+    (N, K, F) gather); for narrow tables ``F.embedding`` (whole-row copies) and ``bmm``.
+    Otherwise (CUDA) the gather, multiply and sum.
     """
-    if not _uses_cpu_algorithms(grad):
+    if not _cpu_float(grad):
         return (table[index] * grad[:, None, :]).sum(-1)
+    if grad.shape[1] <= NARROW_MAX_COLUMNS:
+        return torch.bmm(F.embedding(index, table), grad[:, :, None]).view(index.shape)
     points, corners = index.shape
     offsets = torch.arange(0, points * corners, corners, device=index.device)
     bags = torch.arange(points, device=index.device).repeat_interleave(corners)
