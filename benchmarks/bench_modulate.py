@@ -75,35 +75,26 @@ def copy_bandwidth_gbs(device: str) -> float:
     return 2 * src.numel() / ms / 1e6
 
 
+def hash_modulation_grid(levels: int, log2_table_size: int, growth: float):
+    """A factory of summed hash modulation grids (3D, 16 nodes at the coarsest level, zero start)."""
+    return lambda f: HashGrid(
+        3,
+        levels=levels,
+        features_per_level=f,
+        log2_table_size=log2_table_size,
+        base_resolution=16,
+        growth=growth,
+        reduce="sum",
+        init_scale=0.0,
+    )
+
+
 GRIDS = {
     "dense2d": (2, lambda f: DenseGrid((32, 32), f)),
     "triplane": (3, lambda f: PlaneGrid((128, 128, 128), f, combine="product")),
-    "hash": (
-        3,
-        lambda f: HashGrid(
-            3,
-            levels=8,
-            features_per_level=f,
-            log2_table_size=16,
-            base_resolution=16,
-            growth=1.5,
-            reduce="sum",
-            init_scale=0.0,
-        ),
-    ),
-    "hash16": (  # the goal's hash grid: the ngp preset's 16 levels of up to 2^19 entries
-        3,
-        lambda f: HashGrid(
-            3,
-            levels=16,
-            features_per_level=f,
-            log2_table_size=19,
-            base_resolution=16,
-            growth=1.447,
-            reduce="sum",
-            init_scale=0.0,
-        ),
-    ),
+    "hash": (3, hash_modulation_grid(8, 16, 1.5)),
+    # the goal's hash grid: the ngp preset's 16 levels of up to 2^19 entries
+    "hash16": (3, hash_modulation_grid(16, 19, 1.447)),
 }
 
 #: issue 28's goals at 2^LOG2N points x C channels, layer norm + ReLU, fp32: (op, per channel) ->
