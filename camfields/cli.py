@@ -25,20 +25,25 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments every fit script takes: --out, --device, --resume, --config, --steps, --seed."""
+def add_common_arguments(parser: argparse.ArgumentParser, config_example: str, steps: bool = True) -> None:
+    """Arguments every fit command takes: --out, --device, --resume, --config (help naming the
+    preset ``config_example``), --steps (unless ``steps`` is False), --seed, --quiet."""
     parser.add_argument("--out", required=True, help="output folder (config, checkpoint, metrics, images)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--resume", action="store_true", help="continue the fit in --out from its checkpoint")
-    parser.add_argument("--config", help="TOML config file or preset name under scenes/ (e.g. image/natural)")
-    parser.add_argument("--steps", type=int, help="training steps (overrides the config)")
+    parser.add_argument(
+        "--config", help=f"TOML config file or preset name (e.g. {config_example}; camfields presets lists them)"
+    )
+    if steps:
+        parser.add_argument("--steps", type=int, help="training steps (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def train_overrides(args: argparse.Namespace) -> dict:
     """The ``train`` overrides given on the command line."""
-    return {k: v for k, v in {"steps": args.steps, "seed": args.seed}.items() if v is not None}
+    given = {"steps": getattr(args, "steps", None), "seed": args.seed}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def comma_ints(text: str) -> list[int]:
@@ -121,6 +126,7 @@ def scene_fit_main(
     presets: dict,
     default_model: str,
     data_help: str,
+    config_example: str,
     resolve: Callable[..., Any],
     fit: Callable[..., dict[str, Any]],
 ) -> None:
@@ -130,7 +136,7 @@ def scene_fit_main(
     parser.add_argument("--model", choices=sorted(presets), help=f"model preset (default: {default_model})")
     parser.add_argument("--downscale", type=int, help="area-downscale the images by this integer factor")
     parser.add_argument("--eval-split", choices=("val", "test"), help="split to evaluate on (default: val)")
-    add_common_arguments(parser)
+    add_common_arguments(parser, config_example)
     args = parser.parse_args(argv)
     top = {"downscale": args.downscale, "eval_split": args.eval_split}
     overrides = {k: v for k, v in top.items() if v is not None}

@@ -169,7 +169,9 @@ def run_baselines(video: torch.Tensor, codecs: list[str], crfs: str, preset: str
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--video", required=True, help="video file or folder of frames")
     parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file of the fits")
     parser.add_argument("--models", default="nerv,cam", help="camfields models: nerv, cam, ffnerv, ffnerv_cam")

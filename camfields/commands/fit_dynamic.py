@@ -7,5 +7,9 @@ from camfields.tasks.dynamic import MODEL_PRESETS, fit_dynamic, resolve_config
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    data_help = "D-NeRF scene folder (frames with 'time') or .npz with images, poses, times, focal"
-    scene_fit_main(argv, prog, __doc__, MODEL_PRESETS, "tnerf_cam", data_help, resolve_config, fit_dynamic)
+    data_help = (
+        "D-NeRF scene folder (frames with 'time') or .npz with images, poses, times, focal (default: the config's data)"
+    )
+    scene_fit_main(
+        argv, prog, __doc__, MODEL_PRESETS, "tnerf_cam", data_help, "dynamic/hook", resolve_config, fit_dynamic
+    )

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="model preset (default: cam)")
     parser.add_argument("--mode", choices=MODES, help="regression (all pixels) or generalization")
     parser.add_argument("--downscale", type=int, help="area-downscale the image by this integer factor")
-    add_common_arguments(parser)
+    add_common_arguments(parser, "image/natural")
     args = parser.parse_args(argv)
     top = {k: v for k, v in {"mode": args.mode, "downscale": args.downscale}.items() if v is not None}
     cfg = resolve_config(args.model, args.config, {**top, "train": train_overrides(args)})

@@ -37,10 +37,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument(
         "--quant-steps", choices=QUANT_STEPS, help="one quantization step per tensor or per output channel"
     )
-    add_common_arguments(parser)
+    add_common_arguments(parser, "video/bunny_cpu", steps=False)
     args = parser.parse_args(argv)
-    if args.steps is not None:
-        raise CamfieldsError("a video fit counts epochs, not steps: use --epochs")
     top = {
         "epochs": args.epochs,
         "start": args.start,

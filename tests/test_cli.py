@@ -1,0 +1,52 @@
+"""The ``camfields`` command line: every subcommand's help shows only options that work for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from camfields.__main__ import main
+from camfields.commands import COMMANDS
+
+
+def exit_code(argv: list[str]) -> int:
+    """The status ``camfields ARGV`` ends with (argparse exits for --help and its own errors)."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def help_text(words: str, capsys) -> str:
+    assert exit_code([*words.split(), "--help"]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "words,example",
+    [
+        ("fit image", "image/natural"),
+        ("fit nerf", "nerf/lego"),
+        ("fit dynamic", "dynamic/hook"),
+        ("fit video", "video/bunny_cpu"),
+    ],
+)
+def test_each_fit_command_names_its_own_preset_example(words, example, capsys):
+    text = help_text(words, capsys)
+    assert text.startswith(f"usage: camfields {words}") and f"e.g. {example}" in " ".join(text.split())
+    assert all(
+        other not in text
+        for other in ("image/natural", "nerf/lego", "dynamic/hook", "video/bunny_cpu")
+        if other != example
+    )
+
+
+def test_a_video_fit_offers_epochs_not_steps(capsys):
+    text = help_text("fit video", capsys)
+    assert "--epochs" in text and "--steps" not in text
+    assert exit_code(["fit", "video", "--video", "clip.mp4", "--out", "runs/v", "--steps", "5"]) == 2
+    assert "unrecognized arguments: --steps 5" in capsys.readouterr().err
+
+
+def test_every_command_has_help(capsys):
+    for words in COMMANDS:
+        assert help_text(words, capsys).startswith(f"usage: camfields {words}")
