@@ -110,6 +110,11 @@ def test_only_the_weight_gradient(columns):
     torch.testing.assert_close(grad_weights, naive_weight_gradient(table, index, grad), rtol=1e-12, atol=1e-12)
 
 
+def test_narrow_table_gradient_is_bit_identical_to_one_index_add():
+    table, index, weights, grad = make_inputs(500, 3000, 8, NARROW_MAX_COLUMNS, dtype=torch.float32, collide=True)
+    assert torch.equal(table_gradient(grad, index, weights, 500), naive_table_gradient(grad, index, weights, 500))
+
+
 def test_cpu_algorithms_are_for_float_cpu_tensors_only():
     assert interp._cpu_float(torch.zeros(3, 2)) and interp._cpu_float(torch.zeros(3, 2, dtype=torch.float64))
     assert not interp._cpu_float(torch.zeros(3, 2, dtype=torch.bfloat16))

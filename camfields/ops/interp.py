@@ -85,9 +85,9 @@ def dense_index(corners: torch.Tensor, resolution: Sequence[int]) -> torch.Tenso
     return index
 
 
-#: Widest table (columns) that counts as narrow on CPU: its table gradient keeps ``index_add_``
-#: (the weighted rows are at most that many times the index's size) and its weight gradient
-#: gathers whole rows with ``F.embedding``; wider tables take the sparse and fused kernels.
+#: Widest table (columns) that counts as narrow on CPU: its table gradient takes one 1-D
+#: ``index_add_`` per column and its weight gradient gathers whole rows with ``F.embedding``;
+#: wider tables take the sparse and fused kernels.
 NARROW_MAX_COLUMNS = 4
 
 
@@ -113,19 +113,27 @@ def table_gradient(grad: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
         weights: (N, K) interpolation weights, ``grad``'s dtype.
         rows: table rows T.
 
-    On CPU (float32 / float64, F > ``NARROW_MAX_COLUMNS``) ``W^T @ grad`` by MKL's sparse kernel,
-    with ``W`` the (N, T) weight matrix and ``W^T`` in CSR form, built by sorting the entries
-    by table row: no (N * K, F) weighted rows.
+    On CPU (float32 / float64) no (N * K, F) weighted rows are built:
 
-    Otherwise (CUDA, narrow tables) one ``index_add_`` of the weighted rows, deterministic on CUDA.
+    * F <= ``NARROW_MAX_COLUMNS``: one 1-D ``index_add_`` per column (a tight loop; the same
+      sums in the same order as the 2-D ``index_add_``, so bit-identical to it);
+    * wider: ``W^T @ grad`` by MKL's sparse kernel, with ``W`` the (N, T) weight matrix and
+      ``W^T`` in CSR form, built by sorting the entries by table row.
+
+    Otherwise (CUDA) one 2-D ``index_add_`` of the weighted rows, deterministic there.
     """
     columns = grad.shape[1]
     flat = index.reshape(-1)
     if flat.numel() == 0 or columns == 0:
         return grad.new_zeros(rows, columns)
-    if not _cpu_float(grad) or columns <= NARROW_MAX_COLUMNS:
+    if not _cpu_float(grad):
         weighted = (grad[:, None, :] * weights[..., None]).reshape(-1, columns)
         return grad.new_zeros(rows, columns).index_add_(0, flat, weighted)
+    if columns <= NARROW_MAX_COLUMNS:
+        by_column = grad.new_zeros(columns, rows)
+        for j in range(columns):
+            by_column[j].index_add_(0, flat, (weights * grad[:, j, None]).reshape(-1))
+        return by_column.T.contiguous()
     points, corners = index.shape
     order = torch.sort(flat.to(torch.int32) if rows <= torch.iinfo(torch.int32).max else flat).indices
     crow = flat.new_zeros(rows + 1)
