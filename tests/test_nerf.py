@@ -243,6 +243,25 @@ def test_fit_nerf_writes_views_video_metrics_and_resumes(tmp_path):
     assert again["psnr"] == pytest.approx(metrics["psnr"])  # finished fit: evaluation only
 
 
+def test_every_phase_after_training_shows_progress(tmp_path, capsys):
+    """The evaluation views, the quantized pass and the turntable each show a progress bar."""
+    write_blender_scene(tmp_path / "sphere")
+    overrides = {
+        "downscale": 1,
+        "aabb": [-1.0, -1, -1, 1, 1, 1],
+        "turntable_frames": 2,
+        "field": {"trunk": {"encoding": {"hash": {"log2_table_size": 10, "levels": 4}}}},
+        "sampler": {"steps_per_diagonal": 16, "grid_resolution": 8},
+        "train": {"steps": 2, "batch_size": 64},
+    }
+    fit_nerf(tmp_path / "sphere", resolve_config("ngp", overrides=overrides), tmp_path / "run", "cpu", progress=True)
+    shown = capsys.readouterr().err
+    for label in ("sphere ngp: val views", "sphere ngp: val views, 8-bit weights", "sphere ngp: turntable"):
+        assert f"{label}: 100%" in shown, shown[-2000:]
+    fit_nerf(tmp_path / "sphere", resolve_config("ngp", overrides=overrides), tmp_path / "quiet", "cpu", progress=False)
+    assert "views" not in capsys.readouterr().err
+
+
 def test_fit_nerf_script_reports_a_missing_scene(tmp_path, capsys):
     import subprocess
     import sys

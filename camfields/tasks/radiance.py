@@ -37,6 +37,7 @@ from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
+from camfields.training.progress import phase
 from camfields.training.run_dir import prepare_run_dir
 from camfields.training.steps import StepCounted
 
@@ -287,9 +288,16 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate_views(
-    model: NeRFModel, split: CameraSplit, views: list[int], background: torch.Tensor, chunk: int, out_dir: Path | None
+    model: NeRFModel,
+    split: CameraSplit,
+    views: list[int],
+    background: torch.Tensor,
+    chunk: int,
+    out_dir: Path | None,
+    progress: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """PSNR, SSIM and LPIPS of each view; with ``out_dir``, each rendering saved there as PNG.
+    """PSNR, SSIM and LPIPS of each view; with ``out_dir``, each rendering saved there as PNG;
+    with ``progress``, a progress bar of that label.
 
     Under torchrun the views are spread over the ranks; rank 0 gathers the metrics,
     writes the PNGs and returns the metrics (the other ranks return an empty dict).
@@ -303,7 +311,7 @@ def evaluate_views(
         return image_metrics(rendered, view.image.to(rendered.device)), to_uint8(rendered) if out_dir else None
 
     per_view = {}
-    for index, (metrics, image) in distributed.map_gathered(views, render_view):
+    for index, (metrics, image) in phase(distributed.map_gathered(views, render_view), len(views), progress):
         per_view[split.names[index]] = metrics
         if out_dir is not None:
             save_png(out_dir / f"{split.names[index]}.png", image.float() / 255)
@@ -358,7 +366,16 @@ def fit_scene(
         shard=shard,
     )
 
-    per_view = evaluate_views(model, eval_split, views, background, cfg.eval_chunk, out_dir / f"eval_{cfg.eval_split}")
+    name = f"{label} {cfg.model}"
+    per_view = evaluate_views(
+        model,
+        eval_split,
+        views,
+        background,
+        cfg.eval_chunk,
+        out_dir / f"eval_{cfg.eval_split}",
+        f"{name}: {cfg.eval_split} views" if progress else None,
+    )
     height, width = eval_split.images.shape[1:3]
     params = count_parameters(model)
     metrics: dict[str, Any] = {
@@ -379,7 +396,8 @@ def fit_scene(
     }
     if cfg.quantize_bits:
         quantized = quantized_copy(model, cfg.quantize_bits)
-        q_views = evaluate_views(quantized, eval_split, views, background, cfg.eval_chunk, None)
+        q_label = f"{name}: {cfg.eval_split} views, {cfg.quantize_bits}-bit weights" if progress else None
+        q_views = evaluate_views(quantized, eval_split, views, background, cfg.eval_chunk, None, q_label)
         if shard.main:
             metrics[f"psnr_{cfg.quantize_bits}bit"] = _mean(q_views, "psnr")
             metrics[f"size_mb_{cfg.quantize_bits}bit"] = quantized_size_bytes(model, cfg.quantize_bits) / 1e6
@@ -394,7 +412,10 @@ def fit_scene(
             image = render_image(model, pose, height, width, eval_split.focal, background, cfg.eval_chunk, time)
             return to_uint8(image)
 
-        frames = [frame.float() / 255 for _, frame in distributed.map_gathered(cameras, render_frame)]
+        rendered = phase(
+            distributed.map_gathered(cameras, render_frame), count, f"{name}: turntable" if progress else None
+        )
+        frames = [frame.float() / 255 for _, frame in rendered]
         if shard.main:
             write_video(out_dir / "turntable.mp4", frames)
     if shard.main:
