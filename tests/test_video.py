@@ -441,6 +441,17 @@ def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
     assert {(f["seconds_per_epoch"], f["seconds_once"]) for f in plan["fits"]} == {(200.0, 0.0)}
 
 
+def test_a_video_fit_says_what_it_does_after_training(tmp_path, capsys):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(4))
+    cfg = resolve_config("cam", overrides={"epochs": 1, "generator": SMALL})
+    fit_video(root, cfg, tmp_path / "run", "cpu", progress=True)
+    shown = capsys.readouterr().err
+    for phase in ("clip cam: rendering 4 frames", "clip cam: encoding", "clip cam: decoding"):
+        assert phase in shown, shown[-2000:]
+    fit_video(root, cfg, tmp_path / "quiet", "cpu", progress=False)
+    assert "clip cam:" not in capsys.readouterr().err
+
+
 def tiny_qat_fits(tmp_path: Path, setting: str, values: tuple[float, ...], bits: int) -> dict[float, dict]:
     """Metrics of tiny fits of the synthetic clip (half the epochs through the quantizer), one per
     value of ``setting``, each in ``tmp_path / f"run{value}"``."""

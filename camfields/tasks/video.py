@@ -35,6 +35,7 @@ from camfields.runtime import device_name
 from camfields.tasks.image import count_parameters
 from camfields.training import Evaluation, TrainConfig, train
 from camfields.training.checkpoint import write_json
+from camfields.training.progress import announce
 from camfields.training.run_dir import prepare_run_dir
 from camfields.training.steps import StepCounted
 
@@ -506,12 +507,20 @@ def fit_video(
     )
     if not shard.main:
         return distributed.broadcast(None)
+
+    def say(message: str) -> None:
+        if progress:
+            announce(f"{Path(path).stem} {cfg.model}: {message}")
+
     source = objective.video.permute(0, 2, 3, 1)  # (T, H, W, 3) on the fit's device: metrics run there
+    say(f"rendering {frames} frames with float weights, rounding the head")
     psnr_float = mean_psnr(to_8bit(objective.render(model, quantized=False).permute(0, 2, 3, 1)), source)
     head_moved = round_head_for_clip(model, objective)
     bitstream = out_dir / "video.camf"
+    say(f"encoding {bitstream}")
     size = encode(bitstream, model.generator, gen_cfg, cfg.bits, frames, per_channel)
     encode_seconds = time.perf_counter() - t0
+    say(f"decoding {bitstream} ({size} bytes) and measuring PSNR / MS-SSIM")
     t1 = time.perf_counter()
     decoded = decode_frames(bitstream, torch_device)
     decode_seconds = time.perf_counter() - t1

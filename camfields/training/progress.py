@@ -1,8 +1,9 @@
-"""Progress of the phases after training (evaluation views, a quantized pass, a turntable video),
-so that no part of a fit longer than a few seconds is silent."""
+"""Progress of the phases after training (evaluation views, a quantized pass, a turntable video,
+encoding and decoding), so that no part of a fit longer than a few seconds is silent."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -26,3 +27,9 @@ def phase(items: Iterable[T], total: int, description: str | None) -> Iterator[T
         yield from bar
     finally:
         bar.close()
+
+
+def announce(message: str) -> None:
+    """Print ``message``, the start of a phase with no steps to count, on the main rank (stderr)."""
+    if distributed.current().main:
+        tqdm.write(message, file=sys.stderr)
