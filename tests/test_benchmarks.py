@@ -58,6 +58,7 @@ def test_profile_case_parses_one_case_and_refuses_anything_else():
             bench_modulate.profile_case(bad)
 
 
+@pytest.mark.slow
 def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_path):
     import json
 

@@ -24,6 +24,7 @@ def test_cuda_home_is_found_through_wrappers(toolkit):
     assert (cuda_build.Path(toolkit) / "bin" / "nvcc").exists()
 
 
+@pytest.mark.slow
 def test_extension_compiles_and_imports(toolkit, tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_HOME", raising=False)  # found by camfields, not by torch's guess
     cuda_build.apply_environment()

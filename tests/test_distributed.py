@@ -136,6 +136,7 @@ def write_images(folder: Path, count: int) -> None:
         iio.imwrite(folder / f"im{k}.png", (image * 255).astype(np.uint8))
 
 
+@pytest.mark.slow
 def test_image_folder_is_spread_over_two_ranks_and_gathered_on_rank_0(tmp_path):
     write_images(tmp_path / "images", 3)
     out = tmp_path / "run"
@@ -151,6 +152,7 @@ def test_image_folder_is_spread_over_two_ranks_and_gathered_on_rank_0(tmp_path):
     assert len(json_lines(stdout)) == 1  # printed once, by rank 0
 
 
+@pytest.mark.slow
 def test_two_ranks_fit_an_image_as_well_as_one_process_with_the_same_global_batch(tmp_path):
     write_images(tmp_path / "images", 1)
     image, args = str(tmp_path / "images" / "im0.png"), ("--steps", "40", "--seed", "3")
@@ -162,6 +164,7 @@ def test_two_ranks_fit_an_image_as_well_as_one_process_with_the_same_global_batc
     assert len(json_lines(stdout)) == 1 and len(list((tmp_path / "two" / "tb").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_nerf_on_two_ranks_resumes_after_the_job_is_killed(tmp_path):
     write_blender_scene(tmp_path / "sphere")
     (tmp_path / "nerf.toml").write_text(NERF_CONFIG)
@@ -187,6 +190,7 @@ def test_nerf_on_two_ranks_resumes_after_the_job_is_killed(tmp_path):
     assert len(json_lines(stdout)) == 1
 
 
+@pytest.mark.slow
 def test_nerf_views_rendered_on_two_ranks_match_one_process(tmp_path):
     write_blender_scene(tmp_path / "sphere")
     (tmp_path / "nerf.toml").write_text(NERF_CONFIG)
@@ -208,6 +212,7 @@ def test_nerf_views_rendered_on_two_ranks_match_one_process(tmp_path):
     assert here["r_0"]["psnr"] != pytest.approx(here["r_1"]["psnr"], abs=1e-3)  # the views are told apart
 
 
+@pytest.mark.slow
 def test_a_dead_rank_stops_the_job_with_a_clear_message(tmp_path):
     write_images(tmp_path / "images", 1)
     out = tmp_path / "run"

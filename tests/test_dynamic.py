@@ -202,6 +202,7 @@ def test_every_dynamic_preset_builds_and_renders_at_a_time():
         assert torch.isfinite(color).all(), name
 
 
+@pytest.mark.slow
 def test_time_cam_fits_a_moving_ball_and_its_occupancy_covers_every_time(tmp_path):
     images, poses, times = moving_scene()
     pairs = [camera_rays(p, 16, 16, FOCAL) for p in poses]
@@ -232,6 +233,7 @@ def test_time_cam_fits_a_moving_ball_and_its_occupancy_covers_every_time(tmp_pat
         assert model.grid.occupied[inside].all(), t
 
 
+@pytest.mark.slow
 def test_fit_dynamic_writes_metrics_views_and_a_time_sweep(tmp_path):
     path = write_npz(tmp_path / "ball.npz")
     overrides = {

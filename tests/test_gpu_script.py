@@ -13,6 +13,7 @@ from conftest import REPO, SHARED_DATA
 from test_benchmarks import small_lego  # also puts benchmarks/ on the path
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
 def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
     import bench_modulate

@@ -118,6 +118,7 @@ def tiny_config(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_cli_fits_an_image_and_writes_every_output(tmp_path, tiny_config):
     image = write(tmp_path / "img.png", np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8))
     proc = run_cli("--image", str(image), "--config", str(tiny_config), "--out", str(tmp_path / "o"), "--device", "cpu")
@@ -131,6 +132,7 @@ def test_cli_fits_an_image_and_writes_every_output(tmp_path, tiny_config):
     assert config["field"]["hidden"] == 16 and config["model"] == "cam"
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs_end_in_one_sentence_and_destroy_nothing(tmp_path, tiny_config):
     image = write(tmp_path / "img.png", np.random.default_rng(1).integers(0, 255, (10, 10, 3), dtype=np.uint8))
     out = str(tmp_path / "o")

@@ -196,6 +196,7 @@ def tiny_field() -> RadianceField:
     return RadianceField(trunk, head, SinusoidalEncoding(3, 2), AABB)
 
 
+@pytest.mark.slow
 def test_cam_radiance_field_fits_a_tiny_scene(tmp_path):
     rays = synthetic_rays()
     assert 0.1 < (rays.colors < 0.99).float().mean() < 0.9  # the ball covers part of every image
@@ -218,6 +219,7 @@ def test_cam_radiance_field_fits_a_tiny_scene(tmp_path):
     assert model.grid.occupied[centres.norm(dim=-1) < 0.4].all()
 
 
+@pytest.mark.slow
 def test_fit_nerf_writes_views_video_metrics_and_resumes(tmp_path):
     write_blender_scene(tmp_path / "sphere")
     overrides = {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from camfields.io.images import load_embedded_image
 from camfields.tasks.image import fit_image, resolve_config
 
 
+@pytest.mark.slow
 def test_cam_beats_ffn_on_a_real_photo_at_equal_steps(tmp_path):
     # the embedded astronaut photo at 128x128, 150 steps of 2048 random pixels each;
     # measured when written: ffn 25.7 dB, cam 28.1 dB

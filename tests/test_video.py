@@ -192,6 +192,7 @@ def test_bitstream_decoder_reproduces_the_quantized_generator_bit_for_bit(tmp_pa
         assert torch.equal(torch.from_numpy(t.dequantize()), quantized[t.name]), t.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cam", "ffnerv_cam"])
 def test_tiny_clip_fits_encodes_and_decodes(tmp_path, model):
     root = write_frames_folder(tmp_path / "clip", synthetic_clip())
@@ -240,6 +241,7 @@ def eval_rd(tmp_path: Path, frames: int, epochs: int, *options: str) -> subproce
     return subprocess.run([*script, *options], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     done = eval_rd(
         tmp_path,
@@ -278,6 +280,7 @@ def test_eval_rd_writes_curves_bd_rates_and_a_plot(tmp_path):
     assert stale.returncode == 2 and "fitted with a different config" in stale.stderr, stale.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_eval_rd_draws_one_curve_per_seed(tmp_path):
     done = eval_rd(tmp_path, 4, 3, "--models", "cam", "--params", "8000,16000", "--seeds", "3,4", "--codecs", "")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -360,6 +363,7 @@ def test_a_misspelt_quant_steps_is_refused_with_the_choices():
         resolve_config("ffnerv", overrides={"quant_steps": "chanel"})
 
 
+@pytest.mark.slow
 def test_fit_video_script_takes_a_frame_range_a_crop_and_a_size(tmp_path):
     root = write_frames_folder(tmp_path / "clip", synthetic_clip(8))
     config = tmp_path / "tiny.toml"
@@ -407,6 +411,7 @@ def test_pruning_zeroes_the_smallest_conv_weights_and_the_file_keeps_them_zero(t
     assert pruned["prune"] == 0.5 and dense["prune"] == 0.0
 
 
+@pytest.mark.slow
 def test_gpu_video_script_sweeps_and_keeps_every_finished_point(tmp_path):
     root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
     config = tmp_path / "tiny.toml"
@@ -505,6 +510,7 @@ def test_probe_fit_times_steps_and_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_eval_rd_time_budget_gives_every_fit_the_planned_epochs(tmp_path):
     # 4 fits at an assumed 500 s per epoch in 3000 s: one epoch each, however fast this machine is
     options = ("--models", "nerv,cam", "--params", "8000,16000", "--codecs", "", "--time-budget", "3000")
