@@ -40,6 +40,7 @@ import numpy as np
 from camfields.codec import entropy
 from camfields.compression.quantize import symmetric_levels
 from camfields.errors import CamfieldsError
+from camfields.io.atomic import atomic_write
 
 MAGIC = b"CAMFCODE"
 FORMAT_VERSION = 4
@@ -179,10 +180,7 @@ def write_bitstream(
     step_bytes = b"".join(s.tobytes() for s in steps)
     body = _PREFIX.pack(MAGIC, version, len(packed)) + packed + step_bytes + model_bytes + words.astype("<u4").tobytes()
     data = body + _CRC.pack(zlib.crc32(body))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write(Path(path), lambda f: f.write(data))
     return len(data)
 
 
