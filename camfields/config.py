@@ -103,11 +103,24 @@ def _check_keys(cls: type, data: dict[str, Any], source: str, prefix: str = "") 
             _check_keys(nested[0], value, source, f"{prefix}{key}.")
 
 
+def _int_as_float(value: Any) -> Any:
+    """An integer given for a float field (``lr = 1``) as that float; anything else unchanged, for
+    the type check to refuse (a bool is not a number here)."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
     _check_keys(cls, data, source)
     try:
-        return dacite.from_dict(cls, data, config=dacite.Config(strict=True, type_hooks={float: float}))
+        return dacite.from_dict(cls, data, config=dacite.Config(strict=True, type_hooks={float: _int_as_float}))
+    except dacite.WrongTypeError as e:  # its message can show a generator dacite made of the value
+        value: Any = data
+        for key in (e.field_path or "").split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        kind = e.field_type
+        expected = str(kind) if typing.get_args(kind) else getattr(kind, "__name__", str(kind))
+        raise CamfieldsError(f"{source}: {e.field_path} must be {expected}, got {value!r}") from None
     except dacite.DaciteError as e:
         raise CamfieldsError(f"{source}: {e}") from None
 

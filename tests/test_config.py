@@ -47,7 +47,9 @@ def test_layers_apply_in_order(tmp_path):
     [
         ("[train]\nstpes = 3\n", r"unknown config key 'train.stpes'; did you mean 'train.steps'"),
         ("[field.modulation]\ngird = 'dense'\n", r"unknown config key 'field.modulation.gird'"),
-        ("[train]\nsteps = 'many'\n", r'wrong value type for field "train.steps"'),
+        ("[train]\nsteps = 'many'\n", r"train.steps must be int, got 'many'"),
+        ("[train]\nlr = 'fast'\n", r"train.lr must be float, got 'fast'"),
+        ("[train]\nadam_betas = 'high'\n", r"train.adam_betas must be list\[float\], got 'high'"),
         ("mode = 'memorize'\n", r"unknown mode 'memorize'"),
         ("[train]\nschedule = 'linear'\n", r"unknown learning-rate schedule 'linear'"),
         ("model = 'siren'\n", r"unknown model 'siren'; choose one of ffn, cam, ngp"),
