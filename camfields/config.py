@@ -119,7 +119,10 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         for key in (e.field_path or "").split("."):
             value = value.get(key) if isinstance(value, dict) else None
         kind = e.field_type
-        expected = str(kind) if typing.get_args(kind) else getattr(kind, "__name__", str(kind))
+        if dataclasses.is_dataclass(kind) or any(dataclasses.is_dataclass(t) for t in typing.get_args(kind)):
+            expected = "a table"
+        else:
+            expected = str(kind) if typing.get_args(kind) else getattr(kind, "__name__", str(kind))
         raise CamfieldsError(f"{source}: {e.field_path} must be {expected}, got {value!r}") from None
     except dacite.DaciteError as e:
         raise CamfieldsError(f"{source}: {e}") from None

@@ -54,6 +54,15 @@ def test_layers_apply_in_order(tmp_path):
         ("[train]\nschedule = 'linear'\n", r"unknown learning-rate schedule 'linear'"),
         ("model = 'siren'\n", r"unknown model 'siren'; choose one of ffn, cam, ngp"),
         ("[train\nsteps = 3\n", r"is not valid TOML"),
+        ("train = 5\n", r"train must be a table, got 5"),
+        ("[train]\nlr = nan\n", r"must be finite numbers"),
+        ("[train]\nsteps = 1_000_000_000_000\n", r"train.steps must be from 1 to 1,000,000,000"),
+        ("[train]\nseed = 100_000_000_000_000_000_000_000\n", r"train.seed must be from 0 to 2\*\*63 - 1"),
+        ("[train]\nadam_betas = [2, 5]\n", r"train.adam_betas must be two numbers in \[0, 1\)"),
+        ("[train]\nadam_eps = -1\n", r"train.adam_eps must be positive"),
+        ("[train]\ndecay = -0.1\n", r"train.decay and train.final_lr_ratio must be in \(0, 1\]"),
+        ("[train]\nmilestones = [0.75, 0.5]\n", r"train.milestones must be increasing fractions"),
+        ("[train]\nmilestones = [-0.5]\n", r"train.milestones must be increasing fractions"),
     ],
 )
 def test_config_mistakes_are_one_clear_sentence(tmp_path, text, message):

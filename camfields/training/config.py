@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 
 SCHEDULES = ("constant", "step", "cosine", "exponential")
+
+#: Most training steps a config may ask for (a typo such as 10**12 is refused, not run).
+MAX_STEPS = 10**9
 
 
 @dataclass
@@ -33,14 +37,28 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise a CamfieldsError for values the loop cannot use."""
         check_choice(self.schedule, SCHEDULES, "learning-rate schedule")
-        if self.steps < 1:
-            raise CamfieldsError(f"train.steps must be at least 1, got {self.steps}")
         modulation_mult = self.grid_lr_mult if self.modulation_lr_mult is None else self.modulation_lr_mult
         if self.lr <= 0 or self.grid_lr_mult <= 0 or modulation_mult <= 0:
             raise CamfieldsError("train.lr, train.grid_lr_mult and train.modulation_lr_mult must be positive")
         if self.batch_size < 0:
             raise CamfieldsError(f"train.batch_size must be 0 (full batch) or positive, got {self.batch_size}")
-        if len(self.adam_betas) != 2:
-            raise CamfieldsError(f"train.adam_betas must hold two numbers, got {self.adam_betas}")
+        if not all(math.isfinite(v) for v in (self.lr, self.grid_lr_mult, modulation_mult, self.final_lr_ratio)):
+            raise CamfieldsError("train.lr, its multipliers and final_lr_ratio must be finite numbers")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise CamfieldsError(f"train.steps must be from 1 to {MAX_STEPS:,}, got {self.steps:,}")
+        if not 0 <= self.seed < 2**63:
+            raise CamfieldsError(f"train.seed must be from 0 to 2**63 - 1, got {self.seed}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise CamfieldsError(f"train.adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+        if not self.adam_eps > 0:
+            raise CamfieldsError(f"train.adam_eps must be positive, got {self.adam_eps}")
+        if not 0 < self.decay <= 1 or not 0 < self.final_lr_ratio <= 1:
+            raise CamfieldsError(
+                f"train.decay and train.final_lr_ratio must be in (0, 1], got {self.decay} and {self.final_lr_ratio}"
+            )
+        if any(not 0 < m <= 1 for m in self.milestones) or sorted(set(self.milestones)) != list(self.milestones):
+            raise CamfieldsError(
+                f"train.milestones must be increasing fractions of the steps in (0, 1], got {self.milestones}"
+            )
         if min(self.checkpoint_every, self.log_every) < 1 or self.eval_every < 0:
             raise CamfieldsError("train.checkpoint_every and train.log_every must be >= 1, eval_every >= 0")
