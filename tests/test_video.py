@@ -223,8 +223,16 @@ def test_tiny_clip_fits_encodes_and_decodes(tmp_path, model):
     assert subprocess.run([*script, str(path)], capture_output=True, text=True).returncode == 2  # nothing asked
     damaged = tmp_path / "damaged.camf"
     damaged.write_bytes(path.read_bytes()[:-100])
-    done = subprocess.run([*script, str(damaged), "--out", str(out)], capture_output=True, text=True)
+    done = subprocess.run([*script, str(damaged), "--out", str(tmp_path / "new")], capture_output=True, text=True)
     assert done.returncode == 2 and "not a valid camfields bitstream" in done.stderr
+    # frames already there are not overwritten, and a frame rate must be one
+    again = subprocess.run([*script, str(path), "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists and is not empty" in again.stderr
+    assert len(list(out.glob("*.png"))) == 8
+    still = subprocess.run(
+        [*script, str(path), "--out", str(tmp_path / "v.mp4"), "--fps", "0"], capture_output=True, text=True
+    )
+    assert still.returncode == 2 and "--fps must be a frame rate of at least 1, got 0" in still.stderr
 
 
 def eval_rd(tmp_path: Path, frames: int, epochs: int, *options: str) -> subprocess.CompletedProcess:

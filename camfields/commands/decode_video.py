@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from camfields.codec.bitstream import read_bitstream, tensor_bits
+from camfields.errors import CamfieldsError
 from camfields.runtime import resolve_device
 from camfields.tasks.video import decode_frames, write_frames
 
@@ -41,6 +43,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.out and not args.tensors:
         parser.error("give --out (where the frames go), --tensors, or both")
+    if args.fps < 1:
+        raise CamfieldsError(f"--fps must be a frame rate of at least 1, got {args.fps}")
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
+        raise CamfieldsError(f"{out} already exists and is not empty; give a new file or folder for the frames")
     if args.tensors:
         print_tensor_bits(args.bitstream)
     if not args.out:
