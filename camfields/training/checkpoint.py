@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CamfieldsError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # torch reports truncation and corruption as several types
-        reason = first_line(e)
+        if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e):
+            raise CamfieldsError(  # never repeat torch's advice to load it with weights_only=False
+                f"checkpoint {path} holds Python objects besides tensors, numbers and strings, which camfields "
+                "never writes: it was refused without running them"
+            ) from None
         raise CamfieldsError(
-            f"checkpoint {path} is truncated or corrupt ({reason}); delete it to restart that fit"
+            f"checkpoint {path} is truncated or corrupt ({first_line(e)}); delete it to restart that fit"
         ) from None
