@@ -114,6 +114,36 @@ def test_resume_after_a_crash_gives_identical_weights(tmp_path):
         assert torch.equal(resumed.state_dict()[name], value), name
 
 
+@pytest.mark.parametrize(
+    "tamper,message",
+    [
+        (lambda state: state.pop("step"), "lacks a valid 'step' entry"),
+        (lambda state: state.update(step=-100), "records step -100 after"),
+        (lambda state: state.update(step=True), "lacks a valid 'step' entry"),
+        (lambda state: state.update(model="weights"), "lacks a valid 'model' entry"),
+        (lambda state: state["model"].update({k: v[:1] for k, v in state["model"].items()}), "does not fit"),
+        (lambda state: state.update(generator=torch.zeros(3, dtype=torch.uint8)), "does not fit"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_is_one_sentence(tmp_path, tamper, message):
+    cfg = TrainConfig(steps=4, checkpoint_every=2)
+    train(toy_model(), toy_objective(), cfg, tmp_path, progress=False)
+    path = tmp_path / CHECKPOINT_NAME
+    state = load_checkpoint(path)
+    tamper(state)
+    save_checkpoint(path, state)
+    with pytest.raises(CamfieldsError, match=message) as refused:
+        train(
+            toy_model(),
+            toy_objective(),
+            TrainConfig(steps=6, checkpoint_every=2),
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
+    assert "\n" not in str(refused.value)
+
+
 def test_truncated_checkpoint_is_a_clear_error_and_is_left_alone(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1, "model": toy_model().state_dict()})

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from camfields import distributed
 from camfields.distributed import Shard
+from camfields.errors import CamfieldsError, first_line
 from camfields.training.checkpoint import load_checkpoint, save_checkpoint
 from camfields.training.config import TrainConfig
 from camfields.training.optim import build_optimizer
@@ -100,6 +101,33 @@ def _evaluate(model: nn.Module, objective: Objective) -> Evaluation:
     return result
 
 
+#: What a checkpoint holds, and the types ``restore_checkpoint`` accepts for each entry.
+CHECKPOINT_ENTRIES = {"step": int, "seconds": (int, float), "model": dict, "optimizer": dict, "generator": torch.Tensor}
+
+
+def restore_checkpoint(
+    state: dict, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> None:
+    """Load ``state`` (read from ``path``) into the model, optimizer and batch generator, or say in
+    one sentence what about the file does not fit: a missing or mistyped entry, a negative step or
+    time, tensors of another model, another optimizer's state, a damaged generator state."""
+    if not isinstance(state, dict):
+        raise CamfieldsError(f"checkpoint {path} is not a camfields checkpoint (it holds a {type(state).__name__})")
+    for key, kind in CHECKPOINT_ENTRIES.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CamfieldsError(f"checkpoint {path} lacks a valid '{key}' entry; delete it to restart that fit")
+    if state["step"] < 0 or not state["seconds"] >= 0:
+        raise CamfieldsError(
+            f"checkpoint {path} records step {state['step']} after {state['seconds']} s; neither may be negative"
+        )
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise CamfieldsError(f"checkpoint {path} does not fit this fit's model: {first_line(e)}") from None
+
+
 def train(
     model: nn.Module,
     objective: Objective,
@@ -141,9 +169,7 @@ def train(
     if shard.world > 1:  # rank 0 reads the checkpoint; the others need no shared folder
         state = distributed.broadcast(state)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+        restore_checkpoint(state, ckpt_path, model, optimizer, generator)
         start, seconds_before, resumed_from = state["step"], state["seconds"], state["step"]
         if progress and shard.main:
             tqdm.write(f"resuming {out_dir} from step {start} of {cfg.steps}")
