@@ -47,7 +47,7 @@ class FusedGridModulate(torch.autograd.Function):
             corners_per_point=index.shape[1] * index.shape[2],
             deterministic=torch.are_deterministic_algorithms_enabled(),
             element_size=table.element_size(),
-            target_blocks=target_blocks(h.device.index if h.device.index is not None else 0),
+            target_blocks=target_blocks(h.get_device()),
         )
         grad_h, grad_table, grad_weight = module.grid_modulate_backward(
             grad_out.contiguous(), h, table, index, weight, *ctx.args, ctx.needs_input_grad[2], plan.fields()

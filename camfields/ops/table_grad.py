@@ -107,5 +107,5 @@ def plan_table_grad(
 
 @functools.cache
 def target_blocks(device_index: int) -> int:
-    """Blocks that fill a CUDA device: four per multiprocessor."""
+    """Blocks that fill CUDA device ``device_index`` (a tensor's ``get_device()``): four per multiprocessor."""
     return 4 * torch.cuda.get_device_properties(device_index).multi_processor_count
