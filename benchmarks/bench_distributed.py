@@ -6,7 +6,7 @@ the machine's cores are divided between the processes (``OMP_NUM_THREADS``). Rep
 training samples per second (pixels, rays or frames; training time only, from each fit's
 metrics) and the final quality, prints a table and writes JSON with the device name.
 
-    python benchmarks/bench_distributed.py --out benchmarks/results/distributed_cpu.json
+    python benchmarks/bench_distributed.py   # writes benchmarks/results/distributed/cpu_<cores>cores.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from results_layout import default_out, device_tag
 
 from camfields.cli import run
 from camfields.errors import CamfieldsError
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="CPU threads shared by the processes")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU per process)")
     parser.add_argument("--workdir", help="folder for the fits (default: temporary); finished fits are reused")
-    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument(
+        "--out", type=Path, help="JSON results (default: benchmarks/results/distributed/<device>_<cores>cores.json)"
+    )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
     unknown = [t for t in tasks if t not in TASKS]
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     procs = [int(p) for p in args.procs.split(",")]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="camfields-scaling-"))
     device = resolve_device(args.device)
+    args.out = args.out or default_out("distributed", f"{device_tag(device)}_{args.cores}cores.json")
 
     rows = []
     for name in tasks:
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['seconds']:>9.1f}{row['samples_per_second']:>12.0f}{speedup:>9.2f}{row['psnr']:>8.2f}"
         )
     write_json(
-        Path(args.out),
+        args.out,
         {"device": device_name(device), "cores": args.cores, "torch": torch.__version__, "results": rows},
     )
     print(f"wrote {args.out}")

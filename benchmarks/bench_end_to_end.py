@@ -18,7 +18,7 @@ torch and, on a GPU, the issue's goal (>= 2x). A table is printed and the JSON (
 device name) rewritten after every row. The NeRF rows are timed early in a fit: with fewer
 than ~270 warm-up steps the occupancy grid still marks every cell occupied.
 
-    python benchmarks/bench_end_to_end.py --out benchmarks/results/end_to_end_<gpu>.json
+    python benchmarks/bench_end_to_end.py    # writes benchmarks/results/kernels/end_to_end_<gpu>.json
     python benchmarks/bench_end_to_end.py --device cpu --tiny --out /tmp/end_to_end.json  # seconds
 
 (Its own file rather than ``bench_modulate.py --end-to-end``: that one times single ops on
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import os
 import sys
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results_layout import default_out, device_tag
 
 from camfields.cli import run
 from camfields.config import deep_merge
@@ -49,8 +51,10 @@ from camfields.io.images import downscale, load_embedded_image
 from camfields.ops.backend import cuda_extension_status
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks import image, nerf
-from camfields.tasks.radiance import RayObjective, split_rays
+from camfields.tasks.radiance import OccupancyRefresh, RayObjective, split_rays
 from camfields.training.checkpoint import write_json
+from camfields.training.hooks import Hook
+from camfields.training.loop import TrainingStep
 from camfields.training.optim import build_optimizer
 
 SCENE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nerf" / "lego"
@@ -96,15 +100,16 @@ def backend_variant(variant: str) -> Iterator[None]:
             os.environ["CAMFIELDS_BACKEND"] = before
 
 
-def training_step(model: torch.nn.Module, objective: Any, optimizer: torch.optim.Optimizer) -> Step:
-    """One step as the training loop takes it (loss on a drawn batch, backward, Adam)."""
+def training_step(
+    model: torch.nn.Module, objective: Any, optimizer: torch.optim.Optimizer, hooks: list[Hook] | None = None
+) -> Step:
+    """One step as the training loop takes it (hooks, loss on a drawn batch, backward, Adam)."""
     generator = torch.Generator().manual_seed(0)
+    take_step = TrainingStep(model, objective, optimizer, hooks or [], Shard())
+    count = itertools.count()
 
     def step() -> None:
-        loss, _ = objective.loss(model, generator, Shard())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        take_step(next(count), generator)
 
     return step
 
@@ -163,7 +168,7 @@ def nerf_case(
         torch.manual_seed(cfg.train.seed)
         field = nerf.build_radiance_field(cfg.field, torch.tensor(cfg.aabb))
         model = nerf.NeRFModel(field, cfg.sampler).to(device)
-        return training_step(model, objective, build_optimizer(model, cfg.train))
+        return training_step(model, objective, build_optimizer(model, cfg.train), [OccupancyRefresh()])
 
     height, width = split.images.shape[1:3]
     return {"size": f"{width}x{height}", "views": len(split.images), "batch": cfg.train.batch_size}, build
@@ -194,13 +199,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps per variant")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per variant (about)")
     parser.add_argument("--max-steps", type=int, default=1000, help="at most this many timed steps per variant")
-    parser.add_argument("--out", type=Path, required=True, help="JSON results (rewritten after every row)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results, rewritten after every row (default: benchmarks/results/kernels/end_to_end_<device>.json)",
+    )
     args = parser.parse_args(argv)
     rows = args.rows.split(",")
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         parser.error(f"unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}")
     device = resolve_device(args.device)
+    args.out = args.out or default_out("kernels", f"end_to_end_{device_tag(device)}.json")
     on_gpu = device.type == "cuda"
     rays = TINY_RAYS if args.tiny else args.rays
     report: dict[str, Any] = {

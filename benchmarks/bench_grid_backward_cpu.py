@@ -11,7 +11,7 @@ modulation, on the same data: the gather backward alone, and ``grid_modulate`` f
 repeats. A case whose old algorithm would need more than --old-memory-gib of temporaries runs at
 fewer points (halved until it fits), old and new alike; the JSON says how many.
 
-    python benchmarks/bench_grid_backward_cpu.py --out benchmarks/results/grid_backward_cpu_2cores.json
+    python benchmarks/bench_grid_backward_cpu.py   # benchmarks/results/kernels/grid_backward_cpu_<threads>cores.json
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from bench_modulate import GRIDS
+from results_layout import default_out
 
+from camfields.cli import run
 from camfields.ops import interp
 from camfields.ops.grid_modulate import grid_modulate
 from camfields.training.checkpoint import write_json
@@ -148,8 +151,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--old-memory-gib", type=float, default=10.0)
     parser.add_argument("--goal", type=float, default=3.0, help="least gather-backward speedup (issue 28)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out", type=Path, help="default: benchmarks/results/kernels/grid_backward_cpu_<threads>cores.json"
+    )
     args = parser.parse_args(argv)
+    args.out = args.out or default_out("kernels", f"grid_backward_cpu_{torch.get_num_threads()}cores.json")
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
     results = []
@@ -186,4 +192,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -7,7 +7,7 @@ growth 1.5) of 2D and 3D points: forward, and forward + backward to the table (a
 and float16 tables. Needs a CUDA GPU, except for a dry run (``--device cpu --tiny``: both
 columns on the PyTorch path, host-clock times, no memory figures).
 
-    python benchmarks/bench_hash_encode.py --out benchmarks/results/hash_encode_<gpu>.json
+    python benchmarks/bench_hash_encode.py   # writes benchmarks/results/kernels/hash_encode_<gpu>.json
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from bench_modulate import time_ms
+from results_layout import default_out, device_tag
 
 from camfields import HashGrid
 from camfields.cli import run
@@ -80,13 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtypes", default="float32,float16", help=f"table dtypes among {', '.join(DTYPES)}")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a dry run, PyTorch path only")
     parser.add_argument("--tiny", action="store_true", help="2^10 entries per level and 2^10 points")
-    parser.add_argument("--out", required=True, help="JSON results file (rewritten after every row)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results, rewritten after every row (default: benchmarks/results/kernels/hash_encode_<device>.json)",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CamfieldsError("bench_hash_encode needs a CUDA GPU (--device cpu for a dry run)")
     dtypes = args.dtypes.split(",")
     if any(d not in DTYPES for d in dtypes):
         raise CamfieldsError(f"--dtypes takes {', '.join(DTYPES)}, got {args.dtypes!r}")
+    args.out = args.out or default_out("kernels", f"hash_encode_{device_tag(torch.device(args.device))}.json")
     report = {
         "name": "bench_hash_encode",
         "description": "hash-grid encoding (16 levels x 2, 2^19), PyTorch path vs fused kernels",

@@ -11,8 +11,8 @@ prints each goal beside its measurement, pass or fail. Needs a CUDA GPU, except 
 run (``--device cpu --tiny``: tiny sizes, both columns on the PyTorch path, host-clock times,
 no memory figures). Whole training steps, torch against fused: ``bench_end_to_end.py``.
 
-    python benchmarks/bench_modulate.py --out benchmarks/results/modulate_<gpu>.json
-    python benchmarks/bench_modulate.py --goals --out benchmarks/results/modulate_goals_<gpu>.json
+    python benchmarks/bench_modulate.py           # writes benchmarks/results/kernels/modulate_<gpu>.json
+    python benchmarks/bench_modulate.py --goals   # writes benchmarks/results/kernels/modulate_goals_<gpu>.json
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_layout import default_out, device_tag
 
 from camfields import DenseGrid, HashGrid, PlaneGrid, modulate
 from camfields.cli import run
@@ -285,13 +286,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a dry run, PyTorch path only")
     parser.add_argument("--tiny", action="store_true", help=f"goal rows at 2^{TINY_LOG2N} x {TINY_CHANNELS}")
-    parser.add_argument("--out", required=True, help="JSON results file (rewritten after every row)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results, rewritten after each row (default: benchmarks/results/kernels/modulate[_goals]_<gpu>.json)",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CamfieldsError("bench_modulate needs a CUDA GPU (--device cpu for a dry run)")
     if args.profile:
         profile(*args.profile)
         return
+    kind = "modulate_goals" if args.goals else "modulate"
+    args.out = args.out or default_out("kernels", f"{kind}_{device_tag(torch.device(args.device))}.json")
     device = device_name(torch.device(args.device))
     copy_gbs = copy_bandwidth_gbs(args.device)
     report = {

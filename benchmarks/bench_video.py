@@ -11,7 +11,9 @@ name. Fits run ``--jobs`` at a time, one CPU thread each by default; rerunning w
 --workdir resumes unfinished fits and re-encodes finished ones.
 
     python benchmarks/bench_video.py --epochs 300 --seeds 0,1 --quant-steps tensor,channel \\
-        --workdir runs/bench-video --out benchmarks/results/video_bunny_320x180_cam_vs_plain.json
+        --workdir runs/bench-video --out benchmarks/results/video/bigbuckbunny_320x180/cam_vs_plain_300epochs.json
+
+Without --out it writes ``benchmarks/results/video/<clip>_<W>x<H>/cam_vs_plain_<device>.json``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results_layout import default_out, device_tag
 
 from camfields.cli import comma_ints, comma_names, run
 from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, VideoConfig, fit_video, resolve_config
+from camfields.tasks.video import PRESETS, QUANT_STEPS, VideoConfig, fit_video, resolve_config
 from camfields.training.checkpoint import write_json
 
 DEFAULT_VIDEO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
@@ -44,7 +47,7 @@ def model_targets(text: str) -> list[tuple[str, int]]:
         name, _, target = item.strip().partition(":")
         if not target.isdigit():
             raise CamfieldsError(f"--models entries look like ffnerv:51500 (model:target parameters), got {item!r}")
-        check_choice(name, MODEL_PRESETS, "--models name")
+        check_choice(name, PRESETS, "--models name")
         pairs.append((name, int(target)))
     if len(pairs) < 2:
         raise CamfieldsError("--models needs a baseline and at least one model to compare with it")
@@ -122,7 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per fit")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", required=True, help="folder for the fits (rerun to resume)")
-    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results file (default: benchmarks/results/video/<clip>_<W>x<H>/cam_vs_plain_<device>.json)",
+    )
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else shared the machine)")
     args = parser.parse_args(argv)
 
@@ -143,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     common = {k: v for k, v in given.items() if v is not None}
     reference = resolve_config(models[0][0], args.config, common)
+    clip = Path(args.video).stem + (f"_{reference.width}x{reference.height}" if reference.width else "")
+    args.out = args.out or default_out("video", clip, f"cam_vs_plain_{device_tag(device)}.json")
     suffix = f"{reference.bits}bit" + (f"_prune{reference.prune:g}" if reference.prune else "")
     suffix += f"_damp{reference.qat_dampening:g}" if reference.qat_dampening != VideoConfig.qat_dampening else ""
     suffix += f"_rate{reference.rate_weight:g}" if reference.rate_weight else ""

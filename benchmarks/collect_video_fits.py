@@ -14,7 +14,8 @@ level. With ``--rd`` (an ``eval_rd.py`` rd.json) every fit also gets each baseli
 PSNR at its bpp. Prints the table and writes JSON with the devices the fits ran on.
 
     python benchmarks/collect_video_fits.py runs/plain-lr/ffnerv_14500 runs/rd-lowrate-damp/ffnerv_cam_14000_6bit_s0 \\
-        --reference ffnerv --rd runs/rd-lowrate-damp/rd.json --out benchmarks/results/comparison.json
+        --reference ffnerv --rd runs/rd-lowrate-damp/rd.json \\
+        --out benchmarks/results/video/bigbuckbunny_320x180/lowrate_plain_vs_cam_6bit_dampening.json
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from results_layout import default_out, device_tag
+
 from camfields.config import check_choice, deep_merge
 from camfields.runtime import device_name, resolve_device
 from camfields.training.checkpoint import read_json, write_json
@@ -58,6 +60,7 @@ def run_benchmark(
     baselines: dict[str, str],
     default_data: Path,
     default_config: str,
+    task: str,
 ) -> None:
     """Parse the command line, fit every model, print the table and write the JSON report.
 
@@ -66,6 +69,7 @@ def run_benchmark(
         resolve: ``resolve_config(model, config, overrides)`` of the task.
         fit: ``fit_*(data, cfg, out_dir, device, resume, progress)`` of the task.
         baselines: CAM variant -> the plain model it is compared with.
+        task: the results folder of the default --out, ``benchmarks/results/<task>/<data name>/<device>.json``.
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(default_data), help=f"scene (default: {default_data})")
@@ -78,13 +82,16 @@ def run_benchmark(
     parser.add_argument("--eval-split", choices=("val", "test"), help="override the config's evaluation split")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", help="folder for the per-model outputs (default: a temporary folder)")
-    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument(
+        "--out", type=Path, help=f"JSON results file (default: benchmarks/results/{task}/<data name>/<device>.json)"
+    )
     args = parser.parse_args(argv)
 
     models = args.models.split(",")
     for model in models:
         check_choice(model, presets, "model")
     device = resolve_device(args.device)
+    args.out = args.out or default_out(task, Path(args.data).stem, f"{device_tag(device)}.json")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_"))
     overrides: dict = {"train": {"steps": args.steps}} if args.steps else {}
     if args.downscale:

@@ -4,14 +4,17 @@
 #   build    the CUDA extension (JIT, cached in $CAMFIELDS_CACHE) and nvidia-smi -> build.log
 #   tests    the GPU tests: fused kernels vs PyTorch (float64 gradchecks included), the hash
 #            encoding, no host wait in a training step                           -> gpu_tests.log
-#   kernels  bench_modulate.py --goals: issue 28's goal rows, pass/fail          -> modulate_goals_<gpu>.json
+#   kernels  bench_modulate.py --goals: issue 28's goal rows, pass/fail   -> kernels/modulate_goals_<gpu>.json
 #   steps    bench_end_to_end.py: image / vanilla_cam / ngp training steps/s,
-#            CAMFIELDS_BACKEND=torch vs fused (NeRF rows need LEGO)             -> end_to_end_<gpu>.json
-#   nerf     with LEGO: bench_nerf.py ngp vs ngp_cam, sharing the time left     -> nerf_lego_400_<gpu>.json
+#            CAMFIELDS_BACKEND=torch vs fused (NeRF rows need LEGO)      -> kernels/end_to_end_<gpu>.json
+#   nerf     with LEGO: bench_nerf.py ngp vs ngp_cam, sharing the time left
+#                                                    -> nerf/lego/ngp_ngp_cam_400x400_<gpu>.json
 # The benchmarks' tables go to bench.log; summary.txt is written (and printed) last. Each file
 # lands in ${OUT:-gpu_run_out} as soon as it exists, so a run that is cut off still returns what
-# it had (7 files at most). A step starts only if the time left allows its minimum, and is cut
-# at the smaller of its cap and the time left.
+# it had (7 files at most). The result files sit in benchmarks/results/'s layout (<gpu> as
+# benchmarks/results_layout.py tags it, e.g. h200): copy $OUT/kernels and $OUT/nerf there to
+# commit them. A step starts only if the time left allows its minimum, and is cut at the smaller
+# of its cap and the time left.
 # Settings (environment): LEGO (the 400x400 lego folder, e.g. .gpudata/lego), DEADLINE (480),
 # STEPS (build,tests,kernels,steps,nerf: a subset for a rerun), GPU_TESTS (the test files),
 # PYTHON (python3).
@@ -21,7 +24,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_run_out}"
-mkdir -p "$out"
+mkdir -p "$out/kernels"
 export CAMFIELDS_CACHE="${CAMFIELDS_CACHE:-/tmp/camfields_cache}" PYTHONUNBUFFERED=1
 source scripts/gpu_env.sh
 dry="${DRY_RUN:-0}"
@@ -65,9 +68,9 @@ if [ "$dry" = 1 ]; then
     "from camfields.cuda_build import SOURCE_NAMES; print('dry run, no build; sources:', *SOURCE_NAMES)"
   run_step tests 300 0 "$out/gpu_tests.log" "$py" -m pytest -q -p no:cacheprovider --collect-only "${gpu_tests[@]}"
   run_step kernels 300 0 "$out/bench.log" "$py" benchmarks/bench_modulate.py --goals --device cpu --tiny \
-    --out "$out/modulate_goals_$gpu.json"
+    --out "$out/kernels/modulate_goals_$gpu.json"
   run_step steps 300 0 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --device cpu --tiny --warmup 1 \
-    --seconds 0.05 ${LEGO:+--data "$LEGO"} --out "$out/end_to_end_$gpu.json"
+    --seconds 0.05 ${LEGO:+--data "$LEGO"} --out "$out/kernels/end_to_end_$gpu.json"
   nerf_args=(--device cpu --downscale 16 --steps 3)
   cat >"$work/lego.toml" <<'TOML'
 extends = "nerf/lego"
@@ -87,12 +90,13 @@ t = time.time()
 ok, reason = cuda_extension_status()
 print('extension', 'built' if ok else f'FAILED: {reason}', f'in {time.time() - t:.0f} s')"
   nvidia-smi >>"$out/build.log" 2>&1
-  gpu=$("$py" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null || echo unknown)
+  gpu=$("$py" -c "import sys, torch; sys.path.insert(0, 'benchmarks'); from results_layout import device_tag
+print(device_tag(torch.device('cuda')))" 2>/dev/null || echo unknown)
   run_step tests 180 60 "$out/gpu_tests.log" "$py" -m pytest -q -p no:cacheprovider --durations=10 "${gpu_tests[@]}"
   run_step kernels 150 60 "$out/bench.log" "$py" benchmarks/bench_modulate.py --goals \
-    --out "$out/modulate_goals_$gpu.json"
+    --out "$out/kernels/modulate_goals_$gpu.json"
   run_step steps 150 60 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --warmup 20 --seconds 8 \
-    ${LEGO:+--data "$LEGO"} --out "$out/end_to_end_$gpu.json"
+    ${LEGO:+--data "$LEGO"} --out "$out/kernels/end_to_end_$gpu.json"
   printf 'extends = "nerf/lego"\neval_views = 10\nturntable_frames = 0\n' >"$work/lego.toml"
   # each model: a 300-step probe, the fit, and its evaluation (about 45 s besides the fit)
   seconds=$(((deadline - SECONDS - reserve) / 2 - 45))
@@ -100,11 +104,13 @@ print('extension', 'built' if ok else f'FAILED: {reason}', f'in {time.time() - t
   nerf_min=150
 fi
 if [ -n "${LEGO:-}" ]; then
+  mkdir -p "$out/nerf/lego"
+  nerf_out="$out/nerf/lego/ngp_ngp_cam_400x400_$gpu.json"
   run_step nerf 100000 "$nerf_min" "$out/bench.log" "$py" benchmarks/bench_nerf.py --data "$LEGO" \
     --config "$work/lego.toml" --eval-split val --models ngp,ngp_cam "${nerf_args[@]}" \
-    --workdir "$work/nerf" --out "$out/nerf_lego_400_$gpu.json"
-  if [ -d "$work/nerf" ] && [ ! -f "$out/nerf_lego_400_$gpu.json" ]; then  # cut off: the models that finished
-    "$py" - "$work/nerf" "$out/nerf_lego_400_$gpu.json" <<'PY'
+    --workdir "$work/nerf" --out "$nerf_out"
+  if [ -d "$work/nerf" ] && [ ! -f "$nerf_out" ]; then  # cut off: the models that finished
+    "$py" - "$work/nerf" "$nerf_out" <<'PY'
 import json, sys
 from pathlib import Path
 done = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/metrics.json"))}

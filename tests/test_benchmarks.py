@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -43,9 +44,43 @@ def test_a_budget_shorter_than_the_probe_still_trains_the_probe_length(tmp_path)
 def test_steps_and_seconds_exclude_each_other(capsys):
     with pytest.raises(SystemExit):
         scene_bench.run_benchmark(
-            ["--steps", "3", "--seconds", "4", "--out", "x.json"], "d", {}, None, None, {}, REPO, "c"
+            ["--steps", "3", "--seconds", "4", "--out", "x.json"], "d", {}, None, None, {}, REPO, "c", "nerf"
         )
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_default_result_paths_follow_the_layout_and_never_replace_a_result(tmp_path, monkeypatch):
+    import torch
+    from results_layout import RESULTS, default_out, device_tag
+
+    from camfields.errors import CamfieldsError
+
+    assert RESULTS == REPO / "benchmarks" / "results"
+    assert device_tag(torch.device("cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert device_tag(torch.device("cuda")) == "h100_80gb_hbm3"
+    monkeypatch.setattr("results_layout.RESULTS", tmp_path)
+    assert default_out("image", "kodak", "cpu.json") == tmp_path / "image" / "kodak" / "cpu.json"
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "end_to_end_cpu.json").write_text("{}")
+    with pytest.raises(CamfieldsError, match=r"end_to_end_cpu.json already holds a result; pass --out"):
+        default_out("kernels", "end_to_end_cpu.json")
+
+
+def test_every_committed_result_sits_in_the_layout_and_every_cited_one_exists():
+    files = [p for p in (REPO / "benchmarks" / "results").rglob("*") if p.is_file()]
+    tasks = {"image", "nerf", "dynamic", "video", "kernels", "distributed"}
+    for path in files:
+        parts = path.relative_to(REPO / "benchmarks" / "results").parts
+        assert parts[0] in tasks and len(parts) == (2 if parts[0] in ("kernels", "distributed") else 3), path
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    cited = set()
+    for doc in docs:
+        for link in re.findall(r"\]\(([^)#\s]+)", doc.read_text()):
+            if "benchmarks/results/" in link:
+                cited.add((doc.parent / link).resolve())
+    missing = sorted(str(c) for c in cited if not c.exists())
+    assert cited and not missing, missing
 
 
 def test_profile_case_parses_one_case_and_refuses_anything_else():

@@ -36,23 +36,23 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
     assert "dry run, no build; sources: cuda/bindings.cpp" in (out / "build.log").read_text()
     assert "tests/test_cuda_ops.py::" in (out / "gpu_tests.log").read_text()
 
-    goals = json.loads((out / "modulate_goals_cpu.json").read_text())
+    goals = json.loads((out / "kernels" / "modulate_goals_cpu.json").read_text())
     assert [(row["op"], row["per_channel"]) for row in goals["rows"]] == list(bench_modulate.GOALS)
     for row in goals["rows"]:
         assert row["points"] == 1 << bench_modulate.TINY_LOG2N and row["deterministic_cost"] > 0
         assert all(isinstance(check["pass"], bool) for check in row["goals"].values())
 
-    steps = json.loads((out / "end_to_end_cpu.json").read_text())
+    steps = json.loads((out / "kernels" / "end_to_end_cpu.json").read_text())
     timed = [row["row"] for row in steps["rows"]]
     assert timed == (["image", "vanilla_cam", "ngp"] if has_lego else ["image"])
     assert all(row["ratio"] > 0 for row in steps["rows"])
 
-    files = {p.name for p in out.iterdir()}
-    expected = {"summary.txt", "build.log", "gpu_tests.log", "bench.log", "modulate_goals_cpu.json"}
-    expected |= {"end_to_end_cpu.json"} | ({"nerf_lego_400_cpu.json"} if has_lego else set())
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    expected = {"summary.txt", "build.log", "gpu_tests.log", "bench.log", "kernels/modulate_goals_cpu.json"}
+    expected |= {"kernels/end_to_end_cpu.json"} | ({"nerf/lego/ngp_ngp_cam_400x400_cpu.json"} if has_lego else set())
     assert files == expected and len(files) <= 8  # what the device tool sends back
     if has_lego:
-        nerf = json.loads((out / "nerf_lego_400_cpu.json").read_text())
+        nerf = json.loads((out / "nerf" / "lego" / "ngp_ngp_cam_400x400_cpu.json").read_text())
         assert set(nerf["results"]) == {"ngp", "ngp_cam"}
         assert all(r["steps"] == 3 and r["psnr"] > 0 for r in nerf["results"].values())
     else:
