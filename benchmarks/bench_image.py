@@ -5,7 +5,7 @@ Every model sees the same images, resolution, steps, batch size and seed. Prints
 (per image and mean PSNR / SSIM, parameters, seconds) and writes JSON with the device name.
 Interrupted runs continue where they stopped when the same --workdir is given again.
 
-    python benchmarks/bench_image.py --out benchmarks/results/image_kodak_cpu.json
+    python benchmarks/bench_image.py     # writes benchmarks/results/image/kodak/cpu.json (CPU) or <gpu>.json
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_layout import default_out, device_tag
 
 from camfields.cli import run
 from camfields.errors import CamfieldsError
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="only the first N images")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", help="folder for the per-fit outputs (default: a temporary folder)")
-    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument(
+        "--out", type=Path, help="JSON results file (default: benchmarks/results/image/<images folder>/<device>.json)"
+    )
     args = parser.parse_args(argv)
 
     models, modes = args.models.split(","), args.modes.split(",")
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         raise CamfieldsError(f"image folder {args.images} does not exist (pass --images)")
     files = list_images(Path(args.images))[: args.limit]
     device = resolve_device(args.device)
+    args.out = args.out or default_out("image", Path(args.images).name, f"{device_tag(device)}.json")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_image_"))
     overrides: dict = {"train": {"steps": args.steps}} if args.steps else {}
     if args.downscale:
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         "total_seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }
-    write_json(Path(args.out), report)
+    write_json(args.out, report)
     print(f"\nPSNR gain over ffn: {report['psnr_delta_vs_ffn']}\nwrote {args.out}")
 
 
