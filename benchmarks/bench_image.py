@@ -22,7 +22,7 @@ from camfields.cli import run
 from camfields.errors import CamfieldsError
 from camfields.io.images import list_images
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.image import MODEL_PRESETS, MODES, fit_image_files, resolve_config
+from camfields.tasks.image import PRESETS, MODES, fit_image_files, resolve_config
 from camfields.training.checkpoint import write_json
 
 DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "images" / "kodak"
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
 
     models, modes = args.models.split(","), args.modes.split(",")
     for m in models:
-        if m not in MODEL_PRESETS:
-            raise CamfieldsError(f"unknown model {m!r}; choose from {', '.join(MODEL_PRESETS)}")
+        if m not in PRESETS:
+            raise CamfieldsError(f"unknown model {m!r}; choose from {', '.join(PRESETS)}")
     for m in modes:
         if m not in MODES:
             raise CamfieldsError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")

@@ -15,9 +15,21 @@ from camfields.modules import (
     SinusoidalEncoding,
 )
 from camfields.ops import modulate
-from camfields.training import CoordinateRegression, TrainConfig, train
 
 __version__ = "0.1.0"
+
+#: names served from ``camfields.training`` on first use, so that code which never trains
+#: (decoding a file) does not import the training loop, TensorBoard or the metrics
+_TRAINING = ("CoordinateRegression", "TrainConfig", "train")
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        import camfields.training
+
+        return getattr(camfields.training, name)
+    raise AttributeError(f"module 'camfields' has no attribute {name!r}")
+
 
 __all__ = [
     "CAMMLP",

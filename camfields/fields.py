@@ -71,6 +71,11 @@ class FieldConfig:
     groups: int = 1
     modulation: ModulationConfig = field(default_factory=ModulationConfig)
 
+    def validate(self) -> None:
+        """Check the choices (encoding kind, modulation grid) once, where a config is loaded."""
+        check_choice(self.encoding.kind, ENCODINGS, "encoding")
+        check_choice(self.modulation.grid, ["none", *GRIDS], "modulation grid")
+
 
 def _hash_kwargs(cfg: HashGridConfig) -> dict:
     return dict(
@@ -101,15 +106,14 @@ GRIDS: dict[str, Callable[[ModulationConfig, int], Callable[[int], FeatureGrid]]
 
 
 def build_encoding(cfg: EncodingConfig, in_dim: int) -> nn.Module:
-    """The input encoding described by ``cfg`` for ``in_dim``-dimensional coordinates."""
-    check_choice(cfg.kind, ENCODINGS, "encoding")
+    """The input encoding described by ``cfg`` (validated) for ``in_dim``-dimensional coordinates."""
     return ENCODINGS[cfg.kind](cfg, in_dim)
 
 
 def build_mlp(
     cfg: FieldConfig, in_dim: int, out_dim: int, encoding: nn.Module | None, mod_dim: int | None = None
 ) -> CAMMLP:
-    """The CAMMLP of ``cfg`` with a given input encoding (``cfg.encoding`` is not used).
+    """The CAMMLP of ``cfg`` (validated) with a given input encoding (``cfg.encoding`` is not used).
 
     Args:
         cfg: the field config (widths, norm, modulation, activations).
@@ -120,7 +124,6 @@ def build_mlp(
             for dense and plane grids it must equal ``len(cfg.modulation.resolution)``,
             for hash grids it only sets the input dimension.
     """
-    check_choice(cfg.modulation.grid, ["none", *GRIDS], "modulation grid")
     mod, mod_dim = cfg.modulation, mod_dim or in_dim
     if mod.grid in ("dense", "planes") and len(mod.resolution) != mod_dim:
         raise CamfieldsError(
@@ -153,4 +156,10 @@ def build_field(cfg: FieldConfig, in_dim: int, out_dim: int, mod_dim: int | None
         out_dim: output channels.
         mod_dim: dimension of the modulation coordinates (see ``build_mlp``).
     """
+    cfg.validate()
     return build_mlp(cfg, in_dim, out_dim, build_encoding(cfg.encoding, in_dim), mod_dim)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (fixed buffers such as Fourier projections excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from camfields.io.images import load_embedded_image
-from camfields.tasks.image import fit_image, resolve_config
+from camfields.tasks.base import run_fit
+from camfields.tasks.image import IMAGE, resolve_config
 
 
 @pytest.mark.slow
@@ -17,7 +18,7 @@ def test_cam_beats_ffn_on_a_real_photo_at_equal_steps(tmp_path):
     psnr = {}
     for model in ("ffn", "cam"):
         cfg = resolve_config(model, overrides={"downscale": 4, "train": {"steps": 150, "batch_size": 2048}})
-        metrics = fit_image(image, cfg, tmp_path / model, torch.device("cpu"), progress=False)
+        metrics = run_fit(IMAGE, cfg, image, tmp_path / model, torch.device("cpu"), progress=False)
         psnr[model] = metrics["psnr"]
     assert psnr["ffn"] > 20, psnr  # the baseline itself learned the image
     assert psnr["cam"] > psnr["ffn"] + 1.0, psnr

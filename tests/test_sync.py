@@ -93,7 +93,7 @@ def test_on_the_gpu_the_range_error_fires_in_debug_mode_only():
 def test_a_cam_image_training_step_queues_without_a_host_wait(monkeypatch, backend_env):
     from camfields.distributed import Shard
     from camfields.fields import build_field
-    from camfields.tasks.image import MODEL_PRESETS
+    from camfields.tasks.image import cam_field
     from camfields.training import CoordinateRegression, TrainConfig
     from camfields.training.optim import build_optimizer
 
@@ -101,7 +101,7 @@ def test_a_cam_image_training_step_queues_without_a_host_wait(monkeypatch, backe
         monkeypatch.delenv("CAMFIELDS_BACKEND", raising=False)
     else:
         monkeypatch.setenv("CAMFIELDS_BACKEND", backend_env)
-    model = build_field(MODEL_PRESETS["cam"](), in_dim=2, out_dim=3).cuda()
+    model = build_field(cam_field(), in_dim=2, out_dim=3).cuda()
     coords = torch.rand(4096, 2, device="cuda") * 2 - 1
     objective = CoordinateRegression(coords, torch.rand(4096, 3, device="cuda"), batch_size=1024)
     optimizer = build_optimizer(model, TrainConfig())

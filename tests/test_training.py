@@ -12,6 +12,7 @@ import torch
 from camfields import CAMMLP, CamfieldsError, DenseGrid, FourierFeatures, HashGridEncoding, PlaneGrid
 from camfields.training import CoordinateRegression, TrainConfig, build_optimizer, train
 from camfields.training.checkpoint import load_checkpoint, save_checkpoint
+from camfields.training.hooks import Hook
 from camfields.training.loop import CHECKPOINT_NAME
 from camfields.training.run_dir import prepare_run_dir
 from camfields.training.schedules import lr_factor
@@ -97,13 +98,14 @@ def test_resume_after_a_crash_gives_identical_weights(tmp_path):
     straight = toy_model()
     train(straight, toy_objective(), cfg, tmp_path / "straight", progress=False)
 
-    def crash(step, model):
-        if step == 17:
-            raise RuntimeError("simulated kill")
+    class Crash(Hook):
+        def after_step(self, step, model):
+            if step == 17:
+                raise RuntimeError("simulated kill")
 
     torch.manual_seed(0)
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(toy_model(), toy_objective(), cfg, tmp_path / "crashed", progress=False, on_step=crash)
+        train(toy_model(), toy_objective(), cfg, tmp_path / "crashed", progress=False, hooks=[Crash()])
     assert load_checkpoint(tmp_path / "crashed" / CHECKPOINT_NAME)["step"] == 10
 
     torch.manual_seed(0)
@@ -203,12 +205,57 @@ def test_bad_train_settings_are_clear_errors():
     TrainConfig(modulation_lr_mult=None).validate()
 
 
-def test_step_counter_continues_from_a_restored_count():
-    from camfields.training.steps import StepCounted
+class Recorder(Hook):
+    """Records the steps it is called with; from step ``start`` on adds ``weight`` x the sum of squares
+    of the parameters to the loss."""
 
-    counter = StepCounted()
-    assert [counter.count_step() for _ in range(3)] == [0, 1, 2] and int(counter.steps_seen) == 3
-    restored = StepCounted()
-    restored.count_step()
-    restored.load_state_dict(counter.state_dict())
-    assert restored.count_step() == 3 and int(restored.steps_seen) == 4
+    def __init__(self, start=0, weight=0.0):
+        self.start, self.weight, self.before, self.after = start, weight, [], []
+
+    def before_step(self, step, model, generator):
+        self.before.append(step)
+
+    def penalty(self, step, model):
+        if step < self.start or not self.weight:
+            return None
+        return self.weight * sum((p**2).sum() for p in model.parameters())
+
+    def after_step(self, step, model):
+        self.after.append(step)
+
+
+def test_hooks_see_the_loop_step_also_after_a_resume_and_their_penalty_trains(tmp_path):
+    cfg = TrainConfig(steps=12, lr=1e-2, checkpoint_every=5, log_every=1)
+    first = Recorder()
+    torch.manual_seed(0)
+    train(
+        toy_model(), toy_objective(), dataclasses.replace(cfg, steps=5), tmp_path / "a", progress=False, hooks=[first]
+    )
+    assert first.before == [0, 1, 2, 3, 4] and first.after == [1, 2, 3, 4, 5]
+    resumed = Recorder()
+    torch.manual_seed(0)
+    train(toy_model(), toy_objective(), cfg, tmp_path / "a", resume=True, progress=False, hooks=[resumed])
+    assert resumed.before == list(range(5, 12)) and resumed.after == list(range(6, 13))
+
+    norms = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = toy_model()
+        train(model, toy_objective(), cfg, tmp_path / f"w{weight}", progress=False, hooks=[Recorder(6, weight)])
+        norms[weight] = sum(float((p**2).sum()) for p in model.parameters())
+    assert norms[1.0] < 0.97 * norms[0.0], norms  # the penalty from step 6 on shrank the weights
+
+
+def test_a_checkpoint_with_the_old_step_counter_buffer_still_resumes(tmp_path):
+    cfg = TrainConfig(steps=4, checkpoint_every=2)
+    torch.manual_seed(0)
+    train(toy_model(), toy_objective(), dataclasses.replace(cfg, steps=2), tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    state["model"]["steps_seen"] = torch.tensor(2)  # what models that counted their steps saved
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, state)
+    result = train(toy_model(), toy_objective(), cfg, tmp_path, resume=True, progress=False)
+    assert result.resumed_from == 2 and result.steps == 4
+    state["model"]["stray_weight"] = torch.zeros(1)  # anything else that is not the model's is refused
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, state)
+    with pytest.raises(CamfieldsError, match="does not fit this fit's model"):
+        train(toy_model(), toy_objective(), cfg, tmp_path, resume=True, progress=False)

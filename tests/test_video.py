@@ -34,7 +34,7 @@ from camfields.tasks.video import (
     resolve_config,
     size_for_params,
 )
-from camfields.tasks.video_budget import FitCost, plan_epochs, probe_fit
+from camfields.tasks.video.budget import FitCost, plan_epochs, probe_fit
 
 SMALL = {"strides": [2, 2], "channels": 16, "stem_channels": 8, "stem_hidden": 32, "embedding_levels": 16}
 
@@ -176,7 +176,7 @@ def test_bitstream_decoder_reproduces_the_quantized_generator_bit_for_bit(tmp_pa
     size = encode(path, generator, cfg, 6, frames=5, per_channel=per_channel)
     assert size == path.stat().st_size
     decoded = decode_frames(path)
-    model = VideoModel(generator, bits=6, qat_start=0, per_channel=per_channel).eval()
+    model = VideoModel(generator, bits=6, per_channel=per_channel).eval()
     with torch.no_grad():
         expected = model(frame_times(5), quantized=True).clamp(0, 1).permute(0, 2, 3, 1)
     torch.testing.assert_close(decoded, expected, atol=1e-6, rtol=0)  # batching may change the last bit

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from camfields.codec.bitstream import read_bitstream, tensor_bits
+from camfields.codec.video import decode_frames, write_frames
 from camfields.errors import CamfieldsError
 from camfields.runtime import resolve_device
-from camfields.tasks.video import decode_frames, write_frames
 
 
 def print_tensor_bits(path: str) -> None:

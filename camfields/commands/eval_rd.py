@@ -25,8 +25,8 @@ from camfields.codec import baselines
 from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.video import MODEL_PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
-from camfields.tasks.video_budget import FitCost, plan_epochs, probe_fit
+from camfields.tasks.video import PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
+from camfields.tasks.video.budget import FitCost, plan_epochs, probe_fit
 from camfields.training.checkpoint import write_json
 
 
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    models = comma_names(args.models, MODEL_PRESETS, "--models")
+    models = comma_names(args.models, PRESETS, "--models")
     sizes, depths = comma_ints(args.params), comma_ints(args.bits)
     if not models or not sizes or not depths:
         raise CamfieldsError("--models, --params and --bits each need at least one value")

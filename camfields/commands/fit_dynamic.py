@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from camfields.cli import scene_fit_main
-from camfields.tasks.dynamic import MODEL_PRESETS, fit_dynamic, resolve_config
+from camfields.tasks.dynamic import PRESETS, fit_dynamic, resolve_config
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -11,5 +11,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "D-NeRF scene folder (frames with 'time') or .npz with images, poses, times, focal (default: the config's data)"
     )
     scene_fit_main(
-        argv, prog, __doc__, MODEL_PRESETS, "tnerf_cam", data_help, "dynamic/hook", resolve_config, fit_dynamic
+        argv, prog, __doc__, PRESETS, "tnerf_cam", data_help, "dynamic/hook", resolve_config, fit_dynamic
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from camfields.cli import add_common_arguments, report, train_overrides
-from camfields.tasks.image import MODEL_PRESETS, MODES, fit_images, resolve_config
+from camfields.tasks.image import MODES, PRESETS, fit_images, resolve_config
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--image", help="image file or folder (default: the embedded astronaut photo)")
-    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="model preset (default: cam)")
+    parser.add_argument("--model", choices=sorted(PRESETS), help="model preset (default: cam)")
     parser.add_argument("--mode", choices=MODES, help="regression (all pixels) or generalization")
     parser.add_argument("--downscale", type=int, help="area-downscale the image by this integer factor")
     add_common_arguments(parser, "image/natural")

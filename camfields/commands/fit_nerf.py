@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from camfields.cli import scene_fit_main
-from camfields.tasks.nerf import MODEL_PRESETS, fit_nerf, resolve_config
+from camfields.tasks.nerf import PRESETS, fit_nerf, resolve_config
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     data_help = "Blender scene folder with transforms_{train,val,test}.json (default: the config's data)"
-    scene_fit_main(argv, prog, __doc__, MODEL_PRESETS, "ngp", data_help, "nerf/lego", resolve_config, fit_nerf)
+    scene_fit_main(argv, prog, __doc__, PRESETS, "ngp", data_help, "nerf/lego", resolve_config, fit_nerf)

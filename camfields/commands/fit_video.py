@@ -8,7 +8,7 @@ import argparse
 
 from camfields.cli import add_common_arguments, report, train_overrides
 from camfields.errors import CamfieldsError
-from camfields.tasks.video import MODEL_PRESETS, QUANT_STEPS, fit_video, resolve_config
+from camfields.tasks.video import PRESETS, QUANT_STEPS, fit_video, resolve_config
 
 
 def parse_size(text: str, flag: str) -> tuple[int, int]:
@@ -25,7 +25,7 @@ def parse_size(text: str, flag: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--video", required=True, help="video file (mp4 or anything ffmpeg reads) or folder of frames")
-    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), help="generator preset (default: cam)")
+    parser.add_argument("--model", choices=sorted(PRESETS), help="generator preset (default: cam)")
     parser.add_argument("--epochs", type=int, help="passes over all frames")
     parser.add_argument("--size", help="resize frames to WxH, e.g. 320x180 (after the crop)")
     parser.add_argument("--crop", help="centred crop WxH of the source frames, taken before resizing")

@@ -7,13 +7,15 @@ concatenated over channels). Then every block upsamples: conv 3x3 to ``C_{l+1} s
 channels, pixel shuffle by the stride ``s``, then GELU. With CAM (the CAM paper's FFNeRV
 setting) each block normalises its output per frame and channel (instance norm, no affine)
 and scales and shifts it per channel by ``gamma_l(t), beta_l(t)`` read from a 1D grid over
-time; the grid stores deltas around (1, 0) and starts at zero.
+time (``ops.conv_modulate``); the grid stores deltas around (1, 0) and starts at zero.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +23,9 @@ from torch import nn
 
 from camfields.errors import CamfieldsError
 from camfields.modules.grids import DenseGrid
+from camfields.ops.conv_modulate import CONV_NORMS, conv_modulate
 
-CAM_NORMS = ("instance", "none")
+CAM_NORMS = CONV_NORMS
 EMBEDDINGS = ("mlp", "grids")
 
 
@@ -142,12 +145,12 @@ class NeRVGenerator(nn.Module):
             self.time_grid.modulation = True
 
     def modulation(self, times: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per block, (gamma, beta), each (N, C_l, 1, 1), at frame times (N,)."""
+        """Per block, (gamma, beta), each (N, C_l), at frame times (N,)."""
         values = self.time_grid(times[:, None] * 2.0 - 1.0)  # (N, 2 * sum C)
         out, start = [], 0
         for c in self.channels:
             gamma, beta = values[:, start : start + c], values[:, start + c : start + 2 * c]
-            out.append((1.0 + gamma[..., None, None], beta[..., None, None]))
+            out.append((1.0 + gamma, beta))
             start += 2 * c
         return out
 
@@ -160,7 +163,27 @@ class NeRVGenerator(nn.Module):
         mods = self.modulation(times) if self.time_grid is not None else [None] * len(self.convs)
         for conv, stride, mod in zip(self.convs, self.strides, mods):
             x = F.pixel_shuffle(conv(x), stride)
-            if mod is not None:
-                x = (F.instance_norm(x) if self.cam_norm == "instance" else x) * mod[0] + mod[1]
-            x = F.gelu(x)
+            x = F.gelu(x) if mod is None else conv_modulate(x, *mod, norm=self.cam_norm, activation="gelu")
         return x
+
+
+@dataclass
+class GeneratorConfig:
+    """Sizes of a NeRV generator (see ``NeRVGenerator``); ``time_grid`` 0 = no CAM."""
+
+    strides: list[int] = dataclasses.field(default_factory=lambda: [5, 2, 2, 2, 2])
+    channels: int = 64
+    stem_channels: int = 32
+    stem_hidden: int = 128
+    reduce: float = 1.2
+    min_channels: int = 12
+    embedding_levels: int = 80
+    time_grid: int = 0
+    cam_norm: str = "instance"  # instance | none: the normalisation CAM's scale and shift follow
+    embedding: str = "mlp"  # mlp (NeRV's encoding + MLP stem) | grids (FFNeRV's multi-resolution temporal grids)
+    frame_grids: list[list[int]] = dataclasses.field(default_factory=lambda: [[8, 16], [32, 4]])  # [nodes, channels]
+
+
+def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenerator:
+    """The generator ``cfg`` describes for frames of ``height`` x ``width``."""
+    return NeRVGenerator(height, width, **dataclasses.asdict(cfg))

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfields.config import deep_merge, resolve_preset_config, to_dict
+from camfields.config import deep_merge, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, ModulationConfig
 from camfields.io.dynamic import load_dynamic
+from camfields.tasks.base import Presets, fit
 from camfields.tasks.nerf import ngp_preset, vanilla_preset
-from camfields.tasks.radiance import SceneConfig, fit_scene_from
+from camfields.tasks.radiance import SceneConfig, SceneTask
 
 
 @dataclass
@@ -32,7 +33,11 @@ class DynamicConfig(SceneConfig):
     """A resolved dynamic-scene fit (see ``SceneConfig``; the field config adds time)."""
 
 
-def _tnerf() -> dict[str, Any]:
+PRESETS = Presets(DynamicConfig, default="tnerf_cam")
+
+
+@PRESETS.register("tnerf")
+def tnerf() -> dict[str, Any]:
     """Vanilla NeRF as the canonical field, a 4x128 deformation MLP over (x, t), occupancy marching."""
     deformation = FieldConfig(
         encoding=EncodingConfig("sinusoidal", num_freqs=6), hidden=128, depth=4, output_activation="none"
@@ -66,19 +71,24 @@ KPLANES_CAM = {
     "train": {"steps": 30000},
 }
 
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "tnerf": _tnerf(),
-    "tnerf_cam": deep_merge(_tnerf(), TIME_CAM),
-    "kplanes_cam": deep_merge(vanilla_preset(), KPLANES_CAM),
-    "hash4d": deep_merge(ngp_preset(), {"field": {"time_input": True}}),
-}
+
+@PRESETS.register("tnerf_cam")
+def tnerf_cam() -> dict[str, Any]:
+    return deep_merge(tnerf(), TIME_CAM)
 
 
-def resolve_config(
-    model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
-) -> DynamicConfig:
-    """Layer the model preset (default tnerf_cam), a config file and overrides (as for NeRF)."""
-    return resolve_preset_config(DynamicConfig, MODEL_PRESETS, "tnerf_cam", model, config, overrides)
+@PRESETS.register("kplanes_cam")
+def kplanes_cam() -> dict[str, Any]:
+    return deep_merge(vanilla_preset(), KPLANES_CAM)
+
+
+@PRESETS.register("hash4d")
+def hash4d() -> dict[str, Any]:
+    return deep_merge(ngp_preset(), {"field": {"time_input": True}})
+
+
+DYNAMIC = SceneTask("dynamic", PRESETS, load_dynamic, "a D-NeRF folder or .npz")
+resolve_config = DYNAMIC.resolve_config
 
 
 def fit_dynamic(
@@ -91,6 +101,6 @@ def fit_dynamic(
 ) -> dict[str, Any]:
     """Fit a dynamic scene (a D-NeRF folder or a packed ``.npz``; default ``cfg.data``) and evaluate it.
 
-    Outputs and metrics as ``tasks.radiance.fit_scene``; the turntable sweeps time from 0 to 1.
+    Outputs and metrics as NeRF's (``tasks.radiance.SceneTask``); the turntable sweeps time from 0 to 1.
     """
-    return fit_scene_from(data, cfg, load_dynamic, "a D-NeRF folder or .npz", out_dir, device, resume, progress)
+    return fit(DYNAMIC, data, cfg, out_dir, device, resume, progress)

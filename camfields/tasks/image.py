@@ -7,8 +7,6 @@ Pixel (row i, column j) of an H x W image sits at coordinate
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,37 +14,34 @@ from typing import Any
 import torch
 
 from camfields import distributed
-from camfields.config import check_choice, resolve_preset_config, to_dict
+from camfields.config import check_choice, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
-from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig, build_field
+from camfields.fields import (
+    EncodingConfig,
+    FieldConfig,
+    HashGridConfig,
+    ModulationConfig,
+    build_field,
+    count_parameters,
+)
 from camfields.io.images import Image, downscale, list_images, load_embedded_image, load_image, save_png
 from camfields.metrics import image_metrics, psnr, ssim
-from camfields.runtime import device_name
-from camfields.training import CoordinateRegression, Evaluation, TrainConfig, predict, train
+from camfields.tasks.base import METRICS_NAME, Presets, Setup, Task, fit, mean_or_none, run_fit
+from camfields.training import CoordinateRegression, Evaluation, FitResult, TrainConfig, predict
 from camfields.training.checkpoint import read_json, write_json
 from camfields.training.run_dir import prepare_run_dir
 
 MODES = ("regression", "generalization")
 
-#: The image models: the FFN baseline of the papers, FFN + CAM as in the CAM paper,
-#: and an Instant-NGP-style hash-grid field.
-MODEL_PRESETS: dict[str, Callable[[], FieldConfig]] = {
-    "ffn": lambda: FieldConfig(encoding=EncodingConfig("fourier", num_features=256, sigma=10.0)),
-    "cam": lambda: FieldConfig(
+
+def cam_field() -> FieldConfig:
+    """FFN + CAM as in the CAM paper: a 32x32 grid scales and shifts every layer-normed hidden layer."""
+    return FieldConfig(
         encoding=EncodingConfig("fourier", num_features=256, sigma=10.0),
         norm="layer",
         modulation=ModulationConfig(grid="dense", resolution=[32, 32], per_channel=False),
-    ),
-    "ngp": lambda: FieldConfig(
-        encoding=EncodingConfig(
-            "hashgrid",
-            hash=HashGridConfig(levels=16, features_per_level=2, log2_table_size=14, base_resolution=8, growth=1.33),
-        ),
-        hidden=64,
-        depth=2,
-    ),
-}
+    )
 
 
 @dataclass
@@ -56,28 +51,38 @@ class ImageConfig:
     model: str = "cam"
     mode: str = "regression"
     downscale: int = 1
-    field: FieldConfig = dataclasses.field(default_factory=MODEL_PRESETS["cam"])
+    field: FieldConfig = dataclasses.field(default_factory=cam_field)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def validate(self) -> None:
         check_choice(self.mode, MODES, "mode")
         if self.downscale < 1:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
+        self.field.validate()
         self.train.validate()
 
 
-def resolve_config(
-    model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
-) -> ImageConfig:
-    """Layer the model preset, a config file (path or ``scenes/`` preset) and overrides.
+#: The image models: the FFN baseline of the papers, FFN + CAM as in the CAM paper,
+#: and an Instant-NGP-style hash-grid field.
+PRESETS = Presets(ImageConfig, default="cam")
 
-    Args:
-        model: "ffn", "cam" or "ngp"; defaults to the file's ``model`` key, else "cam".
-        config: a TOML file or preset name such as "image/natural".
-        overrides: nested dict applied last, e.g. ``{"train": {"steps": 100}}``.
-    """
-    presets = {name: to_dict(ImageConfig(model=name, field=preset())) for name, preset in MODEL_PRESETS.items()}
-    return resolve_preset_config(ImageConfig, presets, "cam", model, config, overrides)
+
+@PRESETS.register("ffn")
+def ffn() -> dict[str, Any]:
+    """The baseline: 256 Fourier features (sigma 10) into a 3x256 ReLU MLP."""
+    return {"field": to_dict(FieldConfig(encoding=EncodingConfig("fourier", num_features=256, sigma=10.0)))}
+
+
+@PRESETS.register("cam")
+def cam() -> dict[str, Any]:
+    return {"field": to_dict(cam_field())}
+
+
+@PRESETS.register("ngp")
+def ngp() -> dict[str, Any]:
+    """Instant-NGP style: a 16-level hash grid (2^14 entries per level) into a 2x64 MLP."""
+    hash_grid = HashGridConfig(levels=16, features_per_level=2, log2_table_size=14, base_resolution=8, growth=1.33)
+    return {"field": to_dict(FieldConfig(encoding=EncodingConfig("hashgrid", hash=hash_grid), hidden=64, depth=2))}
 
 
 def pixel_coords(height: int, width: int) -> torch.Tensor:
@@ -116,81 +121,68 @@ class ImageObjective(CoordinateRegression):
         return Evaluation({"psnr": psnr(recon, self.image), "ssim": ssim(recon, self.image)}, {"reconstruction": recon})
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Trainable parameters (fixed buffers such as Fourier projections excluded)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+class ImageTask(Task[ImageConfig, Image]):
+    """Fit one image: pixel regression, evaluation on every pixel, ``reconstruction.png``."""
+
+    name = "image"
+    presets = PRESETS
+
+    def load(self, cfg: ImageConfig, source: Path | None) -> Image:
+        """The image file ``source``, or the embedded photo when None."""
+        return load_embedded_image() if source is None else load_image(source)
+
+    def build(self, cfg: ImageConfig, data: Image, device: torch.device) -> Setup:
+        pixels = downscale(data.pixels, cfg.downscale).to(device)
+        height, width, channels = pixels.shape
+        model = build_field(cfg.field, in_dim=2, out_dim=channels).to(device)
+        mask = training_mask(height, width, cfg.mode).to(device)
+        objective = ImageObjective(pixels, mask, cfg.train.batch_size)
+        return Setup(model, objective, f"{data.name} {cfg.model}", extras={"mask": mask})
+
+    def evaluate(
+        self,
+        cfg: ImageConfig,
+        data: Image,
+        setup: Setup,
+        result: FitResult,
+        out_dir: Path,
+        shard: Shard,
+        progress: bool,
+    ) -> dict[str, Any] | None:
+        """On rank 0: ``reconstruction.png`` and PSNR, SSIM, LPIPS (None when unavailable) on all
+        pixels, ``psnr_heldout`` (generalization only: the pixels never trained on), the image
+        size and the parameter count."""
+        if not shard.main:
+            return None
+        objective, mask = setup.objective, setup.extras["mask"]
+        pixels = objective.image
+        height, width, channels = pixels.shape
+        with torch.no_grad():
+            recon = objective.render(setup.model.eval())
+        save_png(out_dir / "reconstruction.png", recon, bits=data.bits)
+        metrics: dict[str, Any] = image_metrics(recon, pixels)
+        if cfg.mode == "generalization":
+            flat = recon.reshape(-1, channels)
+            metrics["psnr_heldout"] = psnr(flat[~mask], pixels.reshape(-1, channels)[~mask])
+        return metrics | {
+            "image": data.name,
+            "width": width,
+            "height": height,
+            "model": cfg.model,
+            "mode": cfg.mode,
+            "params": count_parameters(setup.model),
+        }
 
 
-def fit_image(
-    image: Image,
-    cfg: ImageConfig,
-    out_dir: Path,
-    device: torch.device,
-    resume: bool = False,
-    progress: bool = True,
-    shard: Shard | None = None,
-) -> dict[str, Any]:
-    """Fit one image and write ``reconstruction.png`` and ``metrics.json`` to ``out_dir``.
-
-    With ``shard`` (several ranks fitting this image together) each rank trains on its
-    slice of every pixel batch and rank 0 writes the files; without it this process fits
-    and writes alone. Returns the metrics (on every rank): psnr, ssim, lpips (None when
-    unavailable) on all pixels, psnr_heldout (generalization only: the pixels never
-    trained on), params, steps, seconds, device, and the image size.
-    """
-    pixels = downscale(image.pixels, cfg.downscale).to(device)
-    height, width, channels = pixels.shape
-    torch.manual_seed(cfg.train.seed)
-    model = build_field(cfg.field, in_dim=2, out_dim=channels).to(device)
-    mask = training_mask(height, width, cfg.mode).to(device)
-    objective = ImageObjective(pixels, mask, cfg.train.batch_size)
-    result = train(
-        model,
-        objective,
-        cfg.train,
-        out_dir,
-        resume=resume,
-        progress=progress,
-        description=f"{image.name} {cfg.model}",
-        shard=shard,
-    )
-    if shard is not None and not shard.main:
-        return distributed.broadcast(None)
-    model.eval()
-    with torch.no_grad():
-        recon = objective.render(model)
-    save_png(Path(out_dir) / "reconstruction.png", recon, bits=image.bits)
-    metrics: dict[str, Any] = image_metrics(recon, pixels)
-    if cfg.mode == "generalization":
-        flat = recon.reshape(-1, channels)
-        metrics["psnr_heldout"] = psnr(flat[~mask], pixels.reshape(-1, channels)[~mask])
-    metrics.update(
-        image=image.name,
-        width=width,
-        height=height,
-        model=cfg.model,
-        mode=cfg.mode,
-        params=count_parameters(model),
-        steps=result.steps,
-        seconds=round(result.seconds, 3),
-        ranks=1 if shard is None else shard.world,
-        resumed_from=result.resumed_from,
-        device=device_name(device),
-    )
-    write_json(Path(out_dir) / "metrics.json", metrics)
-    return distributed.broadcast(metrics) if shard is not None else metrics
-
-
-def _mean(values: list[Any]) -> float | None:
-    numbers = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
-    return sum(numbers) / len(numbers) if len(numbers) == len(values) and numbers else None
+IMAGE = ImageTask()
+resolve_config = IMAGE.resolve_config
 
 
 def summarize(per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per-image metrics plus their means (a mean is None if any image lacks the metric)."""
     rows = list(per_image.values())
     keys = ["psnr", "ssim", "lpips", "psnr_heldout", "params", "seconds"]
-    mean = {k: _mean([r.get(k) for r in rows]) for k in keys if any(k in r for r in rows)}
+    mean = {k: mean_or_none([r.get(k) for r in rows]) for k in keys if any(k in r for r in rows)}
     first = rows[0]
     return {
         "model": first["model"],
@@ -203,15 +195,6 @@ def summarize(per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _start_run(cfg: ImageConfig, out_dir: Path, device: str, resume: bool) -> torch.device:
-    """Check the config, join the ranks (if launched by torchrun), pick the device, then
-    record the config in (or check it against) ``out_dir`` on rank 0."""
-    cfg.validate()
-    torch_device = distributed.init(device)
-    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
-    return torch_device
-
-
 def fit_images(
     source: Path | None,
     cfg: ImageConfig,
@@ -222,17 +205,16 @@ def fit_images(
 ) -> dict[str, Any]:
     """Fit an image file, every image of a folder, or (``source=None``) the embedded image.
 
-    A single image writes its outputs to ``out_dir``; a folder writes one subfolder per
-    image and a summary ``metrics.json`` with per-image metrics and their means. With
-    ``resume``, finished images are kept and an interrupted one continues from its checkpoint.
-    Under torchrun a single image is fitted by all ranks together (pixel batches split
-    across them), a folder's images are spread over the ranks.
+    A single image writes ``config.json``, ``checkpoint.pt``, ``reconstruction.png`` and
+    ``metrics.json`` (see ``ImageTask.evaluate`` and ``tasks.base.run_fit``) to ``out_dir``;
+    a folder writes one such subfolder per image and a summary ``metrics.json`` with
+    per-image metrics and their means. With ``resume``, finished images are kept and an
+    interrupted one continues from its checkpoint. Under torchrun a single image is fitted by
+    all ranks together (pixel batches split across them), a folder's images are spread over
+    the ranks.
     """
     if source is None or not Path(source).is_dir():
-        image = load_embedded_image() if source is None else load_image(Path(source))
-        torch_device = _start_run(cfg, Path(out_dir), device, resume)
-        return fit_image(image, cfg, Path(out_dir), torch_device, resume, progress, distributed.current())
-
+        return fit(IMAGE, source, cfg, out_dir, device, resume, progress)
     return fit_image_files(list_images(Path(source)), cfg, out_dir, device, resume, progress)
 
 
@@ -251,16 +233,19 @@ def fit_image_files(
     that image's folder; rank 0 gathers the metrics and writes the summary.
     """
     out_dir = Path(out_dir)
-    torch_device = _start_run(cfg, out_dir, device, resume)
+    cfg.validate()
+    torch_device = distributed.init(device)
+    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
     rank = distributed.current().rank
 
     def fit_one(path: Path) -> dict[str, Any]:
         image_dir = out_dir / path.stem
-        done = image_dir / "metrics.json"
+        done = image_dir / METRICS_NAME
         if resume and done.exists():
             return read_json(done)
         show = progress and rank == 0
-        return fit_image(load_image(path), cfg, image_dir, torch_device, resume, show) | {"rank": rank}
+        metrics = run_fit(IMAGE, cfg, load_image(path), image_dir, torch_device, resume=resume, progress=show)
+        return metrics | {"rank": rank}
 
     per_image = {path.stem: metrics for path, metrics in distributed.map_gathered(files, fit_one)}
     return distributed.run_on_main(lambda: _write_summary(out_dir, per_image))
@@ -268,5 +253,5 @@ def fit_image_files(
 
 def _write_summary(out_dir: Path, per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
     summary = summarize(per_image)
-    write_json(out_dir / "metrics.json", summary)
+    write_json(out_dir / METRICS_NAME, summary)
     return summary

@@ -1,6 +1,6 @@
 """NeRF-style novel view synthesis: a radiance field fitted to posed images of a Blender scene.
 
-Every model is a config of the shared modules (``MODEL_PRESETS``): a trunk CAMMLP over
+Every model is a config of the shared modules (``PRESETS``): a trunk CAMMLP over
 the position (normalised to [-1, 1] in the scene box) gives density and features, a head
 CAMMLP over the features and the encoded view direction gives colour. CAM modulates the
 trunk at the position (tri-plane grid) or the head at the view direction (a small 2D
@@ -15,27 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfields.config import deep_merge, resolve_preset_config, to_dict
+from camfields.config import deep_merge, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig
 from camfields.io.blender import load_blender
+from camfields.tasks.base import Presets, fit
 from camfields.tasks.radiance import (
     SPLITS,
     NeRFModel,
+    OccupancyRefresh,
     RadianceConfig,
     RayObjective,
     Rays,
     SamplerConfig,
     SceneConfig,
+    SceneTask,
     build_radiance_field,
-    fit_scene_from,
 )
 from camfields.training import TrainConfig
 
 __all__ = [
-    "MODEL_PRESETS",
+    "NERF",
+    "PRESETS",
     "SPLITS",
     "NeRFConfig",
     "NeRFModel",
+    "OccupancyRefresh",
     "RayObjective",
     "Rays",
     "SamplerConfig",
@@ -50,6 +54,10 @@ class NeRFConfig(SceneConfig):
     """A resolved NeRF fit (see ``SceneConfig``)."""
 
 
+PRESETS = Presets(NeRFConfig, default="ngp")
+
+
+@PRESETS.register("vanilla")
 def vanilla_preset() -> dict[str, Any]:
     """Vanilla NeRF: sinusoidal encodings, 8x256 trunk with a skip, hierarchical sampling."""
     return to_dict(
@@ -73,6 +81,7 @@ def vanilla_preset() -> dict[str, Any]:
     )
 
 
+@PRESETS.register("ngp")
 def ngp_preset() -> dict[str, Any]:
     """Instant-NGP style: hash-grid encoding, one 64-wide trunk layer, occupancy marching."""
     return to_dict(
@@ -122,24 +131,24 @@ DIRECTION_CAM = {
     "field": {"head": {"norm": "group", "groups": 1, "modulation": to_dict(ModulationConfig("dense", [10, 3], True))}}
 }
 
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "vanilla": vanilla_preset(),
-    "vanilla_cam": deep_merge(vanilla_preset(), TRIPLANE_CAM),
-    "vanilla_dircam": deep_merge(vanilla_preset(), DIRECTION_CAM),
-    "ngp": ngp_preset(),
-    "ngp_cam": deep_merge(ngp_preset(), DIRECTION_CAM),
-}
+
+@PRESETS.register("vanilla_cam")
+def vanilla_cam() -> dict[str, Any]:
+    return deep_merge(vanilla_preset(), TRIPLANE_CAM)
 
 
-def resolve_config(
-    model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
-) -> NeRFConfig:
-    """Layer the model preset (default ngp), a config file (path or ``scenes/`` preset) and overrides.
+@PRESETS.register("vanilla_dircam")
+def vanilla_dircam() -> dict[str, Any]:
+    return deep_merge(vanilla_preset(), DIRECTION_CAM)
 
-    A config file's top-level keys apply to every model; its ``[models.<name>]`` tables
-    apply to that model only (e.g. smaller widths for a CPU-sized run).
-    """
-    return resolve_preset_config(NeRFConfig, MODEL_PRESETS, "ngp", model, config, overrides)
+
+@PRESETS.register("ngp_cam")
+def ngp_cam() -> dict[str, Any]:
+    return deep_merge(ngp_preset(), DIRECTION_CAM)
+
+
+NERF = SceneTask("nerf", PRESETS, load_blender, "a Blender scene folder")
+resolve_config = NERF.resolve_config
 
 
 def fit_nerf(
@@ -152,6 +161,6 @@ def fit_nerf(
 ) -> dict[str, Any]:
     """Fit the Blender scene in folder ``data`` (default: ``cfg.data``) and evaluate it.
 
-    Outputs and metrics as ``tasks.radiance.fit_scene``.
+    Outputs and metrics: see ``tasks.radiance.SceneTask.evaluate`` and ``tasks.base.run_fit``.
     """
-    return fit_scene_from(data, cfg, load_blender, "a Blender scene folder", out_dir, device, resume, progress)
+    return fit(NERF, data, cfg, out_dir, device, resume, progress)

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from torch import nn
 
 from camfields import distributed
 from camfields.compression import quantized_copy, quantized_size_bytes
 from camfields.config import check_choice
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
-from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
+from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp, count_parameters
 from camfields.io.blender import CameraSplit
 from camfields.io.images import save_png
 from camfields.io.video import write_video
@@ -33,13 +34,10 @@ from camfields.render.radiance import render_rays
 from camfields.render.rays import camera_rays, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
-from camfields.runtime import device_name
-from camfields.tasks.image import count_parameters
-from camfields.training import Evaluation, TrainConfig, train
-from camfields.training.checkpoint import write_json
+from camfields.tasks.base import Presets, Setup, Task, mean_or_none
+from camfields.training import Evaluation, FitResult, TrainConfig
+from camfields.training.hooks import Hook
 from camfields.training.progress import phase
-from camfields.training.run_dir import prepare_run_dir
-from camfields.training.steps import StepCounted
 
 SAMPLERS = ("occupancy", "hierarchical")
 SPLITS = ("val", "test")
@@ -108,6 +106,9 @@ class SceneConfig:
             raise CamfieldsError(f"aabb {self.aabb} must list its minimum corner first, each below the maximum")
         if self.train.batch_size < 1:
             raise CamfieldsError("train.batch_size (rays per step) must be positive")
+        for part in (self.field.trunk, self.field.head, self.field.deformation):
+            if part is not None:
+                part.validate()
         self.train.validate()
 
 
@@ -123,15 +124,15 @@ def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceFie
     )
 
 
-class NeRFModel(StepCounted):
+class NeRFModel(nn.Module):
     """A radiance field, its occupancy grid (when marching) and its sampling settings.
 
-    Checkpoints hold the field, the grid and ``steps_seen`` (which drives grid updates).
+    Checkpoints hold the field and the grid; ``OccupancyRefresh`` keeps the grid up to date
+    during training.
     """
 
     def __init__(self, field: RadianceField, sampler: SamplerConfig):
         super().__init__()
-        check_choice(sampler.kind, SAMPLERS, "sampler")
         self.field, self.sampler_cfg = field, sampler
         box = field.aabb  # marching step: the box diagonal over steps_per_diagonal, read once (not every step)
         self.step_size = float((box[3:] - box[:3]).norm()) / sampler.steps_per_diagonal
@@ -147,16 +148,6 @@ class NeRFModel(StepCounted):
             return OccupancySampler(self.grid, self.step_size, cfg.stop_transmittance)
         return HierarchicalSampler(self.field.aabb, cfg.coarse, cfg.fine)
 
-    def before_step(self, generator: torch.Generator) -> None:
-        """Count a training step; refresh the occupancy grid when one is due."""
-        seen = self.count_step()
-        cfg = self.sampler_cfg
-        if self.grid is not None and seen % cfg.update_every == 0:
-            fraction = 1.0 if seen < cfg.warmup else cfg.update_fraction
-            stratum = (seen // cfg.update_every % TIME_STRATA, TIME_STRATA)
-            density = lambda points: self.field.occupancy_density(points, generator, stratum)  # noqa: E731
-            self.grid.update(density, self.step_size, generator, fraction)
-
     def render(
         self,
         origins: torch.Tensor,
@@ -168,6 +159,21 @@ class NeRFModel(StepCounted):
         """Colour, opacity and depth of rays (R, 3) (at ``times`` (R,) for a dynamic field);
         ``generator`` jitters the samples (training)."""
         return render_rays(self.field, self.sampler(), origins, directions, background, generator, times).result
+
+
+class OccupancyRefresh(Hook):
+    """Refreshes a ``NeRFModel``'s occupancy grid every ``update_every`` steps (every cell during
+    the first ``warmup`` steps, then ``update_fraction`` of them); a dynamic field's updates cycle
+    through ``TIME_STRATA`` slices of time. Does nothing for a model without a grid."""
+
+    def before_step(self, step: int, model: NeRFModel, generator: torch.Generator) -> None:
+        cfg = model.sampler_cfg
+        if model.grid is None or step % cfg.update_every:
+            return
+        fraction = 1.0 if step < cfg.warmup else cfg.update_fraction
+        stratum = (step // cfg.update_every % TIME_STRATA, TIME_STRATA)
+        density = lambda points: model.field.occupancy_density(points, generator, stratum)  # noqa: E731
+        model.grid.update(density, model.step_size, generator, fraction)
 
 
 class Rays(NamedTuple):
@@ -246,7 +252,6 @@ class RayObjective:
         self.preview, self.chunk = preview, chunk
 
     def loss(self, model: NeRFModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
-        model.before_step(generator)
         batch = torch.randint(len(self.rays.origins), (self.batch_size,), generator=generator)
         index = to_device(shard.take(batch), self.rays.origins.device)
         times = None if self.rays.times is None else self.rays.times[index]
@@ -318,134 +323,122 @@ def evaluate_views(
     return per_view
 
 
-def _mean(per_view: dict[str, dict[str, float | None]], key: str) -> float | None:
-    """Mean of ``key`` over the views; None when a view lacks it (or there are none, as on ranks > 0)."""
-    values = [m[key] for m in per_view.values()]
-    return None if not values or any(v is None for v in values) else sum(values) / len(values)
+class SceneData(NamedTuple):
+    """A scene's training and evaluation views, and its name (the folder's or file's stem)."""
 
-
-def fit_scene(
-    train_split: CameraSplit,
-    eval_split: CameraSplit,
-    cfg: SceneConfig,
-    out_dir: Path,
-    device: torch.device,
-    resume: bool = False,
-    progress: bool = True,
-    label: str = "scene",
-) -> dict[str, Any]:
-    """Fit posed images and evaluate; returns (and writes to ``metrics.json``) the metrics.
-
-    Writes to ``out_dir``: ``config.json``, ``checkpoint.pt``, TensorBoard logs in ``tb/``,
-    the evaluation views as PNG in ``eval_<split>/``, ``turntable.mp4`` and ``metrics.json``
-    (mean and per-view PSNR / SSIM / LPIPS, optionally PSNR with quantized weights, model
-    size in MB and with n-bit weights, training seconds, device). For a dynamic scene the
-    turntable also sweeps time from 0 to 1.
-    """
-    torch.manual_seed(cfg.train.seed)
-    model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler).to(device)
-    if model.field.dynamic != (train_split.times is not None):
-        needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
-        raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
-    out_dir = Path(out_dir)
-    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
-    shard = distributed.current()
-    background = torch.tensor(cfg.background, device=device)
-    views = _views(eval_split, cfg.eval_views)
-    preview = View.of(eval_split, views[0])
-    preview = preview._replace(image=preview.image.to(device))
-    objective = RayObjective(split_rays(train_split, device), cfg.train.batch_size, background, preview, cfg.eval_chunk)
-    result = train(
-        model,
-        objective,
-        cfg.train,
-        out_dir,
-        resume=resume,
-        progress=progress,
-        description=f"{label} {cfg.model}",
-        shard=shard,
-    )
-
-    name = f"{label} {cfg.model}"
-    per_view = evaluate_views(
-        model,
-        eval_split,
-        views,
-        background,
-        cfg.eval_chunk,
-        out_dir / f"eval_{cfg.eval_split}",
-        f"{name}: {cfg.eval_split} views" if progress else None,
-    )
-    height, width = eval_split.images.shape[1:3]
-    params = count_parameters(model)
-    metrics: dict[str, Any] = {
-        "scene": label,
-        "model": cfg.model,
-        "split": cfg.eval_split,
-        "width": width,
-        "height": height,
-        "views": len(views),
-        **{key: _mean(per_view, key) for key in ("psnr", "ssim", "lpips")},
-        "params": params,
-        "size_mb": params * 4 / 1e6,
-        "steps": result.steps,
-        "seconds": round(result.seconds, 2),
-        "ranks": shard.world,
-        "resumed_from": result.resumed_from,
-        "device": device_name(device),
-    }
-    if cfg.quantize_bits:
-        quantized = quantized_copy(model, cfg.quantize_bits)
-        q_label = f"{name}: {cfg.eval_split} views, {cfg.quantize_bits}-bit weights" if progress else None
-        q_views = evaluate_views(quantized, eval_split, views, background, cfg.eval_chunk, None, q_label)
-        if shard.main:
-            metrics[f"psnr_{cfg.quantize_bits}bit"] = _mean(q_views, "psnr")
-            metrics[f"size_mb_{cfg.quantize_bits}bit"] = quantized_size_bytes(model, cfg.quantize_bits) / 1e6
-    metrics["per_view"] = per_view
-    if cfg.turntable_frames:
-        count = cfg.turntable_frames
-        times = [k / max(count - 1, 1) if model.field.dynamic else None for k in range(count)]
-        cameras = list(zip(orbit_poses(train_split.poses, count), times))
-
-        def render_frame(camera: tuple[torch.Tensor, float | None]) -> torch.Tensor:
-            pose, time = camera
-            image = render_image(model, pose, height, width, eval_split.focal, background, cfg.eval_chunk, time)
-            return to_uint8(image)
-
-        rendered = phase(
-            distributed.map_gathered(cameras, render_frame), count, f"{name}: turntable" if progress else None
-        )
-        frames = [frame.float() / 255 for _, frame in rendered]
-        if shard.main:
-            write_video(out_dir / "turntable.mp4", frames)
-    if shard.main:
-        write_json(out_dir / "metrics.json", metrics)
-    return distributed.broadcast(metrics)
+    train: CameraSplit
+    eval: CameraSplit
+    label: str
 
 
 #: loads one split: (path, split, downscale factor, background RGB) -> CameraSplit
 SplitLoader = Callable[[Path, str, int, tuple[float, float, float]], CameraSplit]
 
 
-def fit_scene_from(
-    data: Path | None,
-    cfg: SceneConfig,
-    loader: SplitLoader,
-    what: str,
-    out_dir: Path,
-    device: str = "auto",
-    resume: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Load the train and evaluation splits of ``data`` (default ``cfg.data``) with ``loader``, then ``fit_scene``.
+class SceneTask(Task[SceneConfig, SceneData]):
+    """Fit posed images (static or over time) with a radiance field; evaluate views, the field with
+    quantized weights and a turntable video.
 
-    ``what`` names the expected input in the error for a missing one (e.g. "a Blender scene folder").
+    Args:
+        name: the task's name ("nerf", "dynamic").
+        presets: its model presets.
+        loader: reads one split of a scene.
+        what: the input a user passes, for the error when none is given (e.g. "a Blender scene folder").
     """
-    cfg.validate()
-    source = Path(data) if data else Path(cfg.data) if cfg.data else None
-    if source is None:
-        raise CamfieldsError(f"no scene given: pass --data PATH ({what}) or a config with 'data'")
-    torch_device = distributed.init(device)
-    train_split = loader(source, "train", cfg.downscale, tuple(cfg.background))
-    eval_split = loader(source, cfg.eval_split, cfg.downscale, tuple(cfg.background))
-    return fit_scene(train_split, eval_split, cfg, out_dir, torch_device, resume, progress, source.stem)
+
+    def __init__(self, name: str, presets: Presets, loader: SplitLoader, what: str):
+        self.name, self.presets, self.loader, self.what = name, presets, loader, what
+
+    def load(self, cfg: SceneConfig, source: Path | None) -> SceneData:
+        """The train and evaluation splits of ``source`` (default ``cfg.data``)."""
+        source = source or (Path(cfg.data) if cfg.data else None)
+        if source is None:
+            raise CamfieldsError(f"no scene given: pass --data PATH ({self.what}) or a config with 'data'")
+        background = tuple(cfg.background)
+        train_split = self.loader(source, "train", cfg.downscale, background)
+        eval_split = self.loader(source, cfg.eval_split, cfg.downscale, background)
+        return SceneData(train_split, eval_split, source.stem)
+
+    def build(self, cfg: SceneConfig, data: SceneData, device: torch.device) -> Setup:
+        model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler).to(device)
+        if model.field.dynamic != (data.train.times is not None):
+            needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
+            raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
+        background = torch.tensor(cfg.background, device=device)
+        views = _views(data.eval, cfg.eval_views)
+        preview = View.of(data.eval, views[0])
+        preview = preview._replace(image=preview.image.to(device))
+        rays = split_rays(data.train, device)
+        objective = RayObjective(rays, cfg.train.batch_size, background, preview, cfg.eval_chunk)
+        extras = {"background": background, "views": views}
+        return Setup(model, objective, f"{data.label} {cfg.model}", [OccupancyRefresh()], extras)
+
+    def evaluate(
+        self,
+        cfg: SceneConfig,
+        data: SceneData,
+        setup: Setup,
+        result: FitResult,
+        out_dir: Path,
+        shard: Shard,
+        progress: bool,
+    ) -> dict[str, Any] | None:
+        """Renders the evaluation views (PNGs in ``eval_<split>/``), the same with quantized weights,
+        and ``turntable.mp4`` (sweeping time from 0 to 1 for a dynamic scene), spread over the
+        ranks. Metrics on rank 0: mean and per-view PSNR / SSIM / LPIPS, PSNR with n-bit weights,
+        the model's size in MB in float32 and with n-bit weights, and the parameter count."""
+        model, background, views = setup.model, setup.extras["background"], setup.extras["views"]
+        split, name = data.eval, setup.label
+        per_view = evaluate_views(
+            model,
+            split,
+            views,
+            background,
+            cfg.eval_chunk,
+            out_dir / f"eval_{cfg.eval_split}",
+            f"{name}: {cfg.eval_split} views" if progress else None,
+        )
+        height, width = split.images.shape[1:3]
+        params = count_parameters(model)
+        metrics: dict[str, Any] = {
+            "scene": data.label,
+            "model": cfg.model,
+            "split": cfg.eval_split,
+            "width": width,
+            "height": height,
+            "views": len(views),
+            **{key: mean_or_none([m[key] for m in per_view.values()]) for key in ("psnr", "ssim", "lpips")},
+            "params": params,
+            "size_mb": params * 4 / 1e6,
+        }
+        if cfg.quantize_bits:
+            bits = cfg.quantize_bits
+            quantized = quantized_copy(model, bits)
+            label = f"{name}: {cfg.eval_split} views, {bits}-bit weights" if progress else None
+            q_views = evaluate_views(quantized, split, views, background, cfg.eval_chunk, None, label)
+            metrics[f"psnr_{bits}bit"] = mean_or_none([m["psnr"] for m in q_views.values()])
+            metrics[f"size_mb_{bits}bit"] = quantized_size_bytes(model, bits) / 1e6
+        metrics["per_view"] = per_view
+        if cfg.turntable_frames:
+            frames = render_turntable(model, cfg, data, background, f"{name}: turntable" if progress else None)
+            if shard.main:
+                write_video(out_dir / "turntable.mp4", frames)
+        return metrics if shard.main else None
+
+
+def render_turntable(
+    model: NeRFModel, cfg: SceneConfig, data: SceneData, background: torch.Tensor, progress: str | None
+) -> list[torch.Tensor]:
+    """``cfg.turntable_frames`` views (H, W, 3) in [0, 1] on an orbit around the training cameras,
+    sweeping time from 0 to 1 for a dynamic field; rendered across the ranks, returned on rank 0."""
+    count = cfg.turntable_frames
+    height, width = data.eval.images.shape[1:3]
+    times = [k / max(count - 1, 1) if model.field.dynamic else None for k in range(count)]
+    cameras = list(zip(orbit_poses(data.train.poses, count), times))
+
+    def render_frame(camera: tuple[torch.Tensor, float | None]) -> torch.Tensor:
+        pose, time = camera
+        return to_uint8(render_image(model, pose, height, width, data.eval.focal, background, cfg.eval_chunk, time))
+
+    rendered = phase(distributed.map_gathered(cameras, render_frame), count, progress)
+    return [frame.float() / 255 for _, frame in rendered]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +27,7 @@ from camfields.distributed import Shard
 from camfields.errors import CamfieldsError, first_line
 from camfields.training.checkpoint import load_checkpoint, save_checkpoint
 from camfields.training.config import TrainConfig
+from camfields.training.hooks import Hook, total_penalty
 from camfields.training.optim import build_optimizer
 from camfields.training.schedules import lr_factor
 
@@ -66,22 +67,24 @@ class FitResult:
 
 
 class _ShardLoss(nn.Module):
-    """The objective's loss as a module's forward, so that DistributedDataParallel can wrap it."""
+    """The objective's loss plus the hooks' penalties as a module's forward, so that
+    DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: nn.Module, objective: Objective):
+    def __init__(self, model: nn.Module, objective: Objective, hooks: Sequence[Hook]):
         super().__init__()
-        self.model, self.objective = model, objective
+        self.model, self.objective, self.hooks = model, objective, hooks
 
-    def forward(self, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.objective.loss(self.model, generator, shard)
+    def forward(self, generator: torch.Generator, shard: Shard, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, batch_psnr = self.objective.loss(self.model, generator, shard)
+        return total_penalty(self.hooks, step, self.model, loss), batch_psnr
 
 
-def _loss_function(model: nn.Module, objective: Objective, shard: Shard) -> nn.Module:
+def _loss_function(model: nn.Module, objective: Objective, hooks: Sequence[Hook], shard: Shard) -> nn.Module:
     """The per-step loss, wrapped in DistributedDataParallel on several ranks."""
-    step = _ShardLoss(model, objective)
+    step = _ShardLoss(model, objective, hooks)
     if shard.world == 1:
         return step
-    # Buffers (occupancy grids, step counters) evolve identically on every rank: same
+    # Buffers (occupancy grids) evolve identically on every rank: same
     # weights, same generator; broadcasting them every step would only cost time.
     ddp = nn.parallel.DistributedDataParallel
     if "forward_sync_buffers" in inspect.signature(ddp).parameters:  # torch >= 2.14 renamed it
@@ -89,7 +92,41 @@ def _loss_function(model: nn.Module, objective: Objective, shard: Shard) -> nn.M
     return ddp(step, broadcast_buffers=False)
 
 
-StepCallback = Callable[[int, nn.Module], None]
+class TrainingStep:
+    """One step of the loop: the hooks' ``before_step``, the loss plus penalties (through
+    DistributedDataParallel on several ranks), backward, the optimizer's update, the hooks'
+    ``after_step``. ``train`` takes its steps with it; a benchmark or a timing probe can too.
+
+    Args:
+        model: the field, on its device.
+        objective: the task's loss.
+        optimizer: updates the model's parameters (its learning rates are the caller's to set).
+        hooks: schedules acting on the model (``training.hooks``).
+        shard: this process's rank among those fitting the model together (None: alone).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        optimizer: torch.optim.Optimizer,
+        hooks: Sequence[Hook] = (),
+        shard: Shard | None = None,
+    ):
+        self.model, self.optimizer, self.hooks, self.shard = model, optimizer, hooks, shard or Shard()
+        self.loss = _loss_function(model, objective, hooks, self.shard)
+
+    def __call__(self, step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Take step ``step`` (0-based) with batches from ``generator``; returns (loss, batch PSNR)."""
+        for hook in self.hooks:
+            hook.before_step(step, self.model, generator)
+        loss, batch_psnr = self.loss(generator, self.shard, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        for hook in self.hooks:
+            hook.after_step(step + 1, self.model)
+        return loss, batch_psnr
 
 
 def _evaluate(model: nn.Module, objective: Objective) -> Evaluation:
@@ -103,6 +140,13 @@ def _evaluate(model: nn.Module, objective: Objective) -> Evaluation:
 
 #: What a checkpoint holds, and the types ``restore_checkpoint`` accepts for each entry.
 CHECKPOINT_ENTRIES = {"step": int, "seconds": (int, float), "model": dict, "optimizer": dict, "generator": torch.Tensor}
+
+
+def _without_step_counters(weights: dict, model: nn.Module) -> dict:
+    """``weights`` less the ``steps_seen`` counters that models kept before the loop passed the
+    step to hooks (checkpoints of earlier versions hold them; the step entry replaces them)."""
+    own = model.state_dict()
+    return {k: v for k, v in weights.items() if k in own or k.rpartition(".")[2] != "steps_seen"}
 
 
 def restore_checkpoint(
@@ -121,7 +165,7 @@ def restore_checkpoint(
             f"checkpoint {path} records step {state['step']} after {state['seconds']} s; neither may be negative"
         )
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(_without_step_counters(state["model"], model))
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
@@ -138,7 +182,7 @@ def train(
     progress: bool = True,
     tensorboard: bool = True,
     description: str = "fit",
-    on_step: StepCallback | None = None,
+    hooks: Sequence[Hook] = (),
     shard: Shard | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``objective`` for ``cfg.steps`` steps.
@@ -152,7 +196,7 @@ def train(
         progress: show a tqdm bar with the loss and PSNR.
         tensorboard: write TensorBoard scalars and images.
         description: label of the progress bar.
-        on_step: called after every optimizer step with (step number, model).
+        hooks: schedules acting on the model (``training.hooks``), called every step in order.
         shard: this process's rank among the processes that fit ``model`` together
             (``distributed.current()``); None fits it in this process alone.
     Returns:
@@ -173,7 +217,7 @@ def train(
         start, seconds_before, resumed_from = state["step"], state["seconds"], state["step"]
         if progress and shard.main:
             tqdm.write(f"resuming {out_dir} from step {start} of {cfg.steps}")
-    step_loss = _loss_function(model, objective, shard)
+    take_step = TrainingStep(model, objective, optimizer, hooks, shard)
 
     writer = None
     if tensorboard and shard.main:
@@ -213,10 +257,7 @@ def train(
             factor = lr_factor(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            loss, batch_psnr = step_loss(generator, shard)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, batch_psnr = take_step(step, generator)
             done = step + 1
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
@@ -230,8 +271,6 @@ def train(
                 log_evaluation(done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 checkpoint(done, seconds_before + time.perf_counter() - t0)
-            if on_step is not None:
-                on_step(done, model)
         seconds = seconds_before + time.perf_counter() - t0
         differing = distributed.differing_states(model) if shard.world > 1 else []
         if differing and shard.main:

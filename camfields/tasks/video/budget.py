@@ -6,12 +6,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
-from camfields.tasks.video import FrameObjective, VideoConfig, prepare_fit, quality
+from camfields.tasks.video.config import VideoConfig
+from camfields.tasks.video.fit import VIDEO, Clip, quality
+from camfields.tasks.video.model import QuantizationSchedule
+from camfields.training.loop import TrainingStep
 from camfields.training.optim import build_optimizer
 
 #: full-clip renders after training, with room to spare: the final evaluation through the
@@ -44,22 +48,25 @@ def probe_fit(
     epoch cost weighs the two kinds of step by ``qat_fraction``; the fixed cost is
     ``RENDERS_AFTER_FIT`` renders, the metrics over the clip and ``load_seconds``. Nothing is
     written; the fit's own model is built (seeded as the fit will be) and thrown away."""
-    frames, height, width, _ = video.shape
-    cfg, model = prepare_fit(cfg, frames, height, width)
-    model = model.to(device)
-    model.qat_start = steps + 1  # the untimed step and `steps` float steps, then QAT
-    objective = FrameObjective(video.to(device), cfg.batch_frames)
-    optimizer = build_optimizer(model, cfg.train)
-    rng, shard = torch.Generator().manual_seed(cfg.train.seed), Shard()
+    frames = len(video)
+    clip, shard = Clip(Path("probe"), video), Shard()
+    cfg = VIDEO.plan(cfg, clip, shard)
+    torch.manual_seed(cfg.train.seed)
+    setup = VIDEO.build(cfg, clip, device)
+    model, objective, hooks = setup.model, setup.objective, setup.hooks
+    for hook in hooks:  # the untimed step and `steps` float steps, then QAT
+        if isinstance(hook, QuantizationSchedule):
+            hook.start = steps + 1
+    take_step = TrainingStep(model, objective, build_optimizer(model, cfg.train), hooks, shard)
+    rng, step = torch.Generator().manual_seed(cfg.train.seed), 0
 
     def seconds_per_step(count: int) -> float:
+        nonlocal step
         _synchronize(device)
         t0 = time.perf_counter()
         for _ in range(count):
-            loss, _ = objective.loss(model, rng, shard)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            take_step(step, rng)
+            step += 1
         _synchronize(device)
         return (time.perf_counter() - t0) / count
 

@@ -1,0 +1,239 @@
+"""The task protocol: what a signal type supplies, and the one fit every task runs.
+
+A task (``tasks.image``, ``tasks.nerf``, ``tasks.dynamic``, ``tasks.video``) names its config
+class and its model presets (a ``Presets`` registry), and says how to load its data, how to
+build the model, objective and training hooks (``Task.build``), how to evaluate the fitted
+field and write its outputs (``Task.evaluate``), and how to export it to a file
+(``Task.export``; issue 29 gives every task a file format). ``run_fit`` owns the rest:
+seeding, the run folder, resuming, ``train``, the metrics record and its JSON, and handing
+the result to every rank.
+
+Example (a task's fit, as ``tasks.image.fit_images`` runs it)::
+
+    >>> from camfields.tasks import image
+    >>> cfg = image.IMAGE.resolve_config("cam", overrides={"downscale": 32, "train": {"steps": 2}})
+    >>> metrics = fit(image.IMAGE, None, cfg, "/tmp/camfields-doc-run", "cpu", progress=False)  # doctest: +SKIP
+    >>> sorted(k for k in ("psnr", "steps", "seconds", "device") if k in metrics)  # doctest: +SKIP
+    ['device', 'psnr', 'seconds', 'steps']
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import nn
+
+from camfields import distributed
+from camfields.config import deep_merge, resolve_preset_config, to_dict
+from camfields.distributed import Shard
+from camfields.errors import CamfieldsError
+from camfields.runtime import device_name
+from camfields.training import FitResult, Objective, train
+from camfields.training.checkpoint import write_json
+from camfields.training.hooks import Hook
+from camfields.training.run_dir import prepare_run_dir
+
+C = TypeVar("C")  # a task's config dataclass
+D = TypeVar("D")  # a task's loaded data
+
+METRICS_NAME = "metrics.json"
+
+#: A preset: settings in the layout of the task's config (a partial dict is merged over the defaults).
+PresetMaker = Callable[[], dict[str, Any]]
+
+
+class Presets:
+    """A task's model presets by name, registered with a decorator (as CompressAI's ``register_model``).
+
+    Example::
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class ToyConfig:
+        ...     model: str = "small"
+        ...     width: int = 8
+        ...     def validate(self) -> None: ...
+        >>> PRESETS = Presets(ToyConfig, default="small")
+        >>> @PRESETS.register("small")
+        ... def small(): return {"width": 8}
+        >>> @PRESETS.register("wide")
+        ... def wide(): return {"width": 64}
+        >>> PRESETS.resolve("wide").width, list(PRESETS)
+        (64, ['small', 'wide'])
+    """
+
+    def __init__(self, config_class: type, default: str):
+        self.config_class, self.default = config_class, default
+        self._makers: dict[str, PresetMaker] = {}
+
+    def register(self, name: str) -> Callable[[PresetMaker], PresetMaker]:
+        """Decorator registering a function that returns the preset's settings under ``name``."""
+
+        def add(maker: PresetMaker) -> PresetMaker:
+            if name in self._makers:
+                raise ValueError(f"preset {name!r} is registered twice")
+            self._makers[name] = maker
+            return maker
+
+        return add
+
+    def settings(self, name: str) -> dict[str, Any]:
+        """Every setting of preset ``name``: its own over the config class's defaults."""
+        return deep_merge(to_dict(self.config_class()), self._makers[name]())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._makers
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def resolve(
+        self, model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> Any:
+        """Layer the preset (``model``, else the file's ``model`` key, else the default), a config file
+        (path or ``scenes/`` preset, whose ``[models.<name>]`` tables apply to that model only) and
+        overrides; the result is validated (see ``config.resolve_preset_config``)."""
+        presets = {name: self.settings(name) for name in self._makers}
+        return resolve_preset_config(self.config_class, presets, self.default, model, config, overrides)
+
+
+@dataclass
+class Setup:
+    """What ``Task.build`` hands the shared fit: the model (on its device), the objective, the
+    training hooks, a label for progress bars and what evaluation needs besides."""
+
+    model: nn.Module
+    objective: Objective
+    label: str
+    hooks: list[Hook] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(abc.ABC, Generic[C, D]):
+    """A signal type's side of a fit; ``run_fit`` calls its methods in the order listed here."""
+
+    #: the task's name in the ``camfields fit`` command and in run folders
+    name: str
+    #: the task's presets (their config class is the task's config class)
+    presets: Presets
+
+    def resolve_config(
+        self, model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> C:
+        """The task's config from a preset, a config file and overrides (see ``Presets.resolve``)."""
+        return self.presets.resolve(model, config, overrides)
+
+    @abc.abstractmethod
+    def load(self, cfg: C, source: Path | None) -> D:
+        """The data to fit, from ``source`` (None: the task's default, if it has one)."""
+
+    def plan(self, cfg: C, data: D, shard: Shard) -> C:
+        """The config the fit records and runs, settled from the data (e.g. sizes, step counts);
+        called before the seed is set. By default ``cfg`` itself."""
+        return cfg
+
+    @abc.abstractmethod
+    def build(self, cfg: C, data: D, device: torch.device) -> Setup:
+        """The model (built right after the seed is set), objective and hooks of a fit."""
+
+    @abc.abstractmethod
+    def evaluate(
+        self, cfg: C, data: D, setup: Setup, result: FitResult, out_dir: Path, shard: Shard, progress: bool
+    ) -> dict[str, Any] | None:
+        """Evaluate the fitted model and write the task's outputs to ``out_dir``; runs on every rank of
+        ``shard`` and returns the task's metrics on rank 0 (None elsewhere)."""
+
+    def export(self, cfg: C, setup: Setup, path: Path) -> int:
+        """Write the fitted field to the file ``path``; returns its size in bytes."""
+        raise CamfieldsError(f"{self.name} fields cannot be written to a compressed file yet (issue 29)")
+
+
+def _on_main(shard: Shard, work: Callable[[], Any]) -> Any:
+    """``work()`` on rank 0 of ``shard`` with its result (or error) on every rank."""
+    return work() if shard.world == 1 else distributed.run_on_main(work)
+
+
+def run_fit(
+    task: Task[C, D],
+    cfg: C,
+    data: D,
+    out_dir: Path,
+    device: torch.device,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    shard: Shard | None = None,
+) -> dict[str, Any]:
+    """Fit ``data`` with ``task`` and ``cfg`` into ``out_dir``; returns the metrics on every rank.
+
+    Plans the config, seeds torch with ``cfg.train.seed``, builds the model, records the config
+    in ``out_dir`` (or, with ``resume``, checks it against the recorded one), trains (resuming
+    from ``out_dir/checkpoint.pt`` with ``resume``), evaluates, and writes ``metrics.json``: the
+    task's metrics, then steps, training seconds, ranks, the step resumed from and the device.
+
+    ``shard`` is this process's part of a fit that several ranks run together
+    (``distributed.current()``); None fits in this process alone, even under torchrun.
+    """
+    shard = shard or Shard()
+    out_dir = Path(out_dir)
+    cfg = task.plan(cfg, data, shard)
+    torch.manual_seed(cfg.train.seed)
+    setup = task.build(cfg, data, device)
+    _on_main(shard, lambda: prepare_run_dir(out_dir, cfg, resume))
+    result = train(
+        setup.model,
+        setup.objective,
+        cfg.train,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        description=setup.label,
+        hooks=setup.hooks,
+        shard=shard,
+    )
+    metrics = task.evaluate(cfg, data, setup, result, out_dir, shard, progress)
+    if shard.main:
+        metrics = {
+            **metrics,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 3),
+            "ranks": shard.world,
+            "resumed_from": result.resumed_from,
+            "device": device_name(device),
+        }
+        write_json(out_dir / METRICS_NAME, metrics)
+    return metrics if shard.world == 1 else distributed.broadcast(metrics)
+
+
+def fit(
+    task: Task[C, D],
+    source: Path | None,
+    cfg: C,
+    out_dir: Path,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Check ``cfg``, join the ranks (when launched by torchrun), pick the device, load ``source``
+    and ``run_fit`` with every rank fitting together."""
+    cfg.validate()
+    torch_device = distributed.init(device)
+    data = task.load(cfg, Path(source) if source is not None else None)
+    return run_fit(
+        task, cfg, data, out_dir, torch_device, resume=resume, progress=progress, shard=distributed.current()
+    )
+
+
+def mean_or_none(values: list[Any]) -> float | None:
+    """The mean of ``values``; None when there are none or any is missing (None) or not a number (NaN)."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return sum(numbers) / len(numbers) if numbers and len(numbers) == len(values) else None

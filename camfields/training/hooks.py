@@ -1,0 +1,55 @@
+"""Training hooks: schedules that act on the model as training goes, in the style of gsplat's
+``Strategy``. The loop passes each hook the step number; no model keeps a step counter.
+
+Per step ``s`` (0-based, the number of optimizer steps already taken) the loop calls, in the
+order the hooks are listed: every ``before_step(s, model, generator)`` (e.g. refresh an
+occupancy grid, switch quantization-aware training on), the objective's loss plus every
+``penalty(s, model)``, the optimizer step, then every ``after_step(s + 1, model)`` (e.g.
+re-apply pruning masks). A resumed fit calls them with the steps it continues from, so a
+hook that derives its state from the step behaves as in an uninterrupted fit.
+
+Example::
+
+    >>> import torch
+    >>> from camfields.training.hooks import Hook
+    >>> class Count(Hook):
+    ...     def __init__(self):
+    ...         self.seen = []
+    ...     def before_step(self, step, model, generator):
+    ...         self.seen.append(step)
+    >>> hook = Count()
+    >>> hook.before_step(0, torch.nn.Linear(1, 1), torch.Generator())
+    >>> hook.seen
+    [0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Hook:
+    """A schedule acting on the model; every method does nothing unless overridden."""
+
+    def before_step(self, step: int, model: nn.Module, generator: torch.Generator) -> None:
+        """Called before step ``step``'s loss; may draw from ``generator`` (the batch generator,
+        the same on every rank, saved in checkpoints)."""
+
+    def penalty(self, step: int, model: nn.Module) -> torch.Tensor | None:
+        """A term added to step ``step``'s loss (inside the distributed forward), or None."""
+        return None
+
+    def after_step(self, step: int, model: nn.Module) -> None:
+        """Called after the optimizer step that made ``step`` steps done."""
+
+
+def total_penalty(hooks: Sequence[Hook], step: int, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    """``loss`` plus every hook's penalty at ``step``, added in the order of ``hooks``."""
+    for hook in hooks:
+        term = hook.penalty(step, model)
+        if term is not None:
+            loss = loss + term
+    return loss
