@@ -1,9 +1,11 @@
-"""Metrics: PSNR from its definition, SSIM from pytorch-msssim, LPIPS null when unavailable."""
+"""Metrics: PSNR from its definition, SSIM from pytorch-msssim, LPIPS from a local backbone file or null
+with one warning line when unavailable; no test downloads anything."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,21 +30,94 @@ def test_ssim_is_one_for_identical_images_and_lower_for_noise():
     assert metrics.ssim(image[:5, :5], image[:5, :5]) == pytest.approx(1.0, abs=1e-6)  # smaller window
 
 
-def test_lpips_is_null_with_one_warning_when_its_weights_cannot_load(monkeypatch):
-    import lpips as lpips_package
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No download (torch.hub's downloader raises), an empty hub cache under tmp_path, no backbone
+    variable and no LPIPS model built yet. Returns the hub's checkpoints folder."""
 
-    def fail(*args, **kwargs):
-        raise OSError("no network")
+    def no_download(url, *args, **kwargs):
+        raise OSError(f"downloads are disabled in tests ({url})")
 
-    monkeypatch.setattr(lpips_package, "LPIPS", fail)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(metrics.BACKBONE_ENV, raising=False)
     monkeypatch.setattr(metrics, "_LPIPS_STATE", {})
-    image = torch.rand(32, 32, 3)
-    with pytest.warns(UserWarning, match="LPIPS is unavailable"):
-        assert metrics.lpips(image, image) is None
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    """A randomly initialised torchvision AlexNet state dict saved as torchvision names it."""
+    import torchvision
+
+    path = tmp_path_factory.mktemp("backbone") / metrics.BACKBONE_FILE
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    return path
+
+
+def _one_line(warning: warnings.WarningMessage) -> str:
+    """The warning as Python prints it, asserted to be a single line (no source line under it)."""
+    text = warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno, warning.line)
+    assert len(text.strip().splitlines()) == 1, text
+    return text
+
+
+def test_lpips_uses_the_backbone_file_that_the_variable_names(offline, backbone, monkeypatch):
+    monkeypatch.setenv(metrics.BACKBONE_ENV, str(backbone))
+    a, b = torch.rand(32, 32, 3), torch.rand(32, 32, 3)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        result = metrics.image_metrics(image, image)
-    assert result["lpips"] is None and result["psnr"] > 60
+        warnings.simplefilter("error")  # no unavailable warning, no library noise
+        assert metrics.lpips(a, a) == 0.0
+        distance = metrics.lpips(a, b)
+        other = metrics.lpips(a, 1 - a)
+    assert isinstance(distance, float) and math.isfinite(distance) and distance > 0
+    assert other != distance
+    saved = torch.load(backbone, weights_only=True)
+    loaded = metrics._LPIPS_STATE["model"].net.state_dict()
+    assert torch.equal(loaded["slice1.0.weight"], saved["features.0.weight"])
+    assert torch.equal(loaded["slice5.10.bias"], saved["features.10.bias"])
+
+
+def test_a_backbone_in_the_hub_cache_gives_the_same_lpips_as_the_variable(offline, backbone, monkeypatch):
+    offline.mkdir(parents=True)
+    (offline / metrics.BACKBONE_FILE).symlink_to(backbone)
+    a, b = torch.rand(32, 32, 3), torch.rand(32, 32, 3)
+    from_hub = metrics.lpips(a, b)  # torchvision's own loading, from the cache
+    assert from_hub is not None
+    monkeypatch.setattr(metrics, "_LPIPS_STATE", {})
+    monkeypatch.setenv(metrics.BACKBONE_ENV, str(backbone))
+    assert metrics.lpips(a, b) == pytest.approx(from_hub, rel=1e-6)
+
+
+@pytest.mark.parametrize("content", [None, b"not a torch file", {"features.0.weight": torch.zeros(3)}])
+def test_a_bad_backbone_file_is_one_warning_naming_it_and_lpips_is_null(offline, tmp_path, monkeypatch, content):
+    path = tmp_path / "alexnet.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    monkeypatch.setenv(metrics.BACKBONE_ENV, str(path))
+    image = torch.rand(32, 32, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert metrics.lpips(image, image) is None
+        assert metrics.lpips(image, image) is None
+    assert len(caught) == 1 and caught[0].category is metrics.LpipsUnavailableWarning
+    assert f"{metrics.BACKBONE_ENV} names {path}, which" in _one_line(caught[0])
+
+
+def test_unavailable_lpips_warns_once_on_one_line_with_how_to_enable_it(offline):
+    image = torch.rand(32, 32, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert metrics.image_metrics(image, image)["lpips"] is None
+        assert metrics.image_metrics(image, 1 - image)["lpips"] is None
+    assert len(caught) == 1 and caught[0].category is metrics.LpipsUnavailableWarning
+    text = _one_line(caught[0])
+    assert "downloads are disabled in tests" in text  # the cause
+    assert f"{metrics.BACKBONE_ENV}=/path/to/{metrics.BACKBONE_FILE}" in text and f"{offline}/" in text
 
 
 def test_lpips_is_computed_when_a_model_is_available(monkeypatch):
