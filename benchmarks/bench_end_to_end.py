@@ -51,7 +51,7 @@ from camfields.io.images import downscale, load_embedded_image
 from camfields.ops.backend import cuda_extension_status
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks import image, nerf
-from camfields.tasks.radiance import OccupancyRefresh, RayObjective, split_rays
+from camfields.tasks.radiance import NeRFModel, OccupancyRefresh, RayObjective, build_radiance_field, split_rays
 from camfields.training.checkpoint import write_json
 from camfields.training.hooks import Hook
 from camfields.training.loop import TrainingStep
@@ -166,8 +166,8 @@ def nerf_case(
 
     def build() -> Step:
         torch.manual_seed(cfg.train.seed)
-        field = nerf.build_radiance_field(cfg.field, torch.tensor(cfg.aabb))
-        model = nerf.NeRFModel(field, cfg.sampler).to(device)
+        field = build_radiance_field(cfg.field, torch.tensor(cfg.aabb))
+        model = NeRFModel(field, cfg.sampler).to(device)
         return training_step(model, objective, build_optimizer(model, cfg.train), [OccupancyRefresh()])
 
     height, width = split.images.shape[1:3]

@@ -22,7 +22,7 @@ from camfields.cli import run
 from camfields.errors import CamfieldsError
 from camfields.io.images import list_images
 from camfields.runtime import device_name, resolve_device
-from camfields.tasks.image import PRESETS, MODES, fit_image_files, resolve_config
+from camfields.tasks.image import MODES, PRESETS, fit_image_files, resolve_config
 from camfields.training.checkpoint import write_json
 
 DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "images" / "kodak"

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import sys
 import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,8 +29,11 @@ T = TypeVar("T")
 #: Where the presets live: ``scenes/`` of a source checkout (and of an editable install), else the
 #: copy an installed package holds as ``camfields/_presets``.
 SCENES_DIR = next(
-    (d for d in (Path(__file__).resolve().parent.parent / "scenes", Path(__file__).resolve().parent / "_presets")
-     if d.is_dir()),
+    (
+        d
+        for d in (Path(__file__).resolve().parent.parent / "scenes", Path(__file__).resolve().parent / "_presets")
+        if d.is_dir()
+    ),
     Path(__file__).resolve().parent / "_presets",
 )
 
@@ -175,3 +179,65 @@ def resolve_preset_config(
     cfg = from_dict(cls, data, source)
     cfg.validate()
     return cfg
+
+
+#: A preset: settings in the layout of the task's config (a partial dict is merged over the defaults).
+PresetMaker = Callable[[], dict[str, Any]]
+
+
+class Presets:
+    """A task's model presets by name, registered with a decorator (as CompressAI's ``register_model``).
+
+    Example::
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class ToyConfig:
+        ...     model: str = "small"
+        ...     width: int = 8
+        ...     def validate(self) -> None: ...
+        >>> PRESETS = Presets(ToyConfig, default="small")
+        >>> @PRESETS.register("small")
+        ... def small(): return {"width": 8}
+        >>> @PRESETS.register("wide")
+        ... def wide(): return {"width": 64}
+        >>> PRESETS.resolve("wide").width, list(PRESETS)
+        (64, ['small', 'wide'])
+    """
+
+    def __init__(self, config_class: type, default: str):
+        self.config_class, self.default = config_class, default
+        self._makers: dict[str, PresetMaker] = {}
+
+    def register(self, name: str) -> Callable[[PresetMaker], PresetMaker]:
+        """Decorator registering a function that returns the preset's settings under ``name``."""
+
+        def add(maker: PresetMaker) -> PresetMaker:
+            if name in self._makers:
+                raise ValueError(f"preset {name!r} is registered twice")
+            self._makers[name] = maker
+            return maker
+
+        return add
+
+    def settings(self, name: str) -> dict[str, Any]:
+        """Every setting of preset ``name``: its own over the config class's defaults."""
+        return deep_merge(to_dict(self.config_class()), self._makers[name]())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._makers
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def resolve(
+        self, model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> Any:
+        """Layer the preset (``model``, else the file's ``model`` key, else the default), a config file
+        (path or ``scenes/`` preset, whose ``[models.<name>]`` tables apply to that model only) and
+        overrides; the result is validated (see ``config.resolve_preset_config``)."""
+        presets = {name: self.settings(name) for name in self._makers}
+        return resolve_preset_config(self.config_class, presets, self.default, model, config, overrides)

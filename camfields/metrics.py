@@ -166,3 +166,9 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float |
     """PSNR, SSIM and LPIPS of an (H, W, C) prediction against its target."""
     values = {"psnr": psnr(pred, target), "ssim": ssim(pred, target), "lpips": lpips(pred, target)}
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of ``values``; None when there are none or any is missing (None) or not a number (NaN)."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return sum(numbers) / len(numbers) if numbers and len(numbers) == len(values) else None

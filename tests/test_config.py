@@ -7,8 +7,10 @@ import pytest
 from camfields import CamfieldsError
 from camfields.config import SCENES_DIR
 from camfields.fields import count_parameters
+from camfields.modules.nerv import build_generator
 from camfields.tasks import video
 from camfields.tasks.image import resolve_config
+from camfields.tasks.video.sizing import size_for_params
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (SCENES_DIR / "image").glob("*.toml")))
@@ -22,8 +24,8 @@ def test_every_image_preset_loads_for_every_model(preset):
 def test_every_video_preset_sizes_every_model_to_its_target(preset):
     for model in video.PRESETS:
         cfg = video.resolve_config(model, f"video/{preset}")
-        gen = video.size_for_params(cfg.generator, cfg.height, cfg.width, cfg.target_params, cfg.scale_frame_grids)
-        params = count_parameters(video.build_generator(gen, cfg.height, cfg.width))
+        gen = size_for_params(cfg.generator, cfg.height, cfg.width, cfg.target_params, cfg.scale_frame_grids)
+        params = count_parameters(build_generator(gen, cfg.height, cfg.width))
         assert 0.8 * cfg.target_params < params <= cfg.target_params, (model, params)
 
 

@@ -21,7 +21,7 @@ from camfields.render.radiance import render_rays
 from camfields.render.sampling import OccupancySampler
 from camfields.tasks.dynamic import PRESETS, fit_dynamic, resolve_config
 from camfields.tasks.nerf import resolve_config as resolve_nerf_config
-from camfields.tasks.base import run_fit
+from camfields.training.fit import run_fit
 from camfields.tasks.nerf import NERF
 from camfields.tasks.radiance import (
     NeRFModel,

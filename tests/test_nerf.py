@@ -17,16 +17,14 @@ from camfields.render import OccupancyGrid, camera_rays
 from camfields.render.radiance import RayConditioned, render_rays
 from camfields.render.rays import look_at, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, inverse_transform, stratified_edges
-from camfields.tasks.nerf import (
-    PRESETS,
+from camfields.tasks.nerf import PRESETS, fit_nerf, resolve_config
+from camfields.tasks.radiance import (
     NeRFModel,
     OccupancyRefresh,
     RayObjective,
     Rays,
     SamplerConfig,
     build_radiance_field,
-    fit_nerf,
-    resolve_config,
 )
 from camfields.training import TrainConfig, train
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from camfields.io.images import load_embedded_image
-from camfields.tasks.base import run_fit
 from camfields.tasks.image import IMAGE, resolve_config
+from camfields.training.fit import run_fit
 
 
 @pytest.mark.slow

@@ -17,24 +17,15 @@ from conftest import REPO, shared_data
 
 from camfields import CamfieldsError
 from camfields.codec.bitstream import read_bitstream
+from camfields.codec.video import decode_frames, encode, frame_times
 from camfields.compression.quantize import rounding_distance
+from camfields.fields import count_parameters
 from camfields.io.video import read_video
-from camfields.modules.nerv import FrameGrids, NeRVGenerator
-from camfields.tasks.video import (
-    GeneratorConfig,
-    VideoModel,
-    build_generator,
-    count_parameters,
-    decode_frames,
-    encode,
-    fit_video,
-    frame_times,
-    one_wider,
-    quality,
-    resolve_config,
-    size_for_params,
-)
+from camfields.modules.nerv import FrameGrids, GeneratorConfig, NeRVGenerator, build_generator
+from camfields.tasks.video import fit_video, quality, resolve_config
 from camfields.tasks.video.budget import FitCost, plan_epochs, probe_fit
+from camfields.tasks.video.model import VideoModel
+from camfields.tasks.video.sizing import one_wider, size_for_params
 
 SMALL = {"strides": [2, 2], "channels": 16, "stem_channels": 8, "stem_hidden": 32, "embedding_levels": 16}
 

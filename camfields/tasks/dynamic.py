@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfields.config import deep_merge, to_dict
+from camfields.config import Presets, deep_merge, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, ModulationConfig
 from camfields.io.dynamic import load_dynamic
-from camfields.tasks.base import Presets, fit
 from camfields.tasks.nerf import ngp_preset, vanilla_preset
 from camfields.tasks.radiance import SceneConfig, SceneTask
+from camfields.training.fit import fit
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from camfields import distributed
-from camfields.config import check_choice, to_dict
+from camfields.config import Presets, check_choice, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import (
@@ -26,10 +26,10 @@ from camfields.fields import (
     count_parameters,
 )
 from camfields.io.images import Image, downscale, list_images, load_embedded_image, load_image, save_png
-from camfields.metrics import image_metrics, psnr, ssim
-from camfields.tasks.base import METRICS_NAME, Presets, Setup, Task, fit, mean_or_none, run_fit
+from camfields.metrics import image_metrics, mean_or_none, psnr, ssim
 from camfields.training import CoordinateRegression, Evaluation, FitResult, TrainConfig, predict
 from camfields.training.checkpoint import read_json, write_json
+from camfields.training.fit import METRICS_NAME, Setup, Task, fit, run_fit
 from camfields.training.run_dir import prepare_run_dir
 
 MODES = ("regression", "generalization")

@@ -15,38 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfields.config import deep_merge, to_dict
+from camfields.config import Presets, deep_merge, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig
 from camfields.io.blender import load_blender
-from camfields.tasks.base import Presets, fit
-from camfields.tasks.radiance import (
-    SPLITS,
-    NeRFModel,
-    OccupancyRefresh,
-    RadianceConfig,
-    RayObjective,
-    Rays,
-    SamplerConfig,
-    SceneConfig,
-    SceneTask,
-    build_radiance_field,
-)
+from camfields.tasks.radiance import RadianceConfig, SamplerConfig, SceneConfig, SceneTask
 from camfields.training import TrainConfig
-
-__all__ = [
-    "NERF",
-    "PRESETS",
-    "SPLITS",
-    "NeRFConfig",
-    "NeRFModel",
-    "OccupancyRefresh",
-    "RayObjective",
-    "Rays",
-    "SamplerConfig",
-    "build_radiance_field",
-    "fit_nerf",
-    "resolve_config",
-]
+from camfields.training.fit import fit
 
 
 @dataclass

@@ -19,14 +19,14 @@ from torch import nn
 
 from camfields import distributed
 from camfields.compression import quantized_copy, quantized_size_bytes
-from camfields.config import check_choice
+from camfields.config import Presets, check_choice
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp, count_parameters
 from camfields.io.blender import CameraSplit
 from camfields.io.images import save_png
 from camfields.io.video import write_video
-from camfields.metrics import image_metrics, mse_to_psnr, psnr
+from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
 from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
 from camfields.ops.sync import to_device
 from camfields.render.occupancy import OccupancyGrid
@@ -34,8 +34,8 @@ from camfields.render.radiance import render_rays
 from camfields.render.rays import camera_rays, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
-from camfields.tasks.base import Presets, Setup, Task, mean_or_none
 from camfields.training import Evaluation, FitResult, TrainConfig
+from camfields.training.fit import Setup, Task
 from camfields.training.hooks import Hook
 from camfields.training.progress import phase
 

@@ -7,41 +7,7 @@ budget), ``model`` (the quantized model and its QAT / pruning hooks), ``fit`` (t
 the task and ``fit_video``), ``budget`` (fits in a time budget).
 """
 
-from camfields.codec.video import BITSTREAM_FORMAT, decode_frames, encode, frame_times, to_8bit, write_frames
-from camfields.fields import count_parameters
-from camfields.modules.nerv import GeneratorConfig, build_generator
-from camfields.tasks.video.config import PRESETS, QUANT_STEPS, VideoConfig, check_model_identity, resolve_config
-from camfields.tasks.video.fit import VIDEO, Clip, FrameObjective, fit_video, load_clip, mean_psnr, quality
-from camfields.tasks.video.model import MagnitudePruning, QuantizationSchedule, VideoModel, prune_masks
-from camfields.tasks.video.sizing import one_wider, scale_widths, size_for_params
+from camfields.tasks.video.config import PRESETS, QUANT_STEPS, VideoConfig, resolve_config
+from camfields.tasks.video.fit import VIDEO, fit_video, load_clip, quality
 
-__all__ = [
-    "BITSTREAM_FORMAT",
-    "PRESETS",
-    "QUANT_STEPS",
-    "VIDEO",
-    "Clip",
-    "FrameObjective",
-    "GeneratorConfig",
-    "MagnitudePruning",
-    "QuantizationSchedule",
-    "VideoConfig",
-    "VideoModel",
-    "build_generator",
-    "check_model_identity",
-    "count_parameters",
-    "decode_frames",
-    "encode",
-    "fit_video",
-    "frame_times",
-    "load_clip",
-    "mean_psnr",
-    "one_wider",
-    "prune_masks",
-    "quality",
-    "resolve_config",
-    "scale_widths",
-    "size_for_params",
-    "to_8bit",
-    "write_frames",
-]
+__all__ = ["PRESETS", "QUANT_STEPS", "VIDEO", "VideoConfig", "fit_video", "load_clip", "quality", "resolve_config"]

@@ -6,10 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from camfields.config import check_choice, to_dict
+from camfields.config import Presets, check_choice, to_dict
 from camfields.errors import CamfieldsError
 from camfields.modules.nerv import EMBEDDINGS, GeneratorConfig
-from camfields.tasks.base import Presets
 from camfields.training import TrainConfig
 
 

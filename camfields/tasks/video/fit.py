@@ -23,11 +23,11 @@ from camfields.io.video import read_video
 from camfields.metrics import ms_ssim, mse_to_psnr, psnr
 from camfields.modules.nerv import build_generator
 from camfields.ops.sync import to_device
-from camfields.tasks.base import Setup, Task, fit
 from camfields.tasks.video.config import PRESETS, VideoConfig
 from camfields.tasks.video.model import MagnitudePruning, QuantizationSchedule, VideoModel
 from camfields.tasks.video.sizing import size_for_params
 from camfields.training import Evaluation, FitResult
+from camfields.training.fit import Setup, Task, fit
 from camfields.training.progress import announce
 
 

@@ -1,7 +1,7 @@
 """The task protocol: what a signal type supplies, and the one fit every task runs.
 
 A task (``tasks.image``, ``tasks.nerf``, ``tasks.dynamic``, ``tasks.video``) names its config
-class and its model presets (a ``Presets`` registry), and says how to load its data, how to
+class and its model presets (a ``config.Presets`` registry), and says how to load its data, how to
 build the model, objective and training hooks (``Task.build``), how to evaluate the fitted
 field and write its outputs (``Task.evaluate``), and how to export it to a file
 (``Task.export``; issue 29 gives every task a file format). ``run_fit`` owns the rest:
@@ -20,8 +20,7 @@ Example (a task's fit, as ``tasks.image.fit_images`` runs it)::
 from __future__ import annotations
 
 import abc
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,80 +29,19 @@ import torch
 from torch import nn
 
 from camfields import distributed
-from camfields.config import deep_merge, resolve_preset_config, to_dict
+from camfields.config import Presets
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name
-from camfields.training import FitResult, Objective, train
 from camfields.training.checkpoint import write_json
 from camfields.training.hooks import Hook
+from camfields.training.loop import FitResult, Objective, train
 from camfields.training.run_dir import prepare_run_dir
 
 C = TypeVar("C")  # a task's config dataclass
 D = TypeVar("D")  # a task's loaded data
 
 METRICS_NAME = "metrics.json"
-
-#: A preset: settings in the layout of the task's config (a partial dict is merged over the defaults).
-PresetMaker = Callable[[], dict[str, Any]]
-
-
-class Presets:
-    """A task's model presets by name, registered with a decorator (as CompressAI's ``register_model``).
-
-    Example::
-
-        >>> from dataclasses import dataclass
-        >>> @dataclass
-        ... class ToyConfig:
-        ...     model: str = "small"
-        ...     width: int = 8
-        ...     def validate(self) -> None: ...
-        >>> PRESETS = Presets(ToyConfig, default="small")
-        >>> @PRESETS.register("small")
-        ... def small(): return {"width": 8}
-        >>> @PRESETS.register("wide")
-        ... def wide(): return {"width": 64}
-        >>> PRESETS.resolve("wide").width, list(PRESETS)
-        (64, ['small', 'wide'])
-    """
-
-    def __init__(self, config_class: type, default: str):
-        self.config_class, self.default = config_class, default
-        self._makers: dict[str, PresetMaker] = {}
-
-    def register(self, name: str) -> Callable[[PresetMaker], PresetMaker]:
-        """Decorator registering a function that returns the preset's settings under ``name``."""
-
-        def add(maker: PresetMaker) -> PresetMaker:
-            if name in self._makers:
-                raise ValueError(f"preset {name!r} is registered twice")
-            self._makers[name] = maker
-            return maker
-
-        return add
-
-    def settings(self, name: str) -> dict[str, Any]:
-        """Every setting of preset ``name``: its own over the config class's defaults."""
-        return deep_merge(to_dict(self.config_class()), self._makers[name]())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._makers)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._makers
-
-    def __len__(self) -> int:
-        return len(self._makers)
-
-    def resolve(
-        self, model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
-    ) -> Any:
-        """Layer the preset (``model``, else the file's ``model`` key, else the default), a config file
-        (path or ``scenes/`` preset, whose ``[models.<name>]`` tables apply to that model only) and
-        overrides; the result is validated (see ``config.resolve_preset_config``)."""
-        presets = {name: self.settings(name) for name in self._makers}
-        return resolve_preset_config(self.config_class, presets, self.default, model, config, overrides)
 
 
 @dataclass
@@ -231,9 +169,3 @@ def fit(
     return run_fit(
         task, cfg, data, out_dir, torch_device, resume=resume, progress=progress, shard=distributed.current()
     )
-
-
-def mean_or_none(values: list[Any]) -> float | None:
-    """The mean of ``values``; None when there are none or any is missing (None) or not a number (NaN)."""
-    numbers = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
-    return sum(numbers) / len(numbers) if numbers and len(numbers) == len(values) else None
