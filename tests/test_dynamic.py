@@ -19,19 +19,9 @@ from camfields.modules.radiance import RadianceField
 from camfields.render import OccupancyGrid, camera_rays
 from camfields.render.radiance import render_rays
 from camfields.render.sampling import OccupancySampler
-from camfields.tasks.dynamic import PRESETS, fit_dynamic, resolve_config
+from camfields.tasks.dynamic import MODEL_PRESETS, fit_dynamic, resolve_config
 from camfields.tasks.nerf import resolve_config as resolve_nerf_config
-from camfields.training.fit import run_fit
-from camfields.tasks.nerf import NERF
-from camfields.tasks.radiance import (
-    NeRFModel,
-    OccupancyRefresh,
-    RayObjective,
-    Rays,
-    SamplerConfig,
-    SceneData,
-    build_radiance_field,
-)
+from camfields.tasks.radiance import NeRFModel, RayObjective, Rays, SamplerConfig, build_radiance_field, fit_scene
 from camfields.training import TrainConfig, train
 
 BLACK = torch.zeros(3)
@@ -102,7 +92,7 @@ def test_npz_loader_reads_splits_times_and_scales_the_focal(tmp_path):
     "replace, message",
     [
         ({"poses": np.zeros((3, 4, 4))}, "poses must be"),
-        ({"times": np.linspace(0, 2, 12)}, "times must lie in"),
+        ({"times": np.linspace(0, 2, 12)}, r"bad.npz frame 6: time must be a finite number in \[0, 1\], got 1.09"),
         ({"times": np.zeros(5)}, "5 times for 12 images"),
         ({"focal": None}, "lacks focal"),
         ({"images": np.zeros((12, 16, 16))}, "images must be"),
@@ -115,6 +105,57 @@ def test_npz_loader_errors(tmp_path, replace, message):
         load_dynamic(path, "val")
 
 
+def with_value(key, frame, value):
+    """A ``write_npz`` replacement made when called: the moving-ball ``key`` array with ``value`` all over ``frame``."""
+
+    def replace():
+        images, poses, times = moving_scene()
+        array = {"images": images, "poses": poses, "times": times}[key].numpy()
+        array[frame] = value
+        return {key: array}
+
+    return replace
+
+
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        (with_value("poses", 3, np.nan), "bad.npz frame 3: pose holds NaN or infinite values"),
+        (with_value("poses", 3, np.inf), "bad.npz frame 3: pose holds NaN or infinite values"),
+        (with_value("images", 2, np.nan), "bad.npz frame 2: the image holds NaN or infinite pixels"),
+        (with_value("times", 4, np.nan), "bad.npz frame 4: time must be a finite number in"),
+        ({"focal": np.float64(np.inf)}, "bad.npz: focal must be one finite positive number of pixels, got inf"),
+        ({"focal": np.array("wide")}, "bad.npz: focal must hold numbers, got an array of <U4"),
+        ({"poses": np.full((12, 4, 4), "0")}, "bad.npz: poses must hold numbers, got an array of <U1"),
+        ({"times": np.full(12, "now")}, "bad.npz: times must hold numbers, got an array of <U3"),
+        ({"images": np.zeros((0, 16, 16, 3))}, r"bad.npz: images must be \(N, H, W, 3\) with N, H, W > 0"),
+        ({"poses": None}, "bad.npz lacks poses; a dynamic .npz needs images, poses, times, focal"),
+    ],
+    ids=[
+        "nan pose",
+        "inf pose",
+        "nan pixel",
+        "nan time",
+        "inf focal",
+        "string focal",
+        "string poses",
+        "string times",
+        "no images",
+        "missing key",
+    ],
+)
+def test_npz_values_are_checked_naming_the_file_and_frame(tmp_path, replace, message):
+    path = write_npz(tmp_path / "bad.npz", **(replace() if callable(replace) else replace))
+    with pytest.raises(CamfieldsError, match=message):
+        load_dynamic(path, "val")
+
+
+def test_npz_3x4_poses_get_the_row_0_0_0_1(tmp_path):
+    _, poses, _ = moving_scene()
+    scene = load_dynamic(write_npz(tmp_path / "s.npz", poses=poses[:, :3].numpy()), "val")
+    torch.testing.assert_close(scene.poses, poses[10:])
+
+
 def test_unreadable_or_missing_npz(tmp_path):
     with pytest.raises(CamfieldsError, match="does not exist"):
         load_dynamic_npz(tmp_path / "none.npz", "train")
@@ -124,15 +165,22 @@ def test_unreadable_or_missing_npz(tmp_path):
         load_dynamic(broken, "train")
 
 
-def test_dnerf_folder_needs_a_time_on_every_frame(tmp_path):
-    root = tmp_path / "scene"
+def write_dnerf_folder(root, times=(0.0, 0.5, 1.0)):
+    """A D-NeRF training split in ``root``: one white 4x4 image per time; returns its transforms dict."""
     (root / "train").mkdir(parents=True)
     frames = []
-    for k in range(3):
+    for k, time in enumerate(times):
         iio.imwrite(root / "train" / f"r_{k}.png", np.full((4, 4, 4), 255, dtype=np.uint8))
-        frames.append({"file_path": f"./train/r_{k}", "transform_matrix": np.eye(4).tolist(), "time": k / 2})
+        frames.append({"file_path": f"./train/r_{k}", "transform_matrix": np.eye(4).tolist(), "time": time})
     meta = {"camera_angle_x": 0.7, "frames": frames}
     (root / "transforms_train.json").write_text(json.dumps(meta))
+    return meta
+
+
+def test_dnerf_folder_needs_a_time_on_every_frame(tmp_path):
+    root = tmp_path / "scene"
+    meta = write_dnerf_folder(root)
+    frames = meta["frames"]
     torch.testing.assert_close(load_dynamic(root, "train").times, torch.tensor([0.0, 0.5, 1.0]))
     del frames[1]["time"]
     (root / "transforms_train.json").write_text(json.dumps(meta))
@@ -142,6 +190,22 @@ def test_dnerf_folder_needs_a_time_on_every_frame(tmp_path):
         frame.pop("time", None)
     (root / "transforms_train.json").write_text(json.dumps(meta))
     with pytest.raises(CamfieldsError, match="not a dynamic scene"):
+        load_dynamic(root, "train")
+
+
+@pytest.mark.parametrize(
+    "time, message",
+    [
+        (math.nan, "time must be a finite number in"),
+        (True, "'time' must be a number, got True"),
+        ("0.5", "'time' must be a number"),
+    ],
+    ids=["nan", "bool", "string"],
+)
+def test_dnerf_folder_times_are_checked_naming_the_frame(tmp_path, time, message):
+    root = tmp_path / "scene"
+    write_dnerf_folder(root, (0.0, time, 1.0))
+    with pytest.raises(CamfieldsError, match=f"transforms_train.json frame 1: {message}"):
         load_dynamic(root, "train")
 
 
@@ -197,12 +261,12 @@ def test_a_static_field_refuses_times_data_and_a_dynamic_one_needs_times(tmp_pat
 
     split = CameraSplit(images, poses, FOCAL / 2, ["a", "b", "c", "d"], times)
     with pytest.raises(CamfieldsError, match="needs images with no times"):
-        run_fit(NERF, resolve_nerf_config("ngp"), SceneData(split, split, "ball"), tmp_path / "o", torch.device("cpu"))
+        fit_scene(split, split, resolve_nerf_config("ngp"), tmp_path / "o", torch.device("cpu"))
     assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_every_dynamic_preset_builds_and_renders_at_a_time():
-    for name in PRESETS:
+    for name in MODEL_PRESETS:
         cfg = resolve_config(name, overrides={"field": {"trunk": {"encoding": {"hash": {"log2_table_size": 12}}}}})
         cfg.field.trunk.modulation.resolution = [4] * len(cfg.field.trunk.modulation.resolution)
         model = NeRFModel(build_radiance_field(cfg.field, AABB), cfg.sampler)
@@ -233,7 +297,6 @@ def test_time_cam_fits_a_moving_ball_and_its_occupancy_covers_every_time(tmp_pat
         tmp_path,
         progress=False,
         tensorboard=False,
-        hooks=[OccupancyRefresh()],
     )
     # measured when written: about 27 dB (the untrained field: about 12 dB)
     assert result.evaluation.metrics["psnr"] > 23, result.evaluation.metrics

@@ -1,20 +1,25 @@
 """The Blender "nerf_synthetic" format: ``transforms_{split}.json`` plus RGBA images.
 
-Each JSON holds ``camera_angle_x`` (horizontal field of view, radians) and ``frames``, each
-with a ``file_path`` (relative, often without extension) and a 4x4 camera-to-world
-``transform_matrix`` in the OpenGL convention (camera looks along -z, y up). The D-NeRF
-format is the same with a ``time`` in [0, 1] on every frame.
+Each JSON holds ``camera_angle_x`` (horizontal field of view, radians, in (0, pi)) and
+``frames``, a list of objects each with a ``file_path`` (relative to the scene folder and
+inside it, often without extension; symlinks in the folder are followed) and a 4x4 (or 3x4,
+completed with [0, 0, 0, 1]) camera-to-world ``transform_matrix`` in the OpenGL convention
+(camera looks along -z, y up).
+The D-NeRF format is the same with a ``time`` in [0, 1] on every frame. Every value is
+checked before use: a bad one is one sentence naming the file and the frame.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from camfields.errors import CamfieldsError
+from camfields.errors import CamfieldsError, first_line
 from camfields.io.images import downscale, load_image
 from camfields.render.rays import focal_from_fov
 
@@ -30,25 +35,132 @@ class CameraSplit(NamedTuple):
     times: torch.Tensor | None = None
 
 
+def _shown(value: object) -> str:
+    """A JSON value as quoted in an error message: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_number(value: object, what: str, where: str) -> float:
+    """A JSON number (int or float, not a bool) as a float: inf when too large for one, NaN kept."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CamfieldsError(f"{where}: {what} must be a number, got {_shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def check_times(times: torch.Tensor, count: int, where: str) -> torch.Tensor:
-    """``times`` as float32 (N,), with one clear error unless it holds ``count`` finite values in [0, 1]."""
+    """``times`` as float32 (N,), with one clear error (naming ``where`` and the first bad frame)
+    unless it holds ``count`` finite values in [0, 1]."""
     times = torch.as_tensor(times, dtype=torch.float32).reshape(-1)
     if len(times) != count:
         raise CamfieldsError(f"{where}: {len(times)} times for {count} images")
-    if not torch.isfinite(times).all() or times.min() < 0 or times.max() > 1:
-        raise CamfieldsError(f"{where}: times must lie in [0, 1], got {times.min():.4g} to {times.max():.4g}")
+    bad = (~torch.isfinite(times) | (times < 0) | (times > 1)).nonzero()
+    if len(bad):
+        frame = int(bad[0])
+        raise CamfieldsError(f"{where} frame {frame}: time must be a finite number in [0, 1], got {times[frame]:.4g}")
     return times
 
 
+def _check_pose_shape(shape: tuple[int, ...], what: str, where: str) -> None:
+    """One clear error unless ``shape`` is (4, 4) or (3, 4)."""
+    if shape not in ((4, 4), (3, 4)):
+        raise CamfieldsError(f"{where}: {what} must be 4x4 or 3x4, got {'x'.join(map(str, shape)) or 'a scalar'}")
+
+
+def check_pose(pose: torch.Tensor, what: str, where: str) -> torch.Tensor:
+    """A camera-to-world matrix (4, 4) or (3, 4) as float32 (4, 4) (a 3x4 gets the row [0, 0, 0, 1]),
+    with one clear error unless it has one of those shapes and only finite entries."""
+    _check_pose_shape(tuple(pose.shape), what, where)
+    pose = pose.float()
+    if not torch.isfinite(pose).all():
+        raise CamfieldsError(f"{where}: {what} holds NaN or infinite values (or values too large for float32)")
+    if len(pose) == 3:
+        pose = torch.cat([pose, torch.tensor([[0.0, 0.0, 0.0, 1.0]])])
+    return pose
+
+
+def _json_pose(value: object, where: str) -> torch.Tensor:
+    """A frame's ``transform_matrix`` (a list of 4 or 3 rows of 4 numbers) as float32 (4, 4)."""
+    if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
+        raise CamfieldsError(f"{where}: transform_matrix must be a list of rows of numbers, got {_shown(value)}")
+    lengths = sorted({len(row) for row in value})
+    if len(lengths) != 1:
+        raise CamfieldsError(
+            f"{where}: transform_matrix has rows of different lengths {lengths}; it must be 4x4 or 3x4"
+        )
+    _check_pose_shape((len(value), lengths[0]), "transform_matrix", where)
+    rows = [
+        [_json_number(x, f"transform_matrix[{r}][{c}]", where) for c, x in enumerate(row)]
+        for r, row in enumerate(value)
+    ]
+    return check_pose(torch.tensor(rows, dtype=torch.float64), "transform_matrix", where)
+
+
 def _frame_image(root: Path, frame: dict, where: str) -> Path:
+    """The image file of a frame: its ``file_path`` (``.png`` added when missing), which must name a file
+    inside ``root``. The check is on the path as written ('..' resolved, symlinks not): a symlink placed
+    in the folder is followed wherever it leads, as a folder of links to another scene's images needs."""
     if "file_path" not in frame:
         raise CamfieldsError(f"{where} has no 'file_path'")
-    path = (root / frame["file_path"]).resolve()
-    if path.suffix.lower() != ".png" and path.with_suffix(path.suffix + ".png").exists():
+    name = frame["file_path"]
+    if not isinstance(name, str) or not name:
+        raise CamfieldsError(f"{where}: file_path must be a non-empty string, got {_shown(name)}")
+    base = root.absolute()
+    path = Path(os.path.normpath(base / name))
+    if path.suffix.lower() != ".png" and path.name and path.with_suffix(path.suffix + ".png").exists():
         path = path.with_suffix(path.suffix + ".png")
+    if path == base or not path.is_relative_to(base):
+        raise CamfieldsError(f"{where}: file_path {name!r} leads outside the scene folder {root}")
+    try:
+        path = path.resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL byte
+        raise CamfieldsError(f"{where}: file_path {name!r} is not a usable path ({first_line(e)})") from None
     if not path.exists():
-        raise CamfieldsError(f"{where}: image {frame['file_path']} does not exist under {root}")
+        raise CamfieldsError(f"{where}: image {name} does not exist under {root}")
     return path
+
+
+def _frame_pixels(path: Path, downscale_factor: int, background: torch.Tensor, where: str) -> torch.Tensor:
+    """A frame's image (H, W, 3) in [0, 1], RGBA composited on ``background`` (3,); errors name the frame."""
+    try:
+        pixels = downscale(load_image(path).pixels, downscale_factor)
+    except CamfieldsError as e:
+        raise CamfieldsError(f"{where}: {e}") from None
+    if pixels.shape[2] == 4:
+        return pixels[..., :3] * pixels[..., 3:] + background * (1.0 - pixels[..., 3:])
+    if pixels.shape[2] != 3:
+        raise CamfieldsError(f"{where}: image {path.name} has {pixels.shape[2]} channels; expected RGB or RGBA")
+    return pixels
+
+
+def _read_meta(meta_path: Path) -> tuple[float, list[dict]]:
+    """``camera_angle_x`` (radians, in (0, pi)) and the frames (a non-empty list of objects) of a transforms file."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CamfieldsError(f"{meta_path} is not valid JSON: {first_line(e)}") from None
+    if not isinstance(meta, dict):
+        raise CamfieldsError(
+            f"{meta_path} must hold a JSON object with 'camera_angle_x' and 'frames', got {_shown(meta)}"
+        )
+    for key in ("camera_angle_x", "frames"):
+        if key not in meta:
+            raise CamfieldsError(f"{meta_path} has no '{key}'")
+    fov = _json_number(meta["camera_angle_x"], "camera_angle_x", str(meta_path))
+    if not 0 < fov < math.pi:
+        raise CamfieldsError(f"{meta_path}: camera_angle_x must be an angle in (0, pi) radians, got {fov:.6g}")
+    frames = meta["frames"]
+    if not isinstance(frames, list):
+        raise CamfieldsError(f"{meta_path}: 'frames' must be a list of frame objects, got {_shown(frames)}")
+    if not frames:
+        raise CamfieldsError(f"{meta_path} lists no frames")
+    for number, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise CamfieldsError(f"{meta_path.name} frame {number} must be an object, got {_shown(frame)}")
+    return fov, frames
 
 
 def load_blender(
@@ -66,30 +178,18 @@ def load_blender(
     meta_path = root / f"transforms_{split}.json"
     if not meta_path.exists():
         raise CamfieldsError(f"{root} has no transforms_{split}.json (is it a Blender scene folder?)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CamfieldsError(f"{meta_path} is not valid JSON: {e}") from None
-    for key in ("camera_angle_x", "frames"):
-        if key not in meta:
-            raise CamfieldsError(f"{meta_path} has no '{key}'")
-    if not meta["frames"]:
-        raise CamfieldsError(f"{meta_path} lists no frames")
+    fov, frames = _read_meta(meta_path)
     bg = torch.tensor(background, dtype=torch.float32)
     images, poses, names, times = [], [], [], []
-    for number, frame in enumerate(meta["frames"]):
+    for number, frame in enumerate(frames):
         where = f"{meta_path.name} frame {number}"
         path = _frame_image(root, frame, where)
         if "transform_matrix" not in frame:
             raise CamfieldsError(f"{where} has no 'transform_matrix'")
-        pose = torch.tensor(frame["transform_matrix"], dtype=torch.float32)
-        if pose.shape != (4, 4):
-            raise CamfieldsError(f"{where}: transform_matrix must be 4x4, got {list(pose.shape)}")
-        pixels = downscale(load_image(path).pixels, downscale_factor)
-        if pixels.shape[2] == 4:
-            pixels = pixels[..., :3] * pixels[..., 3:] + bg * (1.0 - pixels[..., 3:])
-        elif pixels.shape[2] != 3:
-            raise CamfieldsError(f"{where}: image {path.name} has {pixels.shape[2]} channels; expected RGB or RGBA")
+        pose = _json_pose(frame["transform_matrix"], where)
+        if "time" in frame:
+            times.append(_json_number(frame["time"], "'time'", where))
+        pixels = _frame_pixels(path, downscale_factor, bg, where)
         if images and pixels.shape != images[0].shape:
             raise CamfieldsError(
                 f"{meta_path.name}: images of mixed sizes: {names[0]} is {images[0].shape[1]}x{images[0].shape[0]} "
@@ -98,17 +198,13 @@ def load_blender(
         images.append(pixels)
         poses.append(pose)
         names.append(path.stem)
-        if "time" in frame:
-            if not isinstance(frame["time"], (int, float)):
-                raise CamfieldsError(f"{where}: 'time' must be a number, got {frame['time']!r}")
-            times.append(float(frame["time"]))
     if times and len(times) != len(images):
         raise CamfieldsError(f"{meta_path.name}: {len(times)} of {len(images)} frames have a 'time'; all or none must")
     width = images[0].shape[1]
     return CameraSplit(
         torch.stack(images),
         torch.stack(poses),
-        focal_from_fov(width, float(meta["camera_angle_x"])),
+        focal_from_fov(width, fov),
         names,
         check_times(torch.tensor(times), len(images), meta_path.name) if times else None,
     )

@@ -28,7 +28,10 @@ class Image(NamedTuple):
 
 
 def to_unit_float(array: np.ndarray, source: str) -> torch.Tensor:
-    """An image array (H, W) or (H, W, C) of any integer or float type as (H, W, C) float32 in [0, 1]."""
+    """An image array (H, W) or (H, W, C) of any integer or float type as (H, W, C) float32 in [0, 1].
+
+    Floats are clipped to [0, 1]; NaN or infinite ones (or values beyond float32) are refused.
+    """
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
@@ -40,7 +43,10 @@ def to_unit_float(array: np.ndarray, source: str) -> torch.Tensor:
     elif np.issubdtype(array.dtype, np.integer):
         data = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
     elif np.issubdtype(array.dtype, np.floating):
-        data = np.clip(array.astype(np.float32), 0.0, 1.0)
+        data = array.astype(np.float32)
+        if not np.isfinite(data).all():  # checked before clipping, which would turn inf into 1
+            raise CamfieldsError(f"{source} holds NaN or infinite pixels")
+        data = np.clip(data, 0.0, 1.0)
     else:
         raise CamfieldsError(f"{source} has unsupported pixel type {array.dtype}")
     return torch.from_numpy(np.ascontiguousarray(data))
