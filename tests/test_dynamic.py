@@ -19,9 +19,19 @@ from camfields.modules.radiance import RadianceField
 from camfields.render import OccupancyGrid, camera_rays
 from camfields.render.radiance import render_rays
 from camfields.render.sampling import OccupancySampler
-from camfields.tasks.dynamic import MODEL_PRESETS, fit_dynamic, resolve_config
+from camfields.tasks.dynamic import PRESETS, fit_dynamic, resolve_config
 from camfields.tasks.nerf import resolve_config as resolve_nerf_config
-from camfields.tasks.radiance import NeRFModel, RayObjective, Rays, SamplerConfig, build_radiance_field, fit_scene
+from camfields.training.fit import run_fit
+from camfields.tasks.nerf import NERF
+from camfields.tasks.radiance import (
+    NeRFModel,
+    OccupancyRefresh,
+    RayObjective,
+    Rays,
+    SamplerConfig,
+    SceneData,
+    build_radiance_field,
+)
 from camfields.training import TrainConfig, train
 
 BLACK = torch.zeros(3)
@@ -261,12 +271,12 @@ def test_a_static_field_refuses_times_data_and_a_dynamic_one_needs_times(tmp_pat
 
     split = CameraSplit(images, poses, FOCAL / 2, ["a", "b", "c", "d"], times)
     with pytest.raises(CamfieldsError, match="needs images with no times"):
-        fit_scene(split, split, resolve_nerf_config("ngp"), tmp_path / "o", torch.device("cpu"))
+        run_fit(NERF, resolve_nerf_config("ngp"), SceneData(split, split, "ball"), tmp_path / "o", torch.device("cpu"))
     assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_every_dynamic_preset_builds_and_renders_at_a_time():
-    for name in MODEL_PRESETS:
+    for name in PRESETS:
         cfg = resolve_config(name, overrides={"field": {"trunk": {"encoding": {"hash": {"log2_table_size": 12}}}}})
         cfg.field.trunk.modulation.resolution = [4] * len(cfg.field.trunk.modulation.resolution)
         model = NeRFModel(build_radiance_field(cfg.field, AABB), cfg.sampler)
@@ -297,6 +307,7 @@ def test_time_cam_fits_a_moving_ball_and_its_occupancy_covers_every_time(tmp_pat
         tmp_path,
         progress=False,
         tensorboard=False,
+        hooks=[OccupancyRefresh()],
     )
     # measured when written: about 27 dB (the untrained field: about 12 dB)
     assert result.evaluation.metrics["psnr"] > 23, result.evaluation.metrics
