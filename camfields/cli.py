@@ -30,7 +30,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, config_example: str, s
     preset ``config_example``), --steps (unless ``steps`` is False), --seed, --quiet."""
     parser.add_argument("--out", required=True, help="output folder (config, checkpoint, metrics, images)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--resume", action="store_true", help="continue the fit in --out from its checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the fit in --out from its checkpoint; with a larger {'--steps' if steps else '--epochs'} "
+        "it extends the fit, the added steps at the final learning rate of its schedule",
+    )
     parser.add_argument(
         "--config", help=f"TOML config file or preset name (e.g. {config_example}; camfields presets lists them)"
     )

@@ -50,3 +50,12 @@ def test_a_video_fit_offers_epochs_not_steps(capsys):
 def test_every_command_has_help(capsys):
     for words in COMMANDS:
         assert help_text(words, capsys).startswith(f"usage: camfields {words}")
+
+
+@pytest.mark.parametrize(
+    "words, longer",
+    [("fit image", "--steps"), ("fit nerf", "--steps"), ("fit dynamic", "--steps"), ("fit video", "--epochs")],
+)
+def test_every_fit_command_says_how_to_extend_a_fit(words, longer, capsys):
+    text = " ".join(help_text(words, capsys).split())
+    assert f"with a larger {longer} it extends the fit" in text

@@ -20,9 +20,8 @@ from camfields.render import OccupancyGrid, camera_rays
 from camfields.render.radiance import render_rays
 from camfields.render.sampling import OccupancySampler
 from camfields.tasks.dynamic import PRESETS, fit_dynamic, resolve_config
-from camfields.tasks.nerf import resolve_config as resolve_nerf_config
-from camfields.training.fit import run_fit
 from camfields.tasks.nerf import NERF
+from camfields.tasks.nerf import resolve_config as resolve_nerf_config
 from camfields.tasks.radiance import (
     NeRFModel,
     OccupancyRefresh,
@@ -33,6 +32,7 @@ from camfields.tasks.radiance import (
     build_radiance_field,
 )
 from camfields.training import TrainConfig, train
+from camfields.training.fit import run_fit
 
 BLACK = torch.zeros(3)
 #: a K-planes CAM field small enough to fit the moving ball in seconds

@@ -104,8 +104,11 @@ def test_run_fit_seeds_records_the_planned_config_and_metrics_and_resumes(tmp_pa
     with pytest.raises(CamfieldsError, match="already holds a fit"):
         run_fit(task, cfg, data, tmp_path / "a", torch.device("cpu"), progress=False)
     half = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=3))
-    with pytest.raises(CamfieldsError, match="train.steps"):
+    with pytest.raises(CamfieldsError, match="with 3 steps: it was planned for 6; --resume can extend a fit"):
         run_fit(task, half, data, tmp_path / "a", torch.device("cpu"), resume=True, progress=False)
+    wide_cfg = dataclasses.replace(cfg, width=8)
+    with pytest.raises(CamfieldsError, match=r"\(width differs\)"):
+        run_fit(task, wide_cfg, data, tmp_path / "a", torch.device("cpu"), resume=True, progress=False)
 
 
 def test_run_fit_writes_nothing_when_the_model_cannot_be_built(tmp_path):

@@ -181,16 +181,19 @@ def test_run_dir_protects_earlier_fits(tmp_path):
     prepare_run_dir(out, Outer(), resume=False)
     before = (out / "config.json").read_text()
     assert json.loads(before) == {"a": 1, "b": {"c": [1, 2], "added": "off"}}
+    prepare_run_dir(out, Outer(a=2), resume=False)  # a config alone (a fit that never checkpointed) is reused
+    prepare_run_dir(out, Outer(), resume=False)
+    (out / "checkpoint.pt").write_bytes(b"a fit's checkpoint")
     with pytest.raises(CamfieldsError, match="already holds a fit"):
         prepare_run_dir(out, Outer(), resume=False)
-    with pytest.raises(CamfieldsError, match=r"b\.c differ"):
+    with pytest.raises(CamfieldsError, match=r"b\.c differs"):
         prepare_run_dir(out, Outer(b=Inner(c=[1, 3])), resume=True)
     prepare_run_dir(out, Outer(b=Inner(c=(1, 2))), resume=True)
     assert (out / "config.json").read_text() == before
     # a fit recorded before a setting existed resumes while that setting keeps its default, not otherwise
     (out / "config.json").write_text(json.dumps({"a": 1, "b": {"c": [1, 2]}}))
     prepare_run_dir(out, Outer(), resume=True)
-    with pytest.raises(CamfieldsError, match=r"b\.added differ"):
+    with pytest.raises(CamfieldsError, match=r"b\.added differs"):
         prepare_run_dir(out, Outer(b=Inner(added="on")), resume=True)
 
 

@@ -10,6 +10,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     data_help = (
         "D-NeRF scene folder (frames with 'time') or .npz with images, poses, times, focal (default: the config's data)"
     )
-    scene_fit_main(
-        argv, prog, __doc__, PRESETS, "tnerf_cam", data_help, "dynamic/hook", resolve_config, fit_dynamic
-    )
+    scene_fit_main(argv, prog, __doc__, PRESETS, "tnerf_cam", data_help, "dynamic/hook", resolve_config, fit_dynamic)

@@ -25,11 +25,12 @@ from camfields.fields import (
     build_field,
     count_parameters,
 )
+from camfields.io.identity import data_identity
 from camfields.io.images import Image, downscale, list_images, load_embedded_image, load_image, save_png
 from camfields.metrics import image_metrics, mean_or_none, psnr, ssim
 from camfields.training import CoordinateRegression, Evaluation, FitResult, TrainConfig, predict
 from camfields.training.checkpoint import read_json, write_json
-from camfields.training.fit import METRICS_NAME, Setup, Task, fit, run_fit
+from camfields.training.fit import METRICS_NAME, Setup, Task, fit, held_run_dir, run_fit
 from camfields.training.run_dir import prepare_run_dir
 
 MODES = ("regression", "generalization")
@@ -52,7 +53,9 @@ class ImageConfig:
     mode: str = "regression"
     downscale: int = 1
     field: FieldConfig = dataclasses.field(default_factory=cam_field)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    #: the reference's schedule: lr x0.1 at steps 1000 and 1500 whatever the fit's length (a short
+    #: fit runs at the full rate; extending a fit continues the same curve)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(schedule_steps=2000))
 
     def validate(self) -> None:
         check_choice(self.mode, MODES, "mode")
@@ -215,7 +218,7 @@ def fit_images(
     """
     if source is None or not Path(source).is_dir():
         return fit(IMAGE, source, cfg, out_dir, device, resume, progress)
-    return fit_image_files(list_images(Path(source)), cfg, out_dir, device, resume, progress)
+    return fit_image_files(list_images(Path(source)), cfg, out_dir, device, resume, progress, data_identity(source))
 
 
 def fit_image_files(
@@ -225,8 +228,10 @@ def fit_image_files(
     device: str = "auto",
     resume: bool = False,
     progress: bool = True,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit each image file into ``out_dir/<stem>`` and write the summary ``metrics.json``.
+    """Fit each image file into ``out_dir/<stem>`` and write the summary ``metrics.json``; ``out_dir``
+    records ``identity`` (that of the folder the files came from) as its data.
 
     With ``resume``, images whose ``metrics.json`` exists are read back instead of refitted.
     Under torchrun each rank fits one image at a time (image k on rank k mod N) and writes
@@ -235,20 +240,30 @@ def fit_image_files(
     out_dir = Path(out_dir)
     cfg.validate()
     torch_device = distributed.init(device)
-    distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume))
-    rank = distributed.current().rank
+    shard = distributed.current()
 
     def fit_one(path: Path) -> dict[str, Any]:
         image_dir = out_dir / path.stem
         done = image_dir / METRICS_NAME
         if resume and done.exists():
             return read_json(done)
-        show = progress and rank == 0
-        metrics = run_fit(IMAGE, cfg, load_image(path), image_dir, torch_device, resume=resume, progress=show)
-        return metrics | {"rank": rank}
+        show = progress and shard.main
+        metrics = run_fit(
+            IMAGE,
+            cfg,
+            load_image(path),
+            image_dir,
+            torch_device,
+            resume=resume,
+            progress=show,
+            identity=data_identity(path),
+        )
+        return metrics | {"rank": shard.rank}
 
-    per_image = {path.stem: metrics for path, metrics in distributed.map_gathered(files, fit_one)}
-    return distributed.run_on_main(lambda: _write_summary(out_dir, per_image))
+    with held_run_dir(out_dir, shard):
+        distributed.run_on_main(lambda: prepare_run_dir(out_dir, cfg, resume, IMAGE.name, identity))
+        per_image = {path.stem: metrics for path, metrics in distributed.map_gathered(files, fit_one)}
+        return distributed.run_on_main(lambda: _write_summary(out_dir, per_image))
 
 
 def _write_summary(out_dir: Path, per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:

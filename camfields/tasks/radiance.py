@@ -24,6 +24,7 @@ from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp, count_parameters
 from camfields.io.blender import CameraSplit
+from camfields.io.identity import data_identity
 from camfields.io.images import save_png
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
@@ -349,11 +350,20 @@ class SceneTask(Task[SceneConfig, SceneData]):
     def __init__(self, name: str, presets: Presets, loader: SplitLoader, what: str):
         self.name, self.presets, self.loader, self.what = name, presets, loader, what
 
-    def load(self, cfg: SceneConfig, source: Path | None) -> SceneData:
-        """The train and evaluation splits of ``source`` (default ``cfg.data``)."""
+    def source(self, cfg: SceneConfig, source: Path | None) -> Path:
+        """``source``, else ``cfg.data``; one sentence when neither names a scene."""
         source = source or (Path(cfg.data) if cfg.data else None)
         if source is None:
             raise CamfieldsError(f"no scene given: pass --data PATH ({self.what}) or a config with 'data'")
+        return source
+
+    def identity(self, cfg: SceneConfig, source: Path | None) -> dict[str, Any]:
+        """The scene folder's (every file under it) or file's identity."""
+        return data_identity(self.source(cfg, source))
+
+    def load(self, cfg: SceneConfig, source: Path | None) -> SceneData:
+        """The train and evaluation splits of ``source`` (default ``cfg.data``)."""
+        source = self.source(cfg, source)
         background = tuple(cfg.background)
         train_split = self.loader(source, "train", cfg.downscale, background)
         eval_split = self.loader(source, cfg.eval_split, cfg.downscale, background)

@@ -23,6 +23,7 @@ class TrainConfig:
     grid_lr_mult: float = 10.0  # learning-rate multiplier of every FeatureGrid parameter
     modulation_lr_mult: float | None = None  # multiplier of the CAM modulation grids; None = grid_lr_mult
     schedule: str = "step"  # constant | step | cosine | exponential
+    schedule_steps: int = 0  # steps the schedule spans (later steps: its final rate); 0 = steps
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of steps
     decay: float = 0.1  # step: lr factor at each milestone
     final_lr_ratio: float = 0.01  # cosine / exponential: lr at the last step over lr
@@ -46,6 +47,10 @@ class TrainConfig:
             raise CamfieldsError("train.lr, its multipliers and final_lr_ratio must be finite numbers")
         if not 1 <= self.steps <= MAX_STEPS:
             raise CamfieldsError(f"train.steps must be from 1 to {MAX_STEPS:,}, got {self.steps:,}")
+        if not 0 <= self.schedule_steps <= MAX_STEPS:
+            raise CamfieldsError(
+                f"train.schedule_steps must be from 0 (the fit's steps) to {MAX_STEPS:,}, got {self.schedule_steps:,}"
+            )
         if not 0 <= self.seed < 2**63:
             raise CamfieldsError(f"train.seed must be from 0 to 2**63 - 1, got {self.seed}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):

@@ -20,7 +20,8 @@ Example (a task's fit, as ``tasks.image.fit_images`` runs it)::
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -32,11 +33,12 @@ from camfields import distributed
 from camfields.config import Presets
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
+from camfields.io.identity import data_identity
 from camfields.runtime import device_name
 from camfields.training.checkpoint import write_json
 from camfields.training.hooks import Hook
 from camfields.training.loop import FitResult, Objective, train
-from camfields.training.run_dir import prepare_run_dir
+from camfields.training.run_dir import LENGTHENING, lock_run_dir, prepare_run_dir, removed_on_failure
 
 C = TypeVar("C")  # a task's config dataclass
 D = TypeVar("D")  # a task's loaded data
@@ -63,6 +65,8 @@ class Task(abc.ABC, Generic[C, D]):
     name: str
     #: the task's presets (their config class is the task's config class)
     presets: Presets
+    #: settings that only lengthen a fit: ``--resume`` may raise them to extend it (``training.run_dir``)
+    lengthening: tuple[str, ...] = LENGTHENING
 
     def resolve_config(
         self, model: str | None = None, config: str | None = None, overrides: dict[str, Any] | None = None
@@ -73,6 +77,11 @@ class Task(abc.ABC, Generic[C, D]):
     @abc.abstractmethod
     def load(self, cfg: C, source: Path | None) -> D:
         """The data to fit, from ``source`` (None: the task's default, if it has one)."""
+
+    def identity(self, cfg: C, source: Path | None) -> dict[str, Any] | None:
+        """What the run folder records of the data (path, size, content hash; ``io.identity``); None
+        for built-in data."""
+        return None if source is None else data_identity(source)
 
     def plan(self, cfg: C, data: D, shard: Shard) -> C:
         """The config the fit records and runs, settled from the data (e.g. sizes, step counts);
@@ -110,13 +119,16 @@ def run_fit(
     resume: bool = False,
     progress: bool = True,
     shard: Shard | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit ``data`` with ``task`` and ``cfg`` into ``out_dir``; returns the metrics on every rank.
 
-    Plans the config, seeds torch with ``cfg.train.seed``, builds the model, records the config
-    in ``out_dir`` (or, with ``resume``, checks it against the recorded one), trains (resuming
-    from ``out_dir/checkpoint.pt`` with ``resume``), evaluates, and writes ``metrics.json``: the
-    task's metrics, then steps, training seconds, ranks, the step resumed from and the device.
+    Plans the config; locks ``out_dir``; records the config, the task and the data's ``identity``
+    there (or, with ``resume``, checks them against the recorded ones, extending the fit when
+    only its length grew: ``training.run_dir``); seeds torch with ``cfg.train.seed``; builds the
+    model; trains (resuming from ``out_dir/checkpoint.pt`` with ``resume``); evaluates; and writes
+    ``metrics.json``: the task's metrics, then steps, training seconds, ranks, the step resumed
+    from and the device. A fit that fails before its first checkpoint leaves no folder behind.
 
     ``shard`` is this process's part of a fit that several ranks run together
     (``distributed.current()``); None fits in this process alone, even under torchrun.
@@ -124,9 +136,38 @@ def run_fit(
     shard = shard or Shard()
     out_dir = Path(out_dir)
     cfg = task.plan(cfg, data, shard)
+    with held_run_dir(out_dir, shard):
+        cfg = _on_main(shard, lambda: prepare_run_dir(out_dir, cfg, resume, task.name, identity, task.lengthening))
+        return _fit_held(task, cfg, data, out_dir, device, resume, progress, shard)
+
+
+@contextmanager
+def held_run_dir(out_dir: Path, shard: Shard) -> Iterator[None]:
+    """Rank 0 of ``shard`` locks ``out_dir`` for the block (``run_dir.lock_run_dir``; a refusal is raised
+    on every rank) and, on an error inside, removes what the fit wrote there if it holds nothing to lose."""
+    with ExitStack() as held:
+
+        def hold() -> None:
+            held.enter_context(removed_on_failure(out_dir))
+            held.enter_context(lock_run_dir(out_dir))
+
+        _on_main(shard, hold)
+        yield
+
+
+def _fit_held(
+    task: Task[C, D],
+    cfg: C,
+    data: D,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool,
+    progress: bool,
+    shard: Shard,
+) -> dict[str, Any]:
+    """``run_fit``'s work once the run folder is held and its config settled."""
     torch.manual_seed(cfg.train.seed)
     setup = task.build(cfg, data, device)
-    _on_main(shard, lambda: prepare_run_dir(out_dir, cfg, resume))
     result = train(
         setup.model,
         setup.objective,
@@ -165,7 +206,10 @@ def fit(
     and ``run_fit`` with every rank fitting together."""
     cfg.validate()
     torch_device = distributed.init(device)
-    data = task.load(cfg, Path(source) if source is not None else None)
+    source = Path(source) if source is not None else None
+    data = task.load(cfg, source)
+    identity = task.identity(cfg, source)
+    shard = distributed.current()
     return run_fit(
-        task, cfg, data, out_dir, torch_device, resume=resume, progress=progress, shard=distributed.current()
+        task, cfg, data, out_dir, torch_device, resume=resume, progress=progress, shard=shard, identity=identity
     )

@@ -118,6 +118,7 @@ class VideoTask(Task[VideoConfig, Clip]):
 
     name = "video"
     presets = PRESETS
+    lengthening = ("epochs", "train.steps")  # train.steps derives from epochs
 
     def load(self, cfg: VideoConfig, source: Path | None) -> Clip:
         if source is None:
