@@ -22,7 +22,9 @@ RTOL = 1e-4
 
 #: the metrics recorded at 2973f75 (2-core AMD EPYC, torch 2.14.1)
 GOLDEN = {
-    "image": {"psnr": 13.044014930725098, "ssim": 0.38549575209617615, "params": 269827},
+    # at 34eb742: the image presets' schedule spans 2000 steps (issue 34), so this 12-step fit no longer
+    # decays at steps 6 and 9 (it was 13.044014930725098 dB, SSIM 0.38549575209617615)
+    "image": {"psnr": 17.36859130859375, "ssim": 0.7644497752189636, "params": 269827},
     "nerf": {
         "psnr": 15.426498413085938,
         "ssim": 0.40149131417274475,
