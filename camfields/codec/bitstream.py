@@ -79,6 +79,8 @@ MAX_HEADER_BYTES = 1 << 24
 MAX_ELEMENTS = 1 << 28
 MAX_TENSORS = 4096
 MAX_SYMBOLS = (1 << 16) + 1
+#: most weights a file may declare per byte it holds (1/8 bit each: far below what coding ever reaches)
+MAX_WEIGHTS_PER_BYTE = 64
 
 
 @dataclass
@@ -188,7 +190,7 @@ def _fail(path: Path, why: str) -> CamfieldsError:
     return CamfieldsError(f"{path} is not a valid camfields bitstream: {why}")
 
 
-def _check_header(path: Path, header: Any, version: int) -> None:
+def _check_header(path: Path, header: Any, version: int, file_bytes: int) -> None:
     shared = version < 4  # formats 2 and 3: one histogram for every tensor
     if not isinstance(header, dict) or not _FIELDS | (_HISTOGRAM_FIELDS if shared else set()) <= set(header):
         raise _fail(path, "its header lacks required fields")
@@ -208,14 +210,17 @@ def _check_header(path: Path, header: Any, version: int) -> None:
     total = 0
     for entry in tensors:
         ok = isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("shape"), list)
-        ok = ok and all(isinstance(s, int) and 0 <= s <= MAX_ELEMENTS for s in entry["shape"])
+        ok = ok and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_ELEMENTS for s in entry["shape"]
+        )
         steps = entry.get("steps") if ok else None
-        ok = ok and isinstance(steps, int) and _valid_step_count(steps, entry["shape"])
+        ok = ok and isinstance(steps, int) and not isinstance(steps, bool) and _valid_step_count(steps, entry["shape"])
         if not ok:
             raise _fail(path, f"tensor entry {entry!r:.80} is malformed")
         total += math.prod(entry["shape"])
-        if total > MAX_ELEMENTS:
-            raise _fail(path, f"it declares more than {MAX_ELEMENTS} weights")
+        limit = min(MAX_ELEMENTS, MAX_WEIGHTS_PER_BYTE * file_bytes)
+        if total > limit:
+            raise _fail(path, f"it declares more than {limit} weights, the most its {file_bytes} bytes can hold")
     if shared and sum(header["counts"]) != total:
         raise _fail(path, f"its histogram counts {sum(header['counts'])} symbols but the tensors hold {total}")
 
@@ -248,7 +253,7 @@ def read_bitstream(path: Path) -> Bitstream:
         header = json.loads(text)
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _fail(path, f"its header cannot be read ({e})") from None
-    _check_header(path, header, version)
+    _check_header(path, header, version, len(data))
     entries, bits = header["tensors"], header["bits"]
     step_counts = [entry["steps"] for entry in entries]
     model_bytes = 4 * len(entries) if version >= 4 else 0

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -61,38 +62,92 @@ def encode(
     return write_bitstream(path, header, bits, quantize_generator(generator, bits, per_channel))
 
 
-def decoder_from_bitstream(stream: Bitstream) -> tuple[NeRVGenerator, int]:
-    """The generator (float32, CPU) and frame count a bitstream describes."""
+#: what a header may ask of the decoder: frames, pixels per frame and activation values per frame
+#: (float32: 1 GiB); its generator config is bounded by ``GeneratorConfig.validate``
+MAX_FRAMES = 1 << 16
+MAX_FRAME_PIXELS = 1 << 24
+MAX_ACTIVATIONS = 1 << 28
+
+
+def _header(stream: Bitstream, path: Path) -> tuple[GeneratorConfig, int, int, int]:
+    """(generator config, frames, height, width) of a video bitstream's header, checked."""
     header = stream.config
     if not isinstance(header, dict) or header.get("format") != BITSTREAM_FORMAT:
-        raise CamfieldsError(f"the bitstream holds {header.get('format')!r}, not a camfields video")
-    gen_cfg = from_dict(GeneratorConfig, header["generator"], "bitstream header")
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise CamfieldsError(f"{path} holds {found!r}, not a camfields video ({BITSTREAM_FORMAT})")
+    missing = [key for key in ("width", "height", "frames", "generator") if key not in header]
+    if missing:
+        raise CamfieldsError(f"{path}: the video header lacks {', '.join(missing)}")
+    if not isinstance(header["generator"], dict):
+        raise CamfieldsError(f"{path}: the video header's generator must be a table of settings")
+    gen_cfg = from_dict(GeneratorConfig, header["generator"], f"{path} header")
+    gen_cfg.validate(f"{path} header")
     frames, height, width = header["frames"], header["height"], header["width"]
-    if not all(isinstance(v, int) and 0 < v <= 1 << 16 for v in (frames, height, width)):
-        raise CamfieldsError("the bitstream header gives an impossible frame count or size")
-    generator = build_generator(gen_cfg, height, width)
-    params = dict(generator.named_parameters())
+    sizes = (frames, height, width)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_FRAMES for v in sizes):
+        raise CamfieldsError(f"{path}: the header's frame count and size must be from 1 to {MAX_FRAMES}, got {sizes}")
+    if height * width > MAX_FRAME_PIXELS:
+        raise CamfieldsError(f"{path}: frames of {width}x{height} exceed the decoder's {MAX_FRAME_PIXELS:,} pixels")
+    return gen_cfg, frames, height, width
+
+
+def activations_per_frame(generator: NeRVGenerator) -> int:
+    """The most values one frame holds at once in the generator: the stem's map or a block's output."""
+    pixels = generator.base[0] * generator.base[1]
+    most = generator.stem_channels * pixels
+    for channels, stride in zip(generator.channels, generator.strides):
+        pixels *= stride * stride
+        most = max(most, channels * pixels)
+    return most
+
+
+def decoder_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") -> tuple[NeRVGenerator, int]:
+    """The generator (float32, CPU) and frame count a bitstream describes.
+
+    The header is checked first and the generator it names is laid out without memory (on the
+    meta device): its parameter names and shapes must be exactly the tensors the file holds, and
+    one frame's activations must stay within ``MAX_ACTIVATIONS``, before anything is allocated.
+    """
+    gen_cfg, frames, height, width = _header(stream, Path(path))
+    try:
+        with torch.device("meta"):
+            layout = build_generator(gen_cfg, height, width)
+    except CamfieldsError as e:
+        raise CamfieldsError(f"{path}: its header describes no generator: {e}") from None
     stored = {t.name: t for t in stream.tensors}
-    if set(stored) != set(params):
-        raise CamfieldsError("the bitstream's tensors do not match the generator its header describes")
+    needed = {name: tuple(p.shape) for name, p in layout.named_parameters()}
+    if set(stored) != set(needed):
+        raise CamfieldsError(f"{path}: its tensors do not match the generator its header describes")
+    for name, shape in needed.items():
+        if stored[name].shape != shape:
+            raise CamfieldsError(f"{path}: tensor {name} has shape {stored[name].shape}, the generator needs {shape}")
+    if activations_per_frame(layout) > MAX_ACTIVATIONS:
+        raise CamfieldsError(
+            f"{path}: decoding one frame would hold {activations_per_frame(layout):,} values, "
+            f"more than the decoder's {MAX_ACTIVATIONS:,}"
+        )
+    generator = build_generator(gen_cfg, height, width)
     with torch.no_grad():
-        for name, p in params.items():
-            if stored[name].shape != tuple(p.shape):
-                raise CamfieldsError(
-                    f"tensor {name} has shape {stored[name].shape}, the generator needs {tuple(p.shape)}"
-                )
+        for name, p in generator.named_parameters():
             p.copy_(torch.from_numpy(stored[name].dequantize()))
     return generator.eval(), frames
 
 
 @torch.no_grad()
+def iter_frames(path: Path, device: torch.device | None = None, chunk: int = 4) -> Iterator[torch.Tensor]:
+    """The frames (H, W, 3) in [0, 1] of a bitstream file, rebuilt from the file alone, one at a time
+    (at most ``chunk`` frames and ``MAX_ACTIVATIONS`` values in memory at once)."""
+    device = device or torch.device("cpu")
+    generator, frames = decoder_from_bitstream(read_bitstream(path), path)
+    generator = generator.to(device)
+    chunk = max(1, min(chunk, MAX_ACTIVATIONS // activations_per_frame(generator)))
+    for times in frame_times(frames).to(device).split(chunk):
+        yield from generator(times).clamp(0, 1).permute(0, 2, 3, 1)
+
+
 def decode_frames(path: Path, device: torch.device | None = None, chunk: int = 4) -> torch.Tensor:
-    """Every frame (T, H, W, 3) in [0, 1] of a bitstream file, rebuilt from the file alone."""
-    generator, frames = decoder_from_bitstream(read_bitstream(path))
-    generator = generator.to(device or torch.device("cpu"))
-    times = frame_times(frames).to(device or torch.device("cpu"))
-    out = torch.cat([generator(t).clamp(0, 1) for t in times.split(chunk)])
-    return out.permute(0, 2, 3, 1)
+    """Every frame (T, H, W, 3) in [0, 1] of a bitstream file, in memory (``iter_frames`` streams them)."""
+    return torch.stack(list(iter_frames(path, device, chunk)))
 
 
 def to_8bit(frames: torch.Tensor) -> torch.Tensor:
@@ -100,12 +155,14 @@ def to_8bit(frames: torch.Tensor) -> torch.Tensor:
     return torch.round(frames.clamp(0, 1) * 255.0) / 255.0
 
 
-def write_frames(frames: torch.Tensor, out: Path, fps: int = 25) -> None:
-    """Frames (T, H, W, 3) to ``out``: an mp4 when it ends in .mp4, else a folder of PNGs."""
+def write_frames(frames: Iterable[torch.Tensor], out: Path, fps: int = 25) -> int:
+    """Frames (H, W, 3) to ``out`` as they come: an mp4 when it ends in .mp4, else a folder of PNGs;
+    returns the frame count."""
     out = Path(out)
     if out.suffix.lower() == ".mp4":
-        write_video(out, frames, fps)
-        return
+        return write_video(out, frames, fps)
     out.mkdir(parents=True, exist_ok=True)
-    for index, frame in enumerate(frames):
-        save_png(out / f"frame_{index:04d}.png", frame)
+    count = 0
+    for count, frame in enumerate(frames, 1):
+        save_png(out / f"frame_{count - 1:04d}.png", frame)
+    return count

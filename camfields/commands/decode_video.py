@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from camfields.codec.bitstream import read_bitstream, tensor_bits
-from camfields.codec.video import decode_frames, write_frames
+from camfields.codec.video import iter_frames, write_frames
 from camfields.errors import CamfieldsError
 from camfields.runtime import resolve_device
 
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     if not args.out:
         return
     t0 = time.perf_counter()
-    frames = decode_frames(args.bitstream, resolve_device(args.device)).cpu()
+    frames = iter_frames(Path(args.bitstream), resolve_device(args.device))
+    count = write_frames(frames, out, args.fps)
     seconds = time.perf_counter() - t0
-    write_frames(frames, args.out, args.fps)
-    print(f"decoded {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} in {seconds:.2f} s to {args.out}")
+    header = read_bitstream(args.bitstream).config
+    size = f"{header['width']}x{header['height']}"
+    print(f"decoded {count} frames of {size} in {seconds:.2f} s (writing included) to {args.out}")

@@ -6,15 +6,15 @@ y4m, ...) or a folder of image files taken in name order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camfields.errors import CamfieldsError
+from camfields.errors import CamfieldsError, first_line
 from camfields.io.images import list_images, load_image
 
 
@@ -108,13 +108,27 @@ def read_video(
     return video
 
 
-def write_video(path: Path, frames: list[torch.Tensor] | torch.Tensor, fps: int = 30) -> None:
-    """Write (H, W, 3) frames in [0, 1] as an H.264 mp4 (odd sizes are padded by one pixel)."""
-    video = np.stack([(f.detach().clamp(0, 1) * 255).round().byte().cpu().numpy() for f in frames])
-    pad = ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2), (0, 0))
-    video = np.pad(video, pad, mode="edge")
-    imageio_ffmpeg()  # a clear error when the ffmpeg plugin has no binary
+def write_video(path: Path, frames: Iterable[torch.Tensor], fps: int = 30) -> int:
+    """Write (H, W, 3) frames in [0, 1] as an H.264 mp4, one at a time as they come (odd sizes are
+    padded by one pixel); returns the frame count. A failure removes the partial file."""
+    ffmpeg, writer, count = imageio_ffmpeg(), None, 0  # a clear error when the plugin has no binary
     try:
-        iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=2, plugin="FFMPEG")
-    except Exception as e:  # no ffmpeg binary, or it failed
-        raise CamfieldsError(f"could not write video {path}: {type(e).__name__}: {e}") from None
+        for frame in frames:
+            array = (frame.detach().clamp(0, 1) * 255).round().byte().cpu().numpy()
+            array = np.pad(array, ((0, array.shape[0] % 2), (0, array.shape[1] % 2), (0, 0)), mode="edge")
+            if writer is None:
+                size = (array.shape[1], array.shape[0])
+                writer = ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", macro_block_size=2)
+                writer.send(None)
+            writer.send(np.ascontiguousarray(array))
+            count += 1
+        if writer is not None:
+            writer.close()
+    except BaseException as e:
+        if writer is not None:
+            writer.close()
+        Path(path).unlink(missing_ok=True)
+        if isinstance(e, (CamfieldsError, KeyboardInterrupt)):
+            raise
+        raise CamfieldsError(f"could not write video {path}: {type(e).__name__}: {first_line(e)}") from None
+    return count

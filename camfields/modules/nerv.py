@@ -27,6 +27,8 @@ from camfields.ops.conv_modulate import CONV_NORMS, conv_modulate
 
 CAM_NORMS = CONV_NORMS
 EMBEDDINGS = ("mlp", "grids")
+#: bounds of a generator config: widths and node counts, blocks (and grid levels), one block's stride
+MAX_WIDTH, MAX_BLOCKS, MAX_STRIDE = 1 << 16, 16, 64
 
 
 class TimeEmbedding(nn.Module):
@@ -182,6 +184,32 @@ class GeneratorConfig:
     cam_norm: str = "instance"  # instance | none: the normalisation CAM's scale and shift follow
     embedding: str = "mlp"  # mlp (NeRV's encoding + MLP stem) | grids (FFNeRV's multi-resolution temporal grids)
     frame_grids: list[list[int]] = dataclasses.field(default_factory=lambda: [[8, 16], [32, 4]])  # [nodes, channels]
+
+    def validate(self, where: str = "generator") -> None:
+        """Check choices and bound every size, in one sentence naming ``where`` (a config or a file)."""
+        if self.cam_norm not in CAM_NORMS or self.embedding not in EMBEDDINGS:
+            raise CamfieldsError(
+                f"{where}: cam_norm must be one of {', '.join(CAM_NORMS)} and embedding one of "
+                f"{', '.join(EMBEDDINGS)}, got {self.cam_norm!r} and {self.embedding!r}"
+            )
+        widths = {"channels": self.channels, "stem_channels": self.stem_channels, "stem_hidden": self.stem_hidden}
+        widths |= {"min_channels": self.min_channels, "embedding_levels": self.embedding_levels}
+        for name, value in widths.items():
+            if not 1 <= value <= MAX_WIDTH:
+                raise CamfieldsError(f"{where}: {name} must be from 1 to {MAX_WIDTH}, got {value}")
+        if not 0 <= self.time_grid <= MAX_WIDTH:
+            raise CamfieldsError(f"{where}: time_grid must be from 0 (no CAM) to {MAX_WIDTH}, got {self.time_grid}")
+        if not 1 <= len(self.strides) <= MAX_BLOCKS or not all(1 <= s <= MAX_STRIDE for s in self.strides):
+            raise CamfieldsError(f"{where}: strides must be 1 to {MAX_BLOCKS} factors from 1 to {MAX_STRIDE}")
+        if not 0 < self.reduce < MAX_WIDTH:
+            raise CamfieldsError(f"{where}: reduce must be a positive number, got {self.reduce}")
+        levels = self.frame_grids
+        if not 1 <= len(levels) <= MAX_BLOCKS or any(
+            len(lv) != 2 or not 1 <= min(lv) <= max(lv) <= MAX_WIDTH for lv in levels
+        ):
+            raise CamfieldsError(
+                f"{where}: frame_grids must be 1 to {MAX_BLOCKS} [nodes, channels] pairs from 1 to {MAX_WIDTH}"
+            )
 
 
 def build_generator(cfg: GeneratorConfig, height: int, width: int) -> NeRVGenerator:

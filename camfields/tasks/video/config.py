@@ -56,6 +56,7 @@ class VideoConfig:
             raise CamfieldsError("give both width and height (or neither, for the video's own size)")
         if (self.crop_width > 0) != (self.crop_height > 0) or min(self.crop_width, self.crop_height) < 0:
             raise CamfieldsError("give both crop_width and crop_height as positive sizes (or neither, for no crop)")
+        self.generator.validate("[generator]")
         self.train.validate()
 
 
