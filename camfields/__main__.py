@@ -4,28 +4,34 @@
     camfields eval-rd [options]
     camfields decode FILE [options]
     camfields presets [TASK]
+    camfields info RUN_DIR_OR_FILE [--json]
 
-``camfields <command> --help`` shows a command's options.
+``camfields <command> --help`` shows a command's options; ``camfields --debug <command> ...``
+shows the traceback behind an error (and checks values on GPU tensors; ``CAMFIELDS_DEBUG=1``).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-from camfields.cli import run
+from camfields.cli import DEBUG_ENV, run
 from camfields.commands import COMMANDS
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  camfields {words:<{width}}  {help_text}" for words, (_, help_text) in COMMANDS.items()]
-    return "usage: camfields <command> [options]\n\ncommands:\n" + "\n".join(lines) + "\n"
+    return "usage: camfields [--debug] <command> [options]\n\ncommands:\n" + "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the subcommand that ``argv`` (default: the command line) names; its exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--debug"]:
+        os.environ[DEBUG_ENV] = "1"
+        argv = argv[1:]
     for words, (module_name, _) in COMMANDS.items():
         count = len(words.split())
         if argv[:count] == words.split():

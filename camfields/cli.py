@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -15,6 +16,9 @@ import torch.distributed as dist
 from camfields import distributed
 from camfields.config import check_choice
 from camfields.errors import CamfieldsError, first_line
+
+#: set (to 1) by ``camfields --debug``: tracebacks behind one-line errors, and value checks on GPU tensors
+DEBUG_ENV = "CAMFIELDS_DEBUG"
 
 
 class Terminated(Exception):
@@ -73,6 +77,11 @@ def report(summary: dict[str, Any]) -> None:
         print(json.dumps(summary))
 
 
+def debugging() -> bool:
+    """Whether ``camfields --debug`` (or ``CAMFIELDS_DEBUG=1``) asked for tracebacks behind the one-line errors."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> int:
     """Run ``main``; errors, Ctrl-C and a failed peer rank end in one line on stderr and a non-zero exit.
 
@@ -96,6 +105,8 @@ def _run_reporting_errors(main: Callable[[list[str] | None], object], argv: list
     try:
         main(argv)
     except CamfieldsError as e:
+        if debugging():
+            traceback.print_exc()
         print(f"{label}error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -59,3 +59,21 @@ def test_every_command_has_help(capsys):
 def test_every_fit_command_says_how_to_extend_a_fit(words, longer, capsys):
     text = " ".join(help_text(words, capsys).split())
     assert f"with a larger {longer} it extends the fit" in text
+
+
+def test_debug_shows_the_traceback_behind_a_one_line_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    argv = ["fit", "image", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]
+    env = {k: v for k, v in os.environ.items() if k != "CAMFIELDS_DEBUG"}
+    plain, debug = (
+        subprocess.run([sys.executable, "-m", "camfields", *extra, *argv], capture_output=True, text=True, env=env)
+        for extra in ([], ["--debug"])
+    )
+    assert plain.returncode == debug.returncode == 2
+    assert plain.stderr.strip().splitlines() == [f"error: image {tmp_path / 'missing.png'} does not exist"]
+    assert "Traceback (most recent call last)" in debug.stderr and "load_image" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+    assert not (tmp_path / "o").exists()
