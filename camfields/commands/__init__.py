@@ -14,4 +14,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-rd": ("eval_rd", "rate-distortion of the video codec against x264 / x265"),
     "decode": ("decode_video", "rebuild the frames of a .camf video bitstream"),
     "presets": ("presets", "list the config presets (scenes/) with one line each"),
+    "info": ("info", "show what a run folder or a .camf file holds (task, data, steps, quality, sizes)"),
 }
