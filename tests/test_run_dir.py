@@ -137,3 +137,12 @@ def test_an_extended_fit_keeps_its_planned_schedule_and_continues_at_its_final_r
     fresh = run_fit(task, longer, data, tmp_path / "fresh", torch.device("cpu"), progress=False)
     assert fresh["first_weight"] != rule["first_weight"]  # the rule is not "replan over 12 steps"
     assert json.loads((tmp_path / "ext" / "config.json").read_text())["train"]["schedule_steps"] == 6
+
+
+def test_a_sweep_can_refuse_to_extend_the_points_it_finds(tmp_path):
+    task, cfg = ToyTask(), TOY_PRESETS.resolve()
+    data = task.load(cfg, None)
+    run_fit(task, cfg, data, tmp_path / "p", torch.device("cpu"), progress=False)
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=12))
+    with pytest.raises(CamfieldsError, match=r"\(train.steps differs\)"):
+        run_fit(task, longer, data, tmp_path / "p", torch.device("cpu"), resume=True, progress=False, extend=False)

@@ -28,6 +28,7 @@ from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
 from camfields.tasks.video.budget import FitCost, plan_epochs, probe_fit
 from camfields.training.checkpoint import write_json
+from camfields.training.progress import announce, phase
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,11 @@ def plot(curves: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_baselines(video: torch.Tensor, codecs: list[str], crfs: str, preset: str) -> tuple[list[dict], list[str]]:
+def run_baselines(
+    video: torch.Tensor, codecs: list[str], crfs: str, preset: str, progress: bool = True
+) -> tuple[list[dict], list[str]]:
     """One curve per codec over the CRFs of ``crfs`` on ``video`` (T, H, W, 3), and notes of the
-    codecs ffmpeg lacks."""
+    codecs ffmpeg lacks; with ``progress`` a bar per codec counts its CRFs."""
     curves, notes = [], []
     frames, height, width, _ = video.shape
     for codec in codecs:
@@ -152,8 +155,9 @@ def run_baselines(video: torch.Tensor, codecs: list[str], crfs: str, preset: str
             notes.append(f"{codec} is unavailable in the bundled ffmpeg")
             continue
         points = []
-        for crf in comma_ints(crfs):
-            print(f"{codec} crf {crf}", flush=True)
+        crf_values = comma_ints(crfs)
+        label = f"{codec} {preset}, {len(crf_values)} CRFs" if progress else None
+        for crf in phase(crf_values, len(crf_values), label):
             coded = baselines.code_clip(video, codec, crf, preset)
             points.append(
                 {
@@ -173,6 +177,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--video", required=True, help="video file or folder of frames")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or phase lines")
     parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file of the fits")
     parser.add_argument("--models", default="nerv,cam", help="camfields models: nerv, cam, ffnerv, ffnerv_cam")
     parser.add_argument("--params", default="100000,200000,400000", help="comma-separated target parameter counts")
@@ -223,7 +228,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     t0 = time.perf_counter()
     video = load_clip(Path(args.video), reference_cfg)
     load_seconds = time.perf_counter() - t0
-    baseline_curves, notes = run_baselines(video, codecs, args.crf, args.preset)
+    baseline_curves, notes = run_baselines(video, codecs, args.crf, args.preset, not args.quiet)
 
     plan = None
     if args.time_budget is not None:
@@ -235,9 +240,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     points: dict[tuple[str, int | None], list[dict]] = {(model, seed): [] for model in models for seed in seeds}
     for fit in fits:
         cfg = fit.config(args.config, overrides)
-        print(f"{fit.model} {fit.params} params {fit.bits} bits seed {cfg.train.seed} {cfg.epochs} epochs", flush=True)
+        if not args.quiet:
+            announce(
+                f"fit {fit.model}: {fit.params} params, {fit.bits} bits, seed {cfg.train.seed}, {cfg.epochs} epochs"
+            )
         # resuming checks the folder's config: a finished point is re-encoded, a stale one refused
-        metrics = fit_video(args.video, cfg, out / fit.folder, str(device), resume=True, progress=False)
+        metrics = fit_video(
+            args.video, cfg, out / fit.folder, str(device), resume=True, progress=not args.quiet, extend=False
+        )
         kept = ("bpp", "psnr", "ms_ssim", "params", "bits", "decode_fps", "psnr_float", "psnr_nearest_rounding")
         points[fit.model, fit.seed].append({k: metrics[k] for k in kept})
     curves = []

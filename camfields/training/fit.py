@@ -120,6 +120,7 @@ def run_fit(
     progress: bool = True,
     shard: Shard | None = None,
     identity: dict[str, Any] | None = None,
+    extend: bool = True,
 ) -> dict[str, Any]:
     """Fit ``data`` with ``task`` and ``cfg`` into ``out_dir``; returns the metrics on every rank.
 
@@ -137,7 +138,8 @@ def run_fit(
     out_dir = Path(out_dir)
     cfg = task.plan(cfg, data, shard)
     with held_run_dir(out_dir, shard):
-        cfg = _on_main(shard, lambda: prepare_run_dir(out_dir, cfg, resume, task.name, identity, task.lengthening))
+        lengthening = task.lengthening if extend else ()
+        cfg = _on_main(shard, lambda: prepare_run_dir(out_dir, cfg, resume, task.name, identity, lengthening))
         return _fit_held(task, cfg, data, out_dir, device, resume, progress, shard)
 
 
@@ -201,15 +203,15 @@ def fit(
     device: str = "auto",
     resume: bool = False,
     progress: bool = True,
+    extend: bool = True,
 ) -> dict[str, Any]:
     """Check ``cfg``, join the ranks (when launched by torchrun), pick the device, load ``source``
-    and ``run_fit`` with every rank fitting together."""
+    and ``run_fit`` with every rank fitting together (``extend``: see ``run_fit``)."""
     cfg.validate()
     torch_device = distributed.init(device)
     source = Path(source) if source is not None else None
     data = task.load(cfg, source)
     identity = task.identity(cfg, source)
     shard = distributed.current()
-    return run_fit(
-        task, cfg, data, out_dir, torch_device, resume=resume, progress=progress, shard=shard, identity=identity
-    )
+    options = {"resume": resume, "progress": progress, "shard": shard, "identity": identity, "extend": extend}
+    return run_fit(task, cfg, data, out_dir, torch_device, **options)

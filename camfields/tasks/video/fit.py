@@ -223,12 +223,18 @@ VIDEO = VideoTask()
 
 
 def fit_video(
-    path: Path, cfg: VideoConfig, out_dir: Path, device: str = "auto", resume: bool = False, progress: bool = True
+    path: Path,
+    cfg: VideoConfig,
+    out_dir: Path,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+    extend: bool = True,
 ) -> dict[str, Any]:
     """Fit, quantize, encode and decode a clip; writes ``video.camf``, ``metrics.json`` and a preview.
 
     Metrics: see ``VideoTask.evaluate`` and ``tasks.base.run_fit``. Under torchrun the frames of
     every batch are split across the ranks; rank 0 encodes and writes, and every rank returns
-    the metrics.
+    the metrics. ``extend`` False refuses to extend a fit found in ``out_dir`` (a sweep's points).
     """
-    return fit(VIDEO, path, cfg, out_dir, device, resume, progress)
+    return fit(VIDEO, path, cfg, out_dir, device, resume, progress, extend)
