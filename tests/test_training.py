@@ -262,3 +262,21 @@ def test_a_checkpoint_with_the_old_step_counter_buffer_still_resumes(tmp_path):
     save_checkpoint(tmp_path / CHECKPOINT_NAME, state)
     with pytest.raises(CamfieldsError, match="does not fit this fit's model"):
         train(toy_model(), toy_objective(), cfg, tmp_path, resume=True, progress=False)
+
+
+def test_the_image_schedule_spans_2000_steps_whatever_the_fit_length():
+    from camfields.tasks.image import resolve_config
+
+    for steps in (300, 2000, 5000):
+        cfg = resolve_config("cam", overrides={"train": {"steps": steps}}).train
+        before = dataclasses.replace(cfg, schedule_steps=0)  # the span was the fit's own steps
+        factors = [lr_factor(cfg, s) for s in range(steps)]
+        if steps == 2000:  # the full-length fit is unchanged, step for step
+            assert factors == [lr_factor(before, s) for s in range(steps)]
+        assert factors[:1000] == [1.0] * min(steps, 1000)  # a 300-step fit runs at the full rate
+        if steps > 1500:
+            assert factors[1000] == pytest.approx(0.1) and factors[-1] == pytest.approx(0.01)
+    short = resolve_config("cam", overrides={"train": {"steps": 300}}).train
+    assert [lr_factor(dataclasses.replace(short, schedule_steps=0), s) for s in (149, 150, 225)] == pytest.approx(
+        [1.0, 0.1, 0.01]
+    )  # what a 300-step fit did before
