@@ -112,6 +112,9 @@ def _run_reporting_errors(main: Callable[[list[str] | None], object], argv: list
     except KeyboardInterrupt:
         print(f"{label}interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output left (``camfields info --json | head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except Terminated:
         print(
             f"{label}stopped: the launcher ended this process (another rank failed, or the job was cancelled); "

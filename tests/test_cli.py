@@ -77,3 +77,15 @@ def test_debug_shows_the_traceback_behind_a_one_line_error(tmp_path):
     assert "Traceback (most recent call last)" in debug.stderr and "load_image" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
     assert not (tmp_path / "o").exists()
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom camfields.cli import run\n"
+    code += "sys.exit(run(lambda argv: [print('x' * 80) for _ in range(200000)]))"
+    done = subprocess.run(
+        f'{sys.executable} -c "{code}" | head -n 1', shell=True, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout == "x" * 80 + "\n" and "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
