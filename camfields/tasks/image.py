@@ -31,6 +31,7 @@ from camfields.metrics import image_metrics, mean_or_none, psnr, ssim
 from camfields.training import CoordinateRegression, Evaluation, FitResult, TrainConfig, predict
 from camfields.training.checkpoint import read_json, write_json
 from camfields.training.fit import METRICS_NAME, Setup, Task, fit, held_run_dir, run_fit
+from camfields.training.progress import announce
 from camfields.training.run_dir import prepare_run_dir
 
 MODES = ("regression", "generalization")
@@ -248,6 +249,8 @@ def fit_image_files(
         if resume and done.exists():
             return read_json(done)
         show = progress and shard.main
+        if show:
+            announce(f"image {files.index(path) + 1} of {len(files)}: {path.name}")
         metrics = run_fit(
             IMAGE,
             cfg,
