@@ -245,3 +245,17 @@ def test_a_torchrun_rank_exits_without_interpreter_finalization(monkeypatch, cap
     assert "rank 1: error: no such video" in capsys.readouterr().err
     cli.run(lambda argv: None, [])
     assert exits == [2, 0]
+
+
+@pytest.mark.slow
+def test_a_fit_on_two_ranks_extends_like_the_longer_fit(tmp_path):
+    write_images(tmp_path / "images", 1)
+    image = str(tmp_path / "images" / "im0.png")
+    finish(torchrun(2, "fit_image.py", "--image", image, "--out", str(tmp_path / "ext"), "--steps", "20"))
+    finish(torchrun(2, "fit_image.py", "--image", image, "--out", str(tmp_path / "ext"), "--steps", "40", "--resume"))
+    finish(torchrun(2, "fit_image.py", "--image", image, "--out", str(tmp_path / "long"), "--steps", "40"))
+    extended, straight = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ext", "long"))
+    assert extended["resumed_from"] == 20 and extended["steps"] == 40 and extended["ranks"] == 2
+    assert extended["psnr"] == pytest.approx(straight["psnr"], abs=1e-4)  # the image schedule spans 2000 steps
+    config = json.loads((tmp_path / "ext" / "config.json").read_text())
+    assert config["train"]["steps"] == 40 and config["train"]["schedule_steps"] == 2000

@@ -553,3 +553,24 @@ def test_eval_rd_time_budget_gives_every_fit_the_planned_epochs(tmp_path):
 def test_eval_rd_time_budget_errors(tmp_path, options, message):
     done = eval_rd(tmp_path, 2, 3, "--models", "cam", "--params", "8000", "--codecs", "", *options)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_video_fit_extends_with_more_epochs(tmp_path):
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(4))
+    first = fit_video(
+        root,
+        resolve_config("cam", overrides={"epochs": 2, "generator": SMALL}),
+        tmp_path / "run",
+        "cpu",
+        progress=False,
+    )
+    longer = resolve_config("cam", overrides={"epochs": 3, "generator": SMALL})
+    extended = fit_video(root, longer, tmp_path / "run", "cpu", resume=True, progress=False)
+    assert first["steps"] == 8 and extended["resumed_from"] == 8 and extended["steps"] == 12 and extended["epochs"] == 3
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["epochs"] == 3 and config["train"]["schedule_steps"] == 8  # the cosine keeps its 2-epoch span
+    assert read_bitstream(tmp_path / "run" / "video.camf").file_bytes == extended["bytes"]
+    fewer = resolve_config("cam", overrides={"epochs": 1, "generator": SMALL})
+    with pytest.raises(CamfieldsError, match="with 4 steps: it was planned for 12"):
+        fit_video(root, fewer, tmp_path / "run", "cpu", resume=True, progress=False)
