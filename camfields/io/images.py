@@ -107,3 +107,8 @@ def save_png(path: Path, image: torch.Tensor, bits: int = 8) -> None:
     array = (image.detach().clamp(0, 1).cpu().numpy() * scale + 0.5).astype(dtype)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """An image in [0, 1] as 8-bit levels on the CPU (compact to send between ranks)."""
+    return torch.round(image.clamp(0, 1) * 255).to(torch.uint8).cpu()

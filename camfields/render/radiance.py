@@ -6,6 +6,7 @@ from typing import NamedTuple, Protocol
 
 import torch
 
+from camfields.render.rays import camera_rays
 from camfields.render.sampling import Sampler, sample_points
 from camfields.render.volume import RenderResult, volume_render
 
@@ -81,3 +82,32 @@ def render_rays(
         sigmas, rgbs, samples.t_starts, samples.t_ends, samples.ray_indices, len(origins), background
     )
     return RayRender(result, len(samples.t_starts))
+
+
+class Renderer(Protocol):
+    """A model that renders rays (R, 3) over a background, at times (R,) in [0, 1] if dynamic."""
+
+    def render(
+        self, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor, *, times: torch.Tensor | None
+    ) -> RenderResult: ...
+
+
+@torch.no_grad()
+def render_image(
+    model: Renderer,
+    pose: torch.Tensor,
+    height: int,
+    width: int,
+    focal: float,
+    background: torch.Tensor,
+    chunk: int,
+    time: float | None = None,
+) -> torch.Tensor:
+    """The model's view (H, W, 3) in [0, 1] from camera-to-world ``pose`` (4, 4), at ``time`` if
+    dynamic, rendered ``chunk`` rays at a time."""
+    origins, directions = camera_rays(pose.to(background.device), height, width, focal)
+    colors = []
+    for o, d in zip(origins.split(chunk), directions.split(chunk)):
+        times = None if time is None else torch.full((len(o),), float(time), device=o.device)
+        colors.append(model.render(o, d, background, times=times).color)
+    return torch.cat(colors).reshape(height, width, 3).clamp(0, 1)

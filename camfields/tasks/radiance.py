@@ -25,13 +25,13 @@ from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp, count_parameters
 from camfields.io.blender import CameraSplit
 from camfields.io.identity import data_identity
-from camfields.io.images import save_png
+from camfields.io.images import save_png, to_uint8
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
 from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
 from camfields.ops.sync import to_device
 from camfields.render.occupancy import OccupancyGrid
-from camfields.render.radiance import render_rays
+from camfields.render.radiance import render_image, render_rays
 from camfields.render.rays import camera_rays, orbit_poses
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
@@ -200,26 +200,6 @@ def split_rays(split: CameraSplit, device: torch.device) -> Rays:
     )
 
 
-@torch.no_grad()
-def render_image(
-    model: NeRFModel,
-    pose: torch.Tensor,
-    height: int,
-    width: int,
-    focal: float,
-    background: torch.Tensor,
-    chunk: int,
-    time: float | None = None,
-) -> torch.Tensor:
-    """The model's view (H, W, 3) in [0, 1] from camera-to-world ``pose`` (4, 4), at ``time`` if dynamic."""
-    origins, directions = camera_rays(pose.to(background.device), height, width, focal)
-    colors = []
-    for o, d in zip(origins.split(chunk), directions.split(chunk)):
-        times = None if time is None else torch.full((len(o),), float(time), device=o.device)
-        colors.append(model.render(o, d, background, times=times).color)
-    return torch.cat(colors).reshape(height, width, 3).clamp(0, 1)
-
-
 class View(NamedTuple):
     """One posed image: camera-to-world pose (4, 4), image (H, W, 3), focal in pixels, time or None."""
 
@@ -286,11 +266,6 @@ def _views(split: CameraSplit, count: int) -> list[int]:
     if count <= 0 or count >= total:
         return list(range(total))
     return sorted({math.floor(i * total / count) for i in range(count)})
-
-
-def to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """An image in [0, 1] as 8-bit levels on the CPU (compact to send between ranks)."""
-    return torch.round(image.clamp(0, 1) * 255).to(torch.uint8).cpu()
 
 
 def evaluate_views(
