@@ -102,9 +102,12 @@ def _check_keys(cls: type, data: dict[str, Any], source: str, prefix: str = "") 
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
             raise CamfieldsError(f"{source}: unknown config key '{prefix}{key}'{hint}")
-        nested = [t for t in (typing.get_args(hints[key]) or [hints[key]]) if dataclasses.is_dataclass(t)]
+        options = typing.get_args(hints[key]) or [hints[key]]
+        nested = [t for t in options if dataclasses.is_dataclass(t)]
         if nested and isinstance(value, dict):  # a dataclass, or an optional one
             _check_keys(nested[0], value, source, f"{prefix}{key}.")
+        elif nested and not (value is None and type(None) in options):
+            raise CamfieldsError(f"{source}: '{prefix}{key}' must be a table of settings, got {value!r}")
 
 
 def _int_as_float(value: Any) -> Any:
@@ -169,6 +172,10 @@ def resolve_preset_config(
     """
     file_data, source = read_config(config)
     per_model = file_data.pop("models", {})
+    if not isinstance(per_model, dict) or not all(isinstance(v, dict) for v in per_model.values()):
+        raise CamfieldsError(f"{source}: [models] must hold one table of settings per model")
+    for table in (file_data, *per_model.values()):  # before merging, which would drop a scalar given for a table
+        _check_keys(cls, table, source)
     name = model or file_data.get("model", default)
     check_choice(name, presets, "model")
     unknown = set(per_model) - set(presets)

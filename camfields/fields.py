@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,10 @@ from camfields.modules import (
     PlaneGrid,
     SinusoidalEncoding,
 )
+
+#: bounds of a field config: widths and feature counts, depths and level counts, log2 hash table
+#: entries, nodes per grid axis (and of a dense grid in all)
+MAX_WIDTH, MAX_DEPTH, MAX_LOG2_TABLE, MAX_GRID_NODES = 1 << 14, 64, 26, 1 << 24
 
 
 @dataclass
@@ -72,9 +77,34 @@ class FieldConfig:
     modulation: ModulationConfig = field(default_factory=ModulationConfig)
 
     def validate(self) -> None:
-        """Check the choices (encoding kind, modulation grid) once, where a config is loaded."""
+        """Check the choices (encoding kind, modulation grid) and bound every size, once, where a config
+        is loaded (a typo such as ``hidden = 100000000`` is one sentence, not an allocation failure)."""
         check_choice(self.encoding.kind, ENCODINGS, "encoding")
         check_choice(self.modulation.grid, ["none", *GRIDS], "modulation grid")
+        enc, mod = self.encoding, self.modulation
+        sizes = {
+            "hidden": (self.hidden, 1, MAX_WIDTH),
+            "depth": (self.depth, 1, MAX_DEPTH),
+            "groups": (self.groups, 1, self.hidden),
+            "encoding.num_features": (enc.num_features, 1, MAX_WIDTH),
+            "encoding.num_freqs": (enc.num_freqs, 0, MAX_DEPTH),
+        }
+        for where, hash_cfg in (("encoding.hash", enc.hash), ("modulation.hash", mod.hash)):
+            sizes |= {
+                f"{where}.levels": (hash_cfg.levels, 1, MAX_DEPTH),
+                f"{where}.features_per_level": (hash_cfg.features_per_level, 1, MAX_DEPTH),
+                f"{where}.log2_table_size": (hash_cfg.log2_table_size, 1, MAX_LOG2_TABLE),
+                f"{where}.base_resolution": (hash_cfg.base_resolution, 1, MAX_GRID_NODES),
+            }
+        sizes |= {f"modulation.resolution[{i}]": (n, 1, MAX_GRID_NODES) for i, n in enumerate(mod.resolution)}
+        for name, (value, low, high) in sizes.items():
+            if not low <= value <= high:
+                raise CamfieldsError(f"{name} must be from {low} to {high:,}, got {value:,}")
+        if mod.grid == "dense" and math.prod(mod.resolution) > MAX_GRID_NODES:
+            raise CamfieldsError(
+                f"a dense modulation grid of {mod.resolution} has more than {MAX_GRID_NODES:,} nodes; "
+                "use planes or a hash grid"
+            )
 
 
 def _hash_kwargs(cfg: HashGridConfig) -> dict:

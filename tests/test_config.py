@@ -57,7 +57,12 @@ def test_layers_apply_in_order(tmp_path):
         ("[train]\nschedule = 'linear'\n", r"unknown learning-rate schedule 'linear'"),
         ("model = 'siren'\n", r"unknown model 'siren'; choose one of ffn, cam, ngp"),
         ("[train\nsteps = 3\n", r"is not valid TOML"),
-        ("train = 5\n", r"train must be a table, got 5"),
+        ("train = 5\n", r"'train' must be a table of settings, got 5"),
+        ("[models]\ncam = 5\n", r"\[models\] must hold one table of settings per model"),
+        ("[models.cam]\nfield = 'big'\n", r"'field' must be a table of settings, got 'big'"),
+        ("[field]\nhidden = 100_000_000\n", r"hidden must be from 1 to 16,384, got 100,000,000"),
+        ("[field.modulation]\ngrid = 'dense'\nresolution = [8192, 8192]\n", r"more than 16,777,216 nodes"),
+        ("[field.encoding.hash]\nlog2_table_size = 40\n", r"encoding.hash.log2_table_size must be from 1 to 26"),
         ("[train]\nlr = nan\n", r"must be finite numbers"),
         ("[train]\nsteps = 1_000_000_000_000\n", r"train.steps must be from 1 to 1,000,000,000"),
         ("[train]\nseed = 100_000_000_000_000_000_000_000\n", r"train.seed must be from 0 to 2\*\*63 - 1"),
@@ -74,6 +79,22 @@ def test_config_mistakes_are_one_clear_sentence(tmp_path, text, message):
     with pytest.raises(CamfieldsError, match=message) as info:
         resolve_config(None, str(path))
     assert "\n" not in str(info.value)
+
+
+def test_a_scalar_for_a_table_is_refused_also_under_command_line_overrides(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("train = 5\n")
+    with pytest.raises(CamfieldsError, match=r"'train' must be a table of settings, got 5"):
+        resolve_config(None, str(path), {"train": {"steps": 3}})  # the override used to replace the 5 silently
+
+
+def test_a_scene_background_outside_rgb_is_refused(tmp_path):
+    from camfields.tasks.nerf import resolve_config as nerf_config
+
+    path = tmp_path / "bg.toml"
+    path.write_text("background = [2.0, 0, 0]\n")
+    with pytest.raises(CamfieldsError, match=r"background must be RGB in \[0, 1\]"):
+        nerf_config("ngp", str(path))
 
 
 def test_missing_config_file_is_a_clear_error():

@@ -85,7 +85,7 @@ def test_a_finished_image_fit_shows_task_data_steps_and_its_metrics(run, capsys)
 
     facts = info_json(run, capsys)
     assert facts["task"] == "image" and facts["data"] == data
-    assert facts["steps"] == {"done": 4, "planned": 4, "schedule_steps": 2000, "extended": False}
+    assert facts["steps"] == {"done": 4, "planned": 4, "schedule_steps": 2000, "past_schedule": False}
     assert facts["evaluation"]["psnr"] == metrics["psnr"] and facts["evaluation"]["lpips"] == metrics["lpips"]
     assert facts["params"] == metrics["params"] and facts["stored_values"] is None
     assert facts["seconds"] == metrics["seconds"]
@@ -149,10 +149,10 @@ def test_an_interrupted_fit_counts_its_steps_from_the_checkpoint_and_an_extensio
 
     fit_images(source, tiny_config(6, schedule_steps=0), out, "cpu", resume=True, progress=False)
     facts = info_json(out, capsys)
-    assert facts["steps"] == {"done": 6, "planned": 6, "schedule_steps": 4, "extended": True}
+    assert facts["steps"] == {"done": 6, "planned": 6, "schedule_steps": 4, "past_schedule": True}
     assert facts["resumed_from"] == 2 and facts["state"] == "finished" and facts["params"] > 0
     shown = table(info(out, capsys))
-    assert shown["steps"] == "6 / 6 (extended past its 4-step schedule)" and shown["resumed"] == "from step 2"
+    assert shown["steps"] == "6 / 6 (steps past 4 run at the schedule's final rate)" and shown["resumed"] == "from step 2"
 
 
 def test_a_folder_of_images_shows_their_means_and_count(tmp_path, capsys):

@@ -146,3 +146,54 @@ def test_a_sweep_can_refuse_to_extend_the_points_it_finds(tmp_path):
     longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=12))
     with pytest.raises(CamfieldsError, match=r"\(train.steps differs\)"):
         run_fit(task, longer, data, tmp_path / "p", torch.device("cpu"), resume=True, progress=False, extend=False)
+
+
+def test_a_refused_fit_touches_nothing_of_the_fit_that_holds_the_folder(tmp_path):
+    a, out = image(tmp_path / "a.png"), tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # the holder's files, before its first checkpoint
+    (out / "tb").mkdir()
+    with lock_run_dir(out), pytest.raises(CamfieldsError, match="being written by another fit"):
+        fit_images(a, tiny(), out, "cpu", progress=False)
+    assert (out / "config.json").read_text() == "{}" and (out / "tb").is_dir()
+
+
+def test_a_fit_without_its_config_is_neither_overwritten_nor_resumed(tmp_path):
+    a = image(tmp_path / "a.png")
+    fit_images(a, tiny(), tmp_path / "run", "cpu", progress=False)
+    (tmp_path / "run" / "config.json").unlink()
+    with pytest.raises(CamfieldsError, match="already holds a fit"):
+        fit_images(a, tiny(), tmp_path / "run", "cpu", progress=False)
+    with pytest.raises(CamfieldsError, match="holds a fit but no config.json"):
+        fit_images(a, tiny(), tmp_path / "run", "cpu", resume=True, progress=False)
+
+
+def test_a_diverging_fit_stops_with_a_sentence_before_saving_its_weights(tmp_path):
+    a = image(tmp_path / "a.png")
+    with pytest.raises(CamfieldsError, match=r"the fit diverged: its loss is nan at step \d+; lower train.lr"):
+        fit_images(
+            a, tiny(lr=1e30, steps=40, checkpoint_every=20, log_every=5), tmp_path / "run", "cpu", progress=False
+        )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda state: state.update(step=10**12), "records step 1,000,000,000,000, past the fit's 4 steps"),
+        (lambda state: next(iter(state["model"].values())).fill_(float("nan")), "holds NaN or infinite weights"),
+    ],
+)
+def test_a_checkpoint_past_the_plan_or_with_broken_weights_is_refused(tmp_path, change, message):
+    from camfields.training.checkpoint import load_checkpoint, save_checkpoint
+
+    a = image(tmp_path / "a.png")
+    fit_images(a, tiny(), tmp_path / "run", "cpu", progress=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    change(state)
+    save_checkpoint(path, state)
+    before = path.read_bytes()
+    with pytest.raises(CamfieldsError, match=message):
+        fit_images(a, tiny(), tmp_path / "run", "cpu", resume=True, progress=False)
+    assert path.read_bytes() == before

@@ -190,7 +190,7 @@ def run_facts(folder: Path) -> dict[str, Any]:
             "done": done,
             "planned": planned,
             "schedule_steps": span,
-            "extended": bool(span and planned and span < planned),
+            "past_schedule": bool(span and planned and span < planned),  # extended, or planned longer
         },
         "evaluation": _evaluation(metrics) if metrics else None,
         "params": _number(recorded.get("params")) or _number(_entry(recorded, "mean", "params")),
@@ -282,8 +282,8 @@ def _run_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
     step_text = f"{'?' if steps['done'] is None else steps['done']} / {steps['planned'] or '?'}"
     if steps["done"] is None and not steps["planned"]:
         step_text = None
-    elif steps["extended"]:
-        step_text += f" (extended past its {steps['schedule_steps']}-step schedule)"
+    elif steps["past_schedule"]:
+        step_text += f" (steps past {steps['schedule_steps']} run at the schedule's final rate)"
     if info["builtin_data"]:
         data_text = "the task's built-in data"
     else:

@@ -103,6 +103,10 @@ class SceneConfig:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
         if len(self.background) != 3 or len(self.aabb) != 6:
             raise CamfieldsError("background needs 3 numbers (RGB in [0, 1]) and aabb 6 (min xyz, max xyz)")
+        if not all(0 <= c <= 1 for c in self.background) or not all(math.isfinite(v) for v in self.aabb):
+            raise CamfieldsError(
+                f"background must be RGB in [0, 1] and aabb finite numbers, got {self.background} and {self.aabb}"
+            )
         if any(lo >= hi for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
             raise CamfieldsError(f"aabb {self.aabb} must list its minimum corner first, each below the maximum")
         if self.train.batch_size < 1:

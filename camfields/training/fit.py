@@ -32,7 +32,7 @@ from torch import nn
 from camfields import distributed
 from camfields.config import Presets
 from camfields.distributed import Shard
-from camfields.errors import CamfieldsError
+from camfields.errors import CamfieldsError, first_line
 from camfields.io.identity import data_identity
 from camfields.runtime import device_name
 from camfields.training.checkpoint import write_json
@@ -146,12 +146,14 @@ def run_fit(
 @contextmanager
 def held_run_dir(out_dir: Path, shard: Shard) -> Iterator[None]:
     """Rank 0 of ``shard`` locks ``out_dir`` for the block (``run_dir.lock_run_dir``; a refusal is raised
-    on every rank) and, on an error inside, removes what the fit wrote there if it holds nothing to lose."""
+    on every rank) and, on an error inside, removes what the fit wrote there if it holds nothing to
+    lose (while still holding the lock)."""
     with ExitStack() as held:
 
         def hold() -> None:
-            held.enter_context(removed_on_failure(out_dir))
-            held.enter_context(lock_run_dir(out_dir))
+            created = not out_dir.exists()
+            held.enter_context(lock_run_dir(out_dir))  # a refused fit touches nothing of the holder's
+            held.enter_context(removed_on_failure(out_dir, created))
 
         _on_main(shard, hold)
         yield
@@ -169,7 +171,12 @@ def _fit_held(
 ) -> dict[str, Any]:
     """``run_fit``'s work once the run folder is held and its config settled."""
     torch.manual_seed(cfg.train.seed)
-    setup = task.build(cfg, data, device)
+    try:
+        setup = task.build(cfg, data, device)
+    except RuntimeError as e:  # torch.OutOfMemoryError, or the CPU allocator's refusal
+        if not (isinstance(e, torch.OutOfMemoryError) or "allocate" in str(e)):
+            raise
+        raise CamfieldsError(f"the model of this config does not fit in memory ({first_line(e)})") from None
     result = train(
         setup.model,
         setup.objective,

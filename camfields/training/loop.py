@@ -11,6 +11,7 @@ and rank 0 alone writes checkpoints and logs.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -150,11 +151,17 @@ def _without_step_counters(weights: dict, model: nn.Module) -> dict:
 
 
 def restore_checkpoint(
-    state: dict, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    state: dict,
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    steps: int | None = None,
 ) -> None:
     """Load ``state`` (read from ``path``) into the model, optimizer and batch generator, or say in
     one sentence what about the file does not fit: a missing or mistyped entry, a negative step or
-    time, tensors of another model, another optimizer's state, a damaged generator state."""
+    time, a step past the fit's ``steps``, NaN or infinite weights, tensors of another model,
+    another optimizer's state, a damaged generator state."""
     if not isinstance(state, dict):
         raise CamfieldsError(f"checkpoint {path} is not a camfields checkpoint (it holds a {type(state).__name__})")
     for key, kind in CHECKPOINT_ENTRIES.items():
@@ -163,6 +170,15 @@ def restore_checkpoint(
     if state["step"] < 0 or not state["seconds"] >= 0:
         raise CamfieldsError(
             f"checkpoint {path} records step {state['step']} after {state['seconds']} s; neither may be negative"
+        )
+    if steps is not None and state["step"] > steps:
+        raise CamfieldsError(f"checkpoint {path} records step {state['step']:,}, past the fit's {steps:,} steps")
+    weights = state["model"].items()
+    broken = [k for k, v in weights if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise CamfieldsError(
+            f"checkpoint {path} holds NaN or infinite weights ({broken[0]}); the fit had diverged, "
+            "so restart it (another --out) with a lower train.lr"
         )
     try:
         model.load_state_dict(_without_step_counters(state["model"], model))
@@ -213,7 +229,7 @@ def train(
     if shard.world > 1:  # rank 0 reads the checkpoint; the others need no shared folder
         state = distributed.broadcast(state)
     if state is not None:
-        restore_checkpoint(state, ckpt_path, model, optimizer, generator)
+        restore_checkpoint(state, ckpt_path, model, optimizer, generator, cfg.steps)
         start, seconds_before, resumed_from = state["step"], state["seconds"], state["step"]
         if progress and shard.main:
             tqdm.write(f"resuming {out_dir} from step {start} of {cfg.steps}")
@@ -260,8 +276,13 @@ def train(
             loss, batch_psnr = take_step(step, generator)
             done = step + 1
             bar.update(1)
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if done % cfg.log_every == 0 or done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 loss_value, psnr_value = loss.item(), batch_psnr.item()
+                if not math.isfinite(loss_value):  # before a checkpoint could keep the diverged weights
+                    raise CamfieldsError(
+                        f"the fit diverged: its loss is {loss_value} at step {done}; lower train.lr "
+                        f"(now {cfg.lr:g}) and start again (another --out, or --resume from the last checkpoint)"
+                    )
                 bar.set_postfix(loss=f"{loss_value:.3g}", psnr=f"{psnr_value:.2f}")
                 if writer is not None:
                     writer.add_scalar("train/loss", loss_value, done)

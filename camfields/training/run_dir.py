@@ -118,9 +118,14 @@ def prepare_run_dir(
     out_dir = Path(out_dir)
     config = json.loads(json.dumps(to_dict(cfg)))  # tuples become lists, as read back from JSON
     config_path = out_dir / CONFIG_NAME
-    if config_path.exists() and holds_results(out_dir):
+    if holds_results(out_dir):
         if not resume:
             raise CamfieldsError(f"{out_dir} already holds a fit; pass --resume to continue it or choose another --out")
+        if not config_path.exists():
+            raise CamfieldsError(
+                f"cannot resume {out_dir}: it holds a fit but no {CONFIG_NAME}, so what it fitted cannot be "
+                "checked; choose another --out"
+            )
         recorded = read_json(config_path)
         _refuse_other_data(out_dir, recorded.pop(DATA_KEY, None), data)
         recorded.pop(TASK_KEY, None)
@@ -144,11 +149,11 @@ def prepare_run_dir(
 
 
 @contextmanager
-def removed_on_failure(out_dir: Path) -> Iterator[None]:
+def removed_on_failure(out_dir: Path, created: bool) -> Iterator[None]:
     """On an error inside, remove what a fit wrote to ``out_dir`` when it holds nothing to lose (no
-    checkpoint, no metrics): the folder itself when this fit created it, else its config and logs."""
+    checkpoint, no metrics): the folder itself when this fit ``created`` it, else its config and
+    logs. Enter it only while holding the folder's lock, so that it never touches another fit's files."""
     out_dir = Path(out_dir)
-    created = not out_dir.exists()
     try:
         yield
     except BaseException:
