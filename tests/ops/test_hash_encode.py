@@ -8,10 +8,10 @@ import importlib.util
 import itertools
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 import camfields.ops.hash_encode as hash_encode_module
 from camfields import CamfieldsError, HashGrid, HashGridEncoding
@@ -340,7 +340,7 @@ def test_tcnn_backend_fits_like_the_fused_twin(extension):
 
 
 def test_bench_hash_encode_dry_run(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import bench_hash_encode
 
     out = tmp_path / "bench.json"

@@ -14,6 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from camfields import metrics
 from camfields.__main__ import main
@@ -25,7 +26,6 @@ from camfields.tasks.image import fit_images, resolve_config
 from camfields.training.hooks import Hook
 from camfields.training.run_dir import lock_run_dir
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = {"field": {"hidden": 16, "encoding": {"num_features": 8}}}
 
 
@@ -152,7 +152,8 @@ def test_an_interrupted_fit_counts_its_steps_from_the_checkpoint_and_an_extensio
     assert facts["steps"] == {"done": 6, "planned": 6, "schedule_steps": 4, "past_schedule": True}
     assert facts["resumed_from"] == 2 and facts["state"] == "finished" and facts["params"] > 0
     shown = table(info(out, capsys))
-    assert shown["steps"] == "6 / 6 (steps past 4 run at the schedule's final rate)" and shown["resumed"] == "from step 2"
+    assert shown["steps"] == "6 / 6 (steps past 4 run at the schedule's final rate)"
+    assert shown["resumed"] == "from step 2"
 
 
 def test_a_folder_of_images_shows_their_means_and_count(tmp_path, capsys):
