@@ -20,7 +20,7 @@
 # PYTHON (python3).
 # Offline machines: wheels of missing packages in .whl/ (scripts/gpu_env.sh installs them).
 # DRY_RUN=1: every step on the CPU at tiny sizes (no CUDA build: the sources are listed; the
-# GPU tests are collected, not run; DEADLINE 900), to check the script (tests/test_gpu_script.py).
+# GPU tests are collected, not run; DEADLINE 900), to check the script (tests/benchmarks/test_gpu_script.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_run_out}"
@@ -59,7 +59,7 @@ run_step() {  # run_step NAME CAP MIN LOG COMMAND...: COMMAND under its limit, o
 }
 
 gpu_tests=()
-for f in ${GPU_TESTS:-tests/test_cuda_ops.py tests/test_hash_encode.py tests/test_sync.py}; do
+for f in ${GPU_TESTS:-tests/ops/test_cuda_ops.py tests/ops/test_hash_encode.py tests/ops/test_sync.py}; do
   [ -f "$f" ] && gpu_tests+=("$f")
 done
 if [ "$dry" = 1 ]; then

@@ -34,7 +34,7 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
         if step:
             assert f"\n{step}: exit 0 after " in summary, summary
     assert "dry run, no build; sources: cuda/bindings.cpp" in (out / "build.log").read_text()
-    assert "tests/test_cuda_ops.py::" in (out / "gpu_tests.log").read_text()
+    assert "tests/ops/test_cuda_ops.py::" in (out / "gpu_tests.log").read_text()
 
     goals = json.loads((out / "kernels" / "modulate_goals_cpu.json").read_text())
     assert [(row["op"], row["per_channel"]) for row in goals["rows"]] == list(bench_modulate.GOALS)

@@ -1,5 +1,5 @@
 """Header forgeries of a tiny video bitstream, each decoded (first frames) or refused; run by
-tests/test_bitstream_bounds.py in a subprocess under a memory cap. Prints one JSON list of outcomes."""
+tests/codec/test_bitstream_bounds.py in a subprocess under a memory cap. Prints one JSON list of outcomes."""
 
 from __future__ import annotations
 
