@@ -162,6 +162,15 @@ def test_checkpoints_refuse_pickled_objects(tmp_path):
     with pytest.raises(CamfieldsError, match="holds Python objects besides tensors") as refused:
         load_checkpoint(path)
     assert "weights_only" not in str(refused.value) and "truncated" not in str(refused.value)
+    import pickle
+    import warnings
+
+    with open(path, "wb") as f:  # a pickle not written by torch: torch warns about its protocol
+        pickle.dump({"step": 1, "payload": functools.partial(print, "pwned")}, f, protocol=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one sentence, not torch's "please file an issue" lines first
+        with pytest.raises(CamfieldsError, match="holds Python objects besides tensors"):
+            load_checkpoint(path)
 
 
 @dataclasses.dataclass
