@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit video": ("fit_video", "fit a video with a NeRV-style generator and write its bitstream"),
     "eval-rd": ("eval_rd", "rate-distortion of the video codec against x264 / x265"),
     "decode": ("decode_video", "rebuild the frames of a .camf video bitstream"),
+    "compress": ("compress", "compress a finished image fit into one .camf file (n-bit weights)"),
+    "decompress": ("decompress", "rebuild the PNG of a .camf image file from the file alone"),
     "presets": ("presets", "list the config presets (scenes/) with one line each"),
     "info": ("info", "show what a run folder or a .camf file holds (task, data, steps, quality, sizes)"),
 }

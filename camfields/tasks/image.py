@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from camfields import distributed
+from camfields.codec.image import DEFAULT_BITS, encode_image_field
 from camfields.config import Presets, check_choice, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
@@ -142,6 +143,12 @@ class ImageTask(Task[ImageConfig, Image]):
         mask = training_mask(height, width, cfg.mode).to(device)
         objective = ImageObjective(pixels, mask, cfg.train.batch_size)
         return Setup(model, objective, f"{data.name} {cfg.model}", extras={"mask": mask})
+
+    def export(self, cfg: ImageConfig, setup: Setup, path: Path) -> int:
+        """Write the fitted field to the image file ``path`` with ``DEFAULT_BITS``-bit weights and an
+        8-bit PNG depth (``codec.image.encode_image_field``); returns its size in bytes."""
+        height, width, channels = setup.objective.image.shape
+        return encode_image_field(path, setup.model, cfg.field, height, width, channels, DEFAULT_BITS)
 
     def evaluate(
         self,

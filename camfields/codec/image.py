@@ -1,0 +1,276 @@
+"""The image codec's file side: a fitted image field to a ``.camf`` file and back to pixels.
+
+Post-training quantization: every parameter of the field is rounded to symmetric n-bit levels
+(one bfloat16 step per tensor, ``compression.quantize.symmetric_integers``) and every buffer
+its constructor draws at random (``RANDOM_BUFFERS``: a Fourier projection) to
+``BUFFER_BITS``-bit levels; buffers the constructor derives from the config are rebuilt by the
+decoder. The file is a bitstream (``codec.bitstream``) whose header holds the format name, the
+image size, its channels and PNG bit depth, the weights' bit depth and the field config.
+
+Decoding needs this module, the bitstream reader and the field builder only: no training code
+is imported. Pixel (row i, column j) of an H x W image sits at
+``(x, y) = ((2j + 1) / W - 1, (2i + 1) / H - 1)``, as in ``tasks.image``.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> from camfields.fields import FieldConfig, EncodingConfig, build_field
+    >>> cfg = FieldConfig(encoding=EncodingConfig("fourier", num_features=8), hidden=16)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "image.camf"
+    >>> size = encode_image_field(path, build_field(cfg, 2, 3), cfg, 12, 16, 3, bits=8)
+    >>> decode_image(path).shape
+    torch.Size([12, 16, 3])
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
+from camfields.compression.quantize import symmetric_integers, symmetric_levels
+from camfields.config import from_dict
+from camfields.errors import CamfieldsError
+from camfields.fields import FieldConfig, build_field
+from camfields.modules import FourierFeatures
+
+IMAGE_FORMAT = "camfields-image/1"
+#: bit depth of the stored random buffers (a Fourier projection's frequencies: their rounding
+#: moves every feature's phase, so they keep more bits than the weights)
+BUFFER_BITS = 16
+#: buffers a module's constructor draws at random, by module type: the file stores them; every
+#: other buffer is derived from the config and rebuilt by the decoder
+RANDOM_BUFFERS: dict[type[nn.Module], tuple[str, ...]] = {FourierFeatures: ("proj",)}
+#: what a header may ask of the decoder: pixels per side and in all, image channels, PNG depths
+MAX_SIDE = 1 << 16
+MAX_PIXELS = 1 << 24
+CHANNELS = (1, 2, 3, 4)
+PNG_BITS = (8, 16)
+#: weight bit depths the image codec writes (1 bit has no level but 0)
+MIN_BITS, MAX_BITS = 2, 16
+#: the weights' bit depth when none is asked for (``ImageTask.export``)
+DEFAULT_BITS = 8
+#: pixels rendered at once (with the widest field, 2^14 units, 256 MiB of activations per layer)
+CHUNK = 1 << 12
+_HEADER_KEYS = ("height", "width", "channels", "png_bits", "weight_bits", "field")
+
+
+@dataclass
+class ImageField:
+    """What an image file describes: the field (float32, CPU, eval mode, weights at their levels),
+    the image size (H, W, C) and the bit depth of its PNG."""
+
+    model: nn.Module
+    height: int
+    width: int
+    channels: int
+    png_bits: int
+
+
+def pixel_centres(height: int, width: int) -> torch.Tensor:
+    """Pixel-centre coordinates (H * W, 2) as (x, y) in (-1, 1), row-major."""
+    ys = (2 * torch.arange(height, dtype=torch.float32) + 1) / height - 1
+    xs = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+
+
+def stored_buffers(model: nn.Module) -> list[str]:
+    """Names (``state_dict`` keys) of the model's random buffers (``RANDOM_BUFFERS``), which the file stores."""
+    names = []
+    for prefix, module in model.named_modules():
+        for name in RANDOM_BUFFERS.get(type(module), ()):
+            names.append(f"{prefix}.{name}" if prefix else name)
+    return names
+
+
+def stored_bits(model: nn.Module, bits: int) -> dict[str, int]:
+    """Every tensor the file stores (``state_dict`` keys, in its order) with its bit depth: the
+    parameters at ``bits``, the random buffers at ``BUFFER_BITS``."""
+    depths = {name: bits for name, _ in model.named_parameters()} | dict.fromkeys(stored_buffers(model), BUFFER_BITS)
+    return {name: depths[name] for name in model.state_dict() if name in depths}
+
+
+def quantize_field(model: nn.Module, bits: int) -> list[QuantizedTensor]:
+    """Every stored tensor (``stored_bits``) as symmetric integers and one step, in ``state_dict`` order."""
+    state = model.state_dict()
+    tensors = []
+    for name, depth in stored_bits(model, bits).items():
+        values, steps = symmetric_integers(state[name].float(), depth)
+        tensors.append(
+            QuantizedTensor(name, tuple(state[name].shape), steps.cpu().numpy(), values.reshape(-1).cpu().numpy())
+        )
+    return tensors
+
+
+@torch.no_grad()
+def load_levels(model: nn.Module, tensors: list[QuantizedTensor]) -> nn.Module:
+    """``model`` with each of ``tensors`` (dequantized) copied into the tensor of its name; returns it."""
+    state = model.state_dict()
+    for t in tensors:
+        state[t.name].copy_(torch.from_numpy(t.dequantize()))
+    return model
+
+
+def quantized_field(model: nn.Module, bits: int) -> nn.Module:
+    """A CPU copy of ``model`` holding exactly the values a decoder rebuilds from its ``bits``-bit file."""
+    return load_levels(copy.deepcopy(model).cpu(), quantize_field(model, bits))
+
+
+def _check_layout(layout: nn.Module, shapes: dict[str, tuple[int, ...]], bits: int, where: str) -> None:
+    """The tensors named in ``shapes`` must be exactly those ``layout`` stores, with its shapes."""
+    needed = {name: tuple(layout.state_dict()[name].shape) for name in stored_bits(layout, bits)}
+    if set(shapes) != set(needed):
+        extra, missing = sorted(set(shapes) - set(needed)), sorted(set(needed) - set(shapes))
+        raise CamfieldsError(
+            f"{where}: its tensors do not match the field its config describes "
+            f"(unexpected: {', '.join(extra) or 'none'}; missing: {', '.join(missing) or 'none'})"
+        )
+    for name, shape in needed.items():
+        if shapes[name] != shape:
+            raise CamfieldsError(
+                f"{where}: tensor {name} has shape {shapes[name]}, the field its config describes needs {shape}"
+            )
+
+
+def _check_sizes(height: Any, width: Any, channels: Any, png_bits: Any, where: str) -> None:
+    sides = (height, width)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides):
+        raise CamfieldsError(f"{where}: the image's height and width must be from 1 to {MAX_SIDE}, got {sides}")
+    if height * width > MAX_PIXELS:
+        raise CamfieldsError(f"{where}: an image of {width}x{height} exceeds the decoder's {MAX_PIXELS:,} pixels")
+    if channels not in CHANNELS or isinstance(channels, bool):
+        raise CamfieldsError(f"{where}: the image must have 1 to 4 channels, got {channels!r}")
+    if png_bits not in PNG_BITS or isinstance(png_bits, bool):
+        raise CamfieldsError(f"{where}: the PNG bit depth must be 8 or 16, got {png_bits!r}")
+
+
+def _check_bits(bits: Any, where: str) -> None:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
+        raise CamfieldsError(f"{where}: the weights' bit depth must be from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
+
+
+def _stream_bits(model: nn.Module, bits: int) -> int:
+    """The bitstream's bit depth: the widest of the stored tensors' (its range codes every one of them)."""
+    return max(stored_bits(model, bits).values(), default=bits)
+
+
+@torch.no_grad()
+def _check_derived_buffers(model: nn.Module, field_cfg: FieldConfig, out_dim: int, bits: int) -> None:
+    """Every buffer the file does not store must be what the config's constructor builds (the decoder
+    rebuilds it), else the file would decode to another field; the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        fresh = build_field(field_cfg, in_dim=2, out_dim=out_dim).state_dict()
+    stored = stored_bits(model, bits)
+    for name, value in model.state_dict().items():
+        if name not in stored and not torch.equal(value.cpu(), fresh[name]):
+            raise CamfieldsError(
+                f"buffer {name} of the field is not the one its config builds and is not stored: "
+                "the file cannot rebuild it"
+            )
+
+
+def encode_image_field(
+    path: Path,
+    model: nn.Module,
+    field_cfg: FieldConfig,
+    height: int,
+    width: int,
+    channels: int,
+    bits: int,
+    png_bits: int = 8,
+) -> int:
+    """Write a fitted image field (``build_field(field_cfg, 2, channels)``) with ``bits``-bit weights
+    to ``path``; returns the file size in bytes. The field must be the one ``field_cfg`` describes."""
+    where = f"image file {path}"
+    _check_bits(bits, where)
+    _check_sizes(height, width, channels, png_bits, where)
+    field_cfg.validate()
+    with torch.device("meta"):
+        layout = build_field(field_cfg, in_dim=2, out_dim=channels)
+    state = model.state_dict()
+    _check_layout(layout, {name: tuple(state[name].shape) for name in stored_bits(model, bits)}, bits, where)
+    _check_derived_buffers(model, field_cfg, channels, bits)
+    header = {
+        "format": IMAGE_FORMAT,
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "png_bits": png_bits,
+        "weight_bits": bits,
+        "field": dataclasses.asdict(field_cfg),
+    }
+    return write_bitstream(path, header, _stream_bits(model, bits), quantize_field(model, bits))
+
+
+def _header(stream: Bitstream, path: Path) -> tuple[FieldConfig, int, int, int, int, int]:
+    """(field config, height, width, channels, PNG bits, weight bits) of an image file's header, checked."""
+    header = stream.config
+    if not isinstance(header, dict) or header.get("format") != IMAGE_FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise CamfieldsError(f"{path} holds {found!r}, not a camfields image ({IMAGE_FORMAT})")
+    missing = [key for key in _HEADER_KEYS if key not in header]
+    if missing:
+        raise CamfieldsError(f"{path}: the image header lacks {', '.join(missing)}")
+    if not isinstance(header["field"], dict):
+        raise CamfieldsError(f"{path}: the image header's field must be a table of settings")
+    field_cfg = from_dict(FieldConfig, header["field"], f"{path} header")
+    try:
+        field_cfg.validate()
+    except CamfieldsError as e:
+        raise CamfieldsError(f"{path}: its header describes no field: {e}") from None
+    sizes = [header[key] for key in ("height", "width", "channels", "png_bits")]
+    _check_sizes(*sizes, str(path))
+    _check_bits(header["weight_bits"], str(path))
+    return field_cfg, *sizes, header["weight_bits"]
+
+
+def field_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") -> ImageField:
+    """The image field a bitstream describes.
+
+    The header is checked first and the field it names is laid out without memory (on the meta
+    device): the stored tensors' names and shapes must be exactly those it stores, every
+    parameter's integers within its bit depth, before anything is allocated.
+    """
+    path = Path(path)
+    field_cfg, height, width, channels, png_bits, bits = _header(stream, path)
+    try:
+        with torch.device("meta"):
+            layout = build_field(field_cfg, in_dim=2, out_dim=channels)
+    except CamfieldsError as e:
+        raise CamfieldsError(f"{path}: its header describes no field: {e}") from None
+    _check_layout(layout, {t.name: t.shape for t in stream.tensors}, bits, str(path))
+    depths = stored_bits(layout, bits)
+    if stream.bits != _stream_bits(layout, bits):
+        raise CamfieldsError(f"{path}: its bit depth {stream.bits} does not match its header's weights and buffers")
+    for t in stream.tensors:
+        if t.values.size and int(np.abs(t.values).max()) > symmetric_levels(depths[t.name]):
+            raise CamfieldsError(f"{path}: tensor {t.name} has integers beyond its {depths[t.name]}-bit range")
+    model = build_field(field_cfg, in_dim=2, out_dim=channels)
+    return ImageField(load_levels(model, stream.tensors).eval(), height, width, channels, png_bits)
+
+
+def read_image_field(path: Path) -> ImageField:
+    """The image field of a file (checksum and header verified): see ``field_from_bitstream``."""
+    return field_from_bitstream(read_bitstream(path), path)
+
+
+@torch.no_grad()
+def render(model: nn.Module, height: int, width: int) -> torch.Tensor:
+    """The field's image (H, W, C) in [0, 1] at the pixel centres, ``CHUNK`` pixels at a time."""
+    coords = pixel_centres(height, width).to(next(model.parameters()).device)
+    out = torch.cat([model(coords[i : i + CHUNK]) for i in range(0, coords.shape[0], CHUNK)])
+    return out.reshape(height, width, -1).clamp(0, 1)
+
+
+def decode_image(path: Path, device: torch.device | None = None) -> torch.Tensor:
+    """The image (H, W, C) in [0, 1] of an image file, rebuilt from the file alone."""
+    field = read_image_field(path)
+    return render(field.model.to(device or torch.device("cpu")), field.height, field.width)

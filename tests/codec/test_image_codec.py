@@ -1,0 +1,183 @@
+"""The image codec (issue 29, item 2 for images): a fitted image run folder to one .camf file, and
+the image rebuilt from that file alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_image_task import write
+
+from camfields import CamfieldsError
+from camfields.codec import image as codec
+from camfields.codec.bitstream import read_bitstream, write_bitstream
+from camfields.commands.compress import compress
+from camfields.commands.decompress import decompress
+from camfields.compression.quantize import fake_quantize
+from camfields.fields import build_field
+from camfields.io.images import load_image
+from camfields.metrics import psnr
+from camfields.tasks.image import IMAGE, fit_images, pixel_coords, resolve_config
+from camfields.training.checkpoint import load_checkpoint
+
+TINY = {"field": {"hidden": 16, "encoding": {"num_features": 8}}, "train": {"steps": 4, "checkpoint_every": 2}}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A finished tiny cam fit of a 12x16 random RGB PNG: (run folder, config, fitted model, source pixels)."""
+    root = tmp_path_factory.mktemp("image-codec")
+    source = write(root / "noise.png", np.random.default_rng(3).integers(0, 255, (12, 16, 3), dtype=np.uint8))
+    cfg = resolve_config("cam", overrides=TINY)
+    fit_images(source, cfg, root / "run", "cpu", progress=False)
+    model = build_field(cfg.field, in_dim=2, out_dim=3)
+    model.load_state_dict(load_checkpoint(root / "run" / "checkpoint.pt")["model"])
+    return root / "run", cfg, model.eval(), load_image(source).pixels
+
+
+def reference_render(model: torch.nn.Module) -> torch.Tensor:
+    """The model's 12x16 image the way the image task renders it."""
+    with torch.no_grad():
+        return model(pixel_coords(12, 16)).reshape(12, 16, 3).clamp(0, 1)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_fitted_image_decodes_from_its_file_to_the_quantized_fields_image(fitted, tmp_path, bits):
+    run, cfg, model, pixels = fitted
+    path = tmp_path / "image.camf"
+    result = compress(run, bits, path)
+    assert result["bytes"] == path.stat().st_size and result["bpp"] == 8 * path.stat().st_size / (12 * 16)
+    field = codec.read_image_field(path)
+    assert (field.height, field.width, field.channels, field.png_bits) == (12, 16, 3, 8)
+    decoded_state, fitted_state = field.model.state_dict(), model.state_dict()
+    parameters = dict(model.named_parameters())
+    assert set(codec.stored_bits(model, bits)) == set(parameters) | {"encoding.proj"}
+    for name, value in fitted_state.items():  # every tensor bit for bit at its levels (the projection at 16 bits)
+        depth = bits if name in parameters else codec.BUFFER_BITS
+        assert torch.equal(decoded_state[name], fake_quantize(value, depth)), name
+    assert not torch.equal(decoded_state["output_layer.weight"], fitted_state["output_layer.weight"])
+    decoded = codec.decode_image(path)
+    assert torch.allclose(decoded, reference_render(codec.quantized_field(model, bits)), rtol=0, atol=1e-6)
+    if bits == 8:
+        assert abs(psnr(decoded, pixels) - psnr(reference_render(model), pixels)) < 1.0
+
+
+def test_the_export_of_the_image_task_writes_the_same_8_bit_file(fitted, tmp_path):
+    run, cfg, model, pixels = fitted
+    setup = IMAGE.build(cfg, load_image(next(run.parent.glob("*.png"))), torch.device("cpu"))
+    setup.model.load_state_dict(model.state_dict())
+    IMAGE.export(cfg, setup, tmp_path / "export.camf")
+    compress(run, codec.DEFAULT_BITS, tmp_path / "command.camf")
+    assert (tmp_path / "export.camf").read_bytes() == (tmp_path / "command.camf").read_bytes()
+
+
+def test_the_codec_places_pixels_where_the_image_task_does():
+    assert torch.equal(codec.pixel_centres(5, 7), pixel_coords(5, 7))
+
+
+def test_a_buffer_neither_stored_nor_rebuilt_is_refused(tmp_path):
+    cfg = resolve_config("cam", overrides={"field": {"hidden": 8, "encoding": {"kind": "sinusoidal", "num_freqs": 2}}})
+    model = build_field(cfg.field, 2, 3)
+    codec.encode_image_field(tmp_path / "ok.camf", model, cfg.field, 4, 4, 3, 8)  # derived freqs are rebuilt
+    assert "encoding.freqs" not in codec.stored_bits(model, 8)
+    with torch.no_grad():
+        model.encoding.freqs.mul_(2)
+    with pytest.raises(CamfieldsError, match="buffer encoding.freqs of the field is not the one its config builds"):
+        codec.encode_image_field(tmp_path / "bad.camf", model, cfg.field, 4, 4, 3, 8)
+
+
+def forged(source: Path, target: Path, **changes) -> Path:
+    """``source`` rewritten with its header's entries replaced (nested dicts merged one level deep), in
+    format 3 (one shared histogram: fast to write, and read through the same header checks)."""
+    stream = read_bitstream(source)
+    header = dict(stream.config)
+    for key, value in changes.items():
+        header[key] = {**header[key], **value} if isinstance(value, dict) else value
+    write_bitstream(target, header, stream.bits, stream.tensors, version=3)
+    return target
+
+
+def test_damaged_and_forged_files_are_each_refused_in_one_sentence(fitted, tmp_path):
+    run = fitted[0]
+    good = tmp_path / "good.camf"
+    compress(run, 6, good)
+    data = good.read_bytes()
+    (tmp_path / "short.camf").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    (tmp_path / "flipped.camf").write_bytes(bytes(flipped))
+    cases = {
+        tmp_path / "short.camf": "checksum mismatch",
+        tmp_path / "flipped.camf": "checksum mismatch",
+        forged(good, tmp_path / "other.camf", format="camfields-audio/1"): "not a camfields image",
+        forged(good, tmp_path / "narrow.camf", field={"hidden": 8}): r"tensor \S+ has shape \(16, 16\), the field",
+        forged(good, tmp_path / "huge.camf", height=100_000): "height and width must be from 1 to 65536",
+        forged(good, tmp_path / "wide.camf", height=8192, width=8192): "exceeds the decoder's 16,777,216 pixels",
+        forged(good, tmp_path / "bits.camf", weight_bits=3): "integers beyond its 3-bit range",
+        forged(good, tmp_path / "kind.camf", field={"encoding": {"kind": "wavelet"}}): "describes no field",
+    }
+    for path, message in cases.items():
+        with pytest.raises(CamfieldsError, match=message) as caught:
+            codec.decode_image(path)
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_compress_says_which_runs_it_cannot_write(fitted, tmp_path):
+    run = fitted[0]
+    (tmp_path / "nerf").mkdir()
+    (tmp_path / "nerf" / "config.json").write_text('{"task": "nerf"}')
+    (tmp_path / "video").mkdir()
+    (tmp_path / "video" / "config.json").write_text('{"task": "video"}')
+    with pytest.raises(CamfieldsError, match="nerf fields cannot be written to a compressed file yet"):
+        compress(tmp_path / "nerf", 8, tmp_path / "n.camf")
+    with pytest.raises(CamfieldsError, match=r"video fit, which writes its own file: .*video\.camf"):
+        compress(tmp_path / "video", 8, tmp_path / "v.camf")
+    with pytest.raises(CamfieldsError, match="weights' bit depth must be from 2 to 16, got 1"):
+        compress(run, 1, tmp_path / "one.camf")
+    (tmp_path / "taken.camf").write_bytes(b"mine")
+    with pytest.raises(CamfieldsError, match="already exists"):
+        compress(run, 8, tmp_path / "taken.camf")
+    assert (tmp_path / "taken.camf").read_bytes() == b"mine"
+
+
+def test_the_command_line_round_trip_imports_no_training_code_to_decode(fitted, tmp_path):
+    run = fitted[0]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def camfields(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "camfields", *argv], capture_output=True, text=True, env=env)
+
+    done = camfields("compress", str(run), "--bits", "8", "--out", str(tmp_path / "image.camf"))
+    assert done.returncode == 0, done.stderr
+    assert "bpp" in done.stdout
+    done = camfields("decompress", str(tmp_path / "image.camf"), "--out", str(tmp_path / "image.png"))
+    assert done.returncode == 0, done.stderr
+    png = load_image(tmp_path / "image.png").pixels
+    expected = torch.round(codec.decode_image(tmp_path / "image.camf") * 255) / 255
+    assert torch.allclose(png, expected, atol=1e-6)
+    again = camfields("decompress", str(tmp_path / "image.camf"), "--out", str(tmp_path / "image.png"))
+    assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    code = (
+        "import sys, camfields.codec.image, camfields.commands.decompress\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('camfields.training', 'camfields.tasks', "
+        "'camfields.metrics')))\n"
+        "sys.exit(str(bad) if bad else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_decompress_points_a_video_file_to_decode(tmp_path):
+    from camfields.codec.video import encode
+    from camfields.modules.nerv import GeneratorConfig, build_generator
+
+    gen = GeneratorConfig(strides=[2, 2], channels=8, stem_channels=4, stem_hidden=16, embedding_levels=4)
+    encode(tmp_path / "clip.camf", build_generator(gen, 16, 16), gen, bits=8, frames=2)
+    with pytest.raises(CamfieldsError, match="is a camfields video; rebuild its frames with `camfields decode"):
+        decompress(tmp_path / "clip.camf", tmp_path / "clip.png")
