@@ -1,7 +1,7 @@
 """Show what a run folder or a .camf bitstream holds: task, model, data, steps, evaluation, time, sizes.
 
 A run folder is what a fit writes to --out (config.json, checkpoint.pt, metrics.json); a
-bitstream is a compressed video (.camf). What a folder does not record shows as "not recorded".
+bitstream is a compressed video or image (.camf). What a folder does not record shows as "not recorded".
 --json prints the same facts as one JSON object (null where not recorded).
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from camfields.codec.bitstream import MAGIC, read_bitstream
+from camfields.codec.image import IMAGE_FORMAT
 from camfields.errors import CamfieldsError
 from camfields.io.identity import describe
 from camfields.training.checkpoint import load_checkpoint, read_json
@@ -75,11 +76,14 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 
 
 def bitstream_facts(path: Path) -> dict[str, Any]:
-    """The header of a .camf file (checksum verified): format, frames, size, bit depth, tensors,
-    weights, file bytes and bits per pixel (None where the header does not give frames and size)."""
+    """The header of a .camf file (checksum verified): format, frames (an image: 1), size, the weights'
+    bit depth, tensors, weights, file bytes and bits per pixel (None where the header does not give
+    frames and size)."""
     stream = read_bitstream(path)
     config = stream.config if isinstance(stream.config, dict) else {}
-    frames, width, height = (_number(config.get(k)) for k in ("frames", "width", "height"))
+    image = config.get("format") == IMAGE_FORMAT
+    frames = 1 if image else _number(config.get("frames"))
+    width, height = _number(config.get("width")), _number(config.get("height"))
     pixels = frames * width * height if frames and width and height else None
     return {
         "path": str(path),
@@ -88,7 +92,7 @@ def bitstream_facts(path: Path) -> dict[str, Any]:
         "frames": frames,
         "width": width,
         "height": height,
-        "bits": stream.bits,
+        "bits": _number(config.get("weight_bits")) if image else stream.bits,  # an image's buffers take more
         "tensors": len(stream.tensors),
         "weights": sum(math.prod(t.shape) for t in stream.tensors),
         "bytes": stream.file_bytes,

@@ -18,6 +18,7 @@ from camfields.codec import image as codec
 from camfields.codec.bitstream import read_bitstream, write_bitstream
 from camfields.commands.compress import compress
 from camfields.commands.decompress import decompress
+from camfields.commands.info import facts
 from camfields.compression.quantize import fake_quantize
 from camfields.fields import build_field
 from camfields.io.images import load_image
@@ -66,6 +67,13 @@ def test_a_fitted_image_decodes_from_its_file_to_the_quantized_fields_image(fitt
     assert torch.allclose(decoded, reference_render(codec.quantized_field(model, bits)), rtol=0, atol=1e-6)
     if bits == 8:
         assert abs(psnr(decoded, pixels) - psnr(reference_render(model), pixels)) < 1.0
+
+
+def test_info_shows_an_image_files_weight_bits_and_bits_per_pixel(fitted, tmp_path):
+    compress(fitted[0], 5, tmp_path / "image.camf")
+    info = facts(tmp_path / "image.camf")
+    assert info["format"] == codec.IMAGE_FORMAT and (info["frames"], info["width"], info["height"]) == (1, 16, 12)
+    assert info["bits"] == 5 and info["bpp"] == 8 * (tmp_path / "image.camf").stat().st_size / (12 * 16)
 
 
 def test_the_export_of_the_image_task_writes_the_same_8_bit_file(fitted, tmp_path):
