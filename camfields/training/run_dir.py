@@ -86,13 +86,15 @@ def _refuse_other_data(out_dir: Path, recorded: dict[str, Any] | None, data: dic
         )
 
 
-def _extended(cfg: Any, recorded: dict[str, Any], out_dir: Path) -> Any:
+def _extended(cfg: Any, recorded: dict[str, Any], out_dir: Path, lengthening: Sequence[str]) -> Any:
     """``cfg`` (more steps than ``recorded``) with the recorded schedule span pinned."""
     old, new = recorded["train"]["steps"], cfg.train.steps
     if new < old:
+        setting = lengthening[0].rpartition(".")[2]  # what the user sets: steps, or a video's epochs
+        given, planned = (new, old) if setting == "steps" else (getattr(cfg, setting), recorded[setting])
         raise CamfieldsError(
-            f"cannot resume {out_dir} with {new} steps: it was planned for {old}; "
-            "--resume can extend a fit (more steps) but not shorten it"
+            f"cannot resume {out_dir} with {given} {setting}: it was planned for {planned}; "
+            f"--resume can extend a fit (more {setting}) but not shorten it"
         )
     span = cfg.train.schedule_steps or recorded["train"].get("schedule_steps") or old
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule_steps=span))
@@ -142,7 +144,7 @@ def prepare_run_dir(
             )
         if not differences:
             return cfg
-        cfg = _extended(cfg, recorded, out_dir)
+        cfg = _extended(cfg, recorded, out_dir, lengthening)
         config = json.loads(json.dumps(to_dict(cfg)))
     write_json(config_path, {TASK_KEY: task, **config, DATA_KEY: data} if task or data else config)
     return cfg

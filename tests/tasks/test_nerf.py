@@ -282,3 +282,21 @@ def test_fit_nerf_script_reports_a_missing_scene(tmp_path, capsys):
     )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and "transforms_train.json" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_nerf_fit_extends_with_more_steps(tmp_path):
+    import json
+
+    from test_golden import TINY_SCENE
+
+    write_blender_scene(tmp_path / "sphere")
+    overrides = {**TINY_SCENE, "downscale": 1, "quantize_bits": 0}
+    short = resolve_config("ngp_cam", overrides=overrides)
+    fit_nerf(tmp_path / "sphere", short, tmp_path / "run", "cpu", progress=False)
+    longer = resolve_config("ngp_cam", overrides={**overrides, "train": {**TINY_SCENE["train"], "steps": 20}})
+    metrics = fit_nerf(tmp_path / "sphere", longer, tmp_path / "run", "cpu", resume=True, progress=False)
+    assert metrics["resumed_from"] == 12 and metrics["steps"] == 20
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["task"] == "nerf" and recorded["fitted_data"]["files"] > 1
+    assert recorded["train"]["steps"] == 20 and recorded["train"]["schedule_steps"] == 12  # the 12-step plan's span

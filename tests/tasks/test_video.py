@@ -572,5 +572,7 @@ def test_a_video_fit_extends_with_more_epochs(tmp_path):
     assert config["epochs"] == 3 and config["train"]["schedule_steps"] == 8  # the cosine keeps its 2-epoch span
     assert read_bitstream(tmp_path / "run" / "video.camf").file_bytes == extended["bytes"]
     fewer = resolve_config("cam", overrides={"epochs": 1, "generator": SMALL})
-    with pytest.raises(CamfieldsError, match="with 4 steps: it was planned for 12"):
+    with pytest.raises(
+        CamfieldsError, match=r"with 1 epochs: it was planned for 3; --resume can extend a fit \(more epochs\)"
+    ):
         fit_video(root, fewer, tmp_path / "run", "cpu", resume=True, progress=False)
