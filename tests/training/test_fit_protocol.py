@@ -149,3 +149,26 @@ def test_video_hooks_switch_qat_on_at_its_step_and_prune_after_each_step():
         weight.add_(1.0)  # an optimizer step moves the pruned weights ...
     pruning.after_step(3, model)  # ... and the same mask zeroes them again
     assert torch.equal(weight == 0, ~pruning.masks["convs.0.weight"])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "camfields.training.fit",
+        "camfields.training.hooks",
+        "camfields.training.schedules",
+        "camfields.config",
+        "camfields.io.identity",
+        "camfields.codec.video",
+        "camfields.ops.conv_modulate",
+    ],
+)
+def test_the_docstring_examples_run(module):
+    import doctest
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LPIPS may be unavailable offline
+        result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0, result
