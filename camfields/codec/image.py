@@ -39,6 +39,7 @@ from camfields.compression.quantize import symmetric_integers, symmetric_levels
 from camfields.config import from_dict
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_field
+from camfields.io.images import pixel_coords
 from camfields.modules import FourierFeatures
 
 IMAGE_FORMAT = "camfields-image/1"
@@ -72,14 +73,6 @@ class ImageField:
     width: int
     channels: int
     png_bits: int
-
-
-def pixel_centres(height: int, width: int) -> torch.Tensor:
-    """Pixel-centre coordinates (H * W, 2) as (x, y) in (-1, 1), row-major."""
-    ys = (2 * torch.arange(height, dtype=torch.float32) + 1) / height - 1
-    xs = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
 
 
 def stored_buffers(model: nn.Module) -> list[str]:
@@ -265,7 +258,7 @@ def read_image_field(path: Path) -> ImageField:
 @torch.no_grad()
 def render(model: nn.Module, height: int, width: int) -> torch.Tensor:
     """The field's image (H, W, C) in [0, 1] at the pixel centres, ``CHUNK`` pixels at a time."""
-    coords = pixel_centres(height, width).to(next(model.parameters()).device)
+    coords = pixel_coords(height, width).to(next(model.parameters()).device)
     out = torch.cat([model(coords[i : i + CHUNK]) for i in range(0, coords.shape[0], CHUNK)])
     return out.reshape(height, width, -1).clamp(0, 1)
 

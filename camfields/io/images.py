@@ -112,3 +112,12 @@ def save_png(path: Path, image: torch.Tensor, bits: int = 8) -> None:
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """An image in [0, 1] as 8-bit levels on the CPU (compact to send between ranks)."""
     return torch.round(image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+
+
+def pixel_coords(height: int, width: int) -> torch.Tensor:
+    """Pixel-centre coordinates (H * W, 2) as (x, y) in (-1, 1), row-major: pixel (row i, column j)
+    sits at ``((2j + 1) / W - 1, (2i + 1) / H - 1)``."""
+    ys = (2 * torch.arange(height, dtype=torch.float32) + 1) / height - 1
+    xs = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)

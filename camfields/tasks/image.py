@@ -27,7 +27,15 @@ from camfields.fields import (
     count_parameters,
 )
 from camfields.io.identity import data_identity
-from camfields.io.images import Image, downscale, list_images, load_embedded_image, load_image, save_png
+from camfields.io.images import (
+    Image,
+    downscale,
+    list_images,
+    load_embedded_image,
+    load_image,
+    pixel_coords,
+    save_png,
+)
 from camfields.metrics import image_metrics, mean_or_none, psnr, ssim
 from camfields.training import CoordinateRegression, Evaluation, FitResult, TrainConfig, predict
 from camfields.training.checkpoint import read_json, write_json
@@ -88,14 +96,6 @@ def ngp() -> dict[str, Any]:
     """Instant-NGP style: a 16-level hash grid (2^14 entries per level) into a 2x64 MLP."""
     hash_grid = HashGridConfig(levels=16, features_per_level=2, log2_table_size=14, base_resolution=8, growth=1.33)
     return {"field": to_dict(FieldConfig(encoding=EncodingConfig("hashgrid", hash=hash_grid), hidden=64, depth=2))}
-
-
-def pixel_coords(height: int, width: int) -> torch.Tensor:
-    """Pixel-centre coordinates (H * W, 2) as (x, y) in (-1, 1), row-major."""
-    ys = (2 * torch.arange(height, dtype=torch.float32) + 1) / height - 1
-    xs = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
 
 
 def training_mask(height: int, width: int, mode: str) -> torch.Tensor:

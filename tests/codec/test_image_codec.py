@@ -21,9 +21,9 @@ from camfields.commands.decompress import decompress
 from camfields.commands.info import facts
 from camfields.compression.quantize import fake_quantize
 from camfields.fields import build_field
-from camfields.io.images import load_image
+from camfields.io.images import load_image, pixel_coords
 from camfields.metrics import psnr
-from camfields.tasks.image import IMAGE, fit_images, pixel_coords, resolve_config
+from camfields.tasks.image import IMAGE, fit_images, resolve_config
 from camfields.training.checkpoint import load_checkpoint
 
 TINY = {"field": {"hidden": 16, "encoding": {"num_features": 8}}, "train": {"steps": 4, "checkpoint_every": 2}}
@@ -83,10 +83,6 @@ def test_the_export_of_the_image_task_writes_the_same_8_bit_file(fitted, tmp_pat
     IMAGE.export(cfg, setup, tmp_path / "export.camf")
     compress(run, codec.DEFAULT_BITS, tmp_path / "command.camf")
     assert (tmp_path / "export.camf").read_bytes() == (tmp_path / "command.camf").read_bytes()
-
-
-def test_the_codec_places_pixels_where_the_image_task_does():
-    assert torch.equal(codec.pixel_centres(5, 7), pixel_coords(5, 7))
 
 
 def test_a_buffer_neither_stored_nor_rebuilt_is_refused(tmp_path):

@@ -13,8 +13,8 @@ import torch
 from conftest import REPO
 
 from camfields import CamfieldsError
-from camfields.io.images import list_images, load_image
-from camfields.tasks.image import fit_images, pixel_coords, resolve_config, training_mask
+from camfields.io.images import list_images, load_image, pixel_coords
+from camfields.tasks.image import fit_images, resolve_config, training_mask
 
 TINY = {"field": {"hidden": 16, "encoding": {"num_features": 8}}, "train": {"steps": 4, "checkpoint_every": 2}}
 
