@@ -35,16 +35,16 @@ class CameraSplit(NamedTuple):
     times: torch.Tensor | None = None
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """A JSON value as quoted in an error message: its repr, cut to 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _json_number(value: object, what: str, where: str) -> float:
+def json_number(value: object, what: str, where: str) -> float:
     """A JSON number (int or float, not a bool) as a float: inf when too large for one, NaN kept."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CamfieldsError(f"{where}: {what} must be a number, got {_shown(value)}")
+        raise CamfieldsError(f"{where}: {what} must be a number, got {shown(value)}")
     try:
         return float(value)
     except OverflowError:
@@ -82,10 +82,10 @@ def check_pose(pose: torch.Tensor, what: str, where: str) -> torch.Tensor:
     return pose
 
 
-def _json_pose(value: object, where: str) -> torch.Tensor:
+def json_pose(value: object, where: str) -> torch.Tensor:
     """A frame's ``transform_matrix`` (a list of 4 or 3 rows of 4 numbers) as float32 (4, 4)."""
     if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
-        raise CamfieldsError(f"{where}: transform_matrix must be a list of rows of numbers, got {_shown(value)}")
+        raise CamfieldsError(f"{where}: transform_matrix must be a list of rows of numbers, got {shown(value)}")
     lengths = sorted({len(row) for row in value})
     if len(lengths) != 1:
         raise CamfieldsError(
@@ -93,13 +93,13 @@ def _json_pose(value: object, where: str) -> torch.Tensor:
         )
     _check_pose_shape((len(value), lengths[0]), "transform_matrix", where)
     rows = [
-        [_json_number(x, f"transform_matrix[{r}][{c}]", where) for c, x in enumerate(row)]
+        [json_number(x, f"transform_matrix[{r}][{c}]", where) for c, x in enumerate(row)]
         for r, row in enumerate(value)
     ]
     return check_pose(torch.tensor(rows, dtype=torch.float64), "transform_matrix", where)
 
 
-def _frame_image(root: Path, frame: dict, where: str) -> Path:
+def frame_image(root: Path, frame: dict, where: str) -> Path:
     """The image file of a frame: its ``file_path`` (``.png`` added when missing), which must name a file
     inside ``root``. The check is on the path as written ('..' resolved, symlinks not): a symlink placed
     in the folder is followed wherever it leads, as a folder of links to another scene's images needs."""
@@ -107,7 +107,7 @@ def _frame_image(root: Path, frame: dict, where: str) -> Path:
         raise CamfieldsError(f"{where} has no 'file_path'")
     name = frame["file_path"]
     if not isinstance(name, str) or not name:
-        raise CamfieldsError(f"{where}: file_path must be a non-empty string, got {_shown(name)}")
+        raise CamfieldsError(f"{where}: file_path must be a non-empty string, got {shown(name)}")
     base = root.absolute()
     path = Path(os.path.normpath(base / name))
     if path.suffix.lower() != ".png" and path.name and path.with_suffix(path.suffix + ".png").exists():
@@ -123,7 +123,7 @@ def _frame_image(root: Path, frame: dict, where: str) -> Path:
     return path
 
 
-def _frame_pixels(path: Path, downscale_factor: int, background: torch.Tensor, where: str) -> torch.Tensor:
+def frame_pixels(path: Path, downscale_factor: int, background: torch.Tensor, where: str) -> torch.Tensor:
     """A frame's image (H, W, 3) in [0, 1], RGBA composited on ``background`` (3,); errors name the frame."""
     try:
         pixels = downscale(load_image(path).pixels, downscale_factor)
@@ -136,30 +136,35 @@ def _frame_pixels(path: Path, downscale_factor: int, background: torch.Tensor, w
     return pixels
 
 
+def read_json(path: Path) -> object:
+    """The JSON value held in the file ``path``; one clear error naming the file when it is not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CamfieldsError(f"{path} is not valid JSON: {first_line(e)}") from None
+
+
 def _read_meta(meta_path: Path) -> tuple[float, list[dict]]:
     """``camera_angle_x`` (radians, in (0, pi)) and the frames (a non-empty list of objects) of a transforms file."""
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CamfieldsError(f"{meta_path} is not valid JSON: {first_line(e)}") from None
+    meta = read_json(meta_path)
     if not isinstance(meta, dict):
         raise CamfieldsError(
-            f"{meta_path} must hold a JSON object with 'camera_angle_x' and 'frames', got {_shown(meta)}"
+            f"{meta_path} must hold a JSON object with 'camera_angle_x' and 'frames', got {shown(meta)}"
         )
     for key in ("camera_angle_x", "frames"):
         if key not in meta:
             raise CamfieldsError(f"{meta_path} has no '{key}'")
-    fov = _json_number(meta["camera_angle_x"], "camera_angle_x", str(meta_path))
+    fov = json_number(meta["camera_angle_x"], "camera_angle_x", str(meta_path))
     if not 0 < fov < math.pi:
         raise CamfieldsError(f"{meta_path}: camera_angle_x must be an angle in (0, pi) radians, got {fov:.6g}")
     frames = meta["frames"]
     if not isinstance(frames, list):
-        raise CamfieldsError(f"{meta_path}: 'frames' must be a list of frame objects, got {_shown(frames)}")
+        raise CamfieldsError(f"{meta_path}: 'frames' must be a list of frame objects, got {shown(frames)}")
     if not frames:
         raise CamfieldsError(f"{meta_path} lists no frames")
     for number, frame in enumerate(frames):
         if not isinstance(frame, dict):
-            raise CamfieldsError(f"{meta_path.name} frame {number} must be an object, got {_shown(frame)}")
+            raise CamfieldsError(f"{meta_path.name} frame {number} must be an object, got {shown(frame)}")
     return fov, frames
 
 
@@ -183,13 +188,13 @@ def load_blender(
     images, poses, names, times = [], [], [], []
     for number, frame in enumerate(frames):
         where = f"{meta_path.name} frame {number}"
-        path = _frame_image(root, frame, where)
+        path = frame_image(root, frame, where)
         if "transform_matrix" not in frame:
             raise CamfieldsError(f"{where} has no 'transform_matrix'")
-        pose = _json_pose(frame["transform_matrix"], where)
+        pose = json_pose(frame["transform_matrix"], where)
         if "time" in frame:
-            times.append(_json_number(frame["time"], "'time'", where))
-        pixels = _frame_pixels(path, downscale_factor, bg, where)
+            times.append(json_number(frame["time"], "'time'", where))
+        pixels = frame_pixels(path, downscale_factor, bg, where)
         if images and pixels.shape != images[0].shape:
             raise CamfieldsError(
                 f"{meta_path.name}: images of mixed sizes: {names[0]} is {images[0].shape[1]}x{images[0].shape[0]} "

@@ -1,4 +1,5 @@
-"""NeRF-style novel view synthesis: a radiance field fitted to posed images of a Blender scene.
+"""NeRF-style novel view synthesis: a radiance field fitted to posed images of a scene folder
+(Blender, LLFF or nerfstudio; ``io.scenes`` picks the loader).
 
 Every model is a config of the shared modules (``PRESETS``): a trunk CAMMLP over
 the position (normalised to [-1, 1] in the scene box) gives density and features, a head
@@ -17,7 +18,7 @@ from typing import Any
 
 from camfields.config import Presets, deep_merge, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig
-from camfields.io.blender import load_blender
+from camfields.io.scenes import load_scene
 from camfields.tasks.radiance import RadianceConfig, SamplerConfig, SceneConfig, SceneTask
 from camfields.training import TrainConfig
 from camfields.training.fit import fit
@@ -121,7 +122,7 @@ def ngp_cam() -> dict[str, Any]:
     return deep_merge(ngp_preset(), DIRECTION_CAM)
 
 
-NERF = SceneTask("nerf", PRESETS, load_blender, "a Blender scene folder")
+NERF = SceneTask("nerf", PRESETS, load_scene, "a Blender, LLFF or nerfstudio scene folder")
 resolve_config = NERF.resolve_config
 
 
@@ -133,7 +134,7 @@ def fit_nerf(
     resume: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit the Blender scene in folder ``data`` (default: ``cfg.data``) and evaluate it.
+    """Fit the scene in folder ``data`` (default: ``cfg.data``) and evaluate it.
 
     Outputs and metrics: see ``tasks.radiance.SceneTask.evaluate`` and ``tasks.base.run_fit``.
     """

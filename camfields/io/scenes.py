@@ -1,0 +1,47 @@
+"""A scene folder of any format camfields reads, its loader picked by what the folder holds.
+
+In this order: ``transforms_train.json`` is a Blender scene (``io.blender``), ``poses_bounds.npy``
+an LLFF capture (``io.llff``), ``transforms.json`` a nerfstudio / Instant-NGP capture
+(``io.nerfstudio``). A folder holding none of them is refused in one sentence listing what was
+looked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from camfields.errors import CamfieldsError
+from camfields.io.blender import CameraSplit, load_blender
+from camfields.io.llff import load_llff
+from camfields.io.nerfstudio import load_transforms
+
+#: reads one split of a scene: (folder, split, downscale factor, background RGB) -> the split
+Loader = Callable[[Path, str, int, tuple[float, float, float]], CameraSplit]
+
+#: (file that marks the format, the format's name, its loader), in the order they are tried
+FORMATS = (
+    ("transforms_train.json", "Blender", load_blender),
+    ("poses_bounds.npy", "LLFF", load_llff),
+    ("transforms.json", "nerfstudio / Instant-NGP", load_transforms),
+)
+
+
+def scene_loader(root: Path) -> Loader:
+    """The loader of the scene folder ``root``, picked by the first of ``FORMATS`` whose file it holds."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CamfieldsError(f"scene folder {root} does not exist or is not a folder")
+    for marker, _, loader in FORMATS:
+        if (root / marker).is_file():
+            return loader
+    looked_for = ", ".join(f"{marker} ({name})" for marker, name, _ in FORMATS)
+    raise CamfieldsError(f"{root} holds no scene camfields reads: looked for {looked_for}")
+
+
+def load_scene(
+    root: Path, split: str, downscale_factor: int = 1, background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> CameraSplit:
+    """Load one split of the scene in folder ``root`` with the loader its files call for (arguments as
+    ``io.blender.load_blender``; captures hold out every 8th view for "val" and "test")."""
+    return scene_loader(root)(Path(root), split, downscale_factor, background)
