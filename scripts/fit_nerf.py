@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fit a Blender scene with a NeRF model; the same as
+"""Fit a Blender, LLFF or nerfstudio scene with a NeRF model; the same as
 ``camfields fit nerf`` (see README.md)."""
 
 import sys

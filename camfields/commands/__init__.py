@@ -8,7 +8,7 @@ from __future__ import annotations
 #: Command words -> (module under camfields.commands, one line of help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit image": ("fit_image", "fit an image or every image of a folder (ffn, cam, ngp)"),
-    "fit nerf": ("fit_nerf", "fit a Blender scene with a NeRF model (vanilla, CAM variants, ngp)"),
+    "fit nerf": ("fit_nerf", "fit a Blender, LLFF or nerfstudio scene with a NeRF model (vanilla, CAM variants, ngp)"),
     "fit dynamic": ("fit_dynamic", "fit a dynamic scene (T-NeRF, T-NeRF + CAM, space-time models)"),
     "fit video": ("fit_video", "fit a video with a NeRV-style generator and write its bitstream"),
     "eval-rd": ("eval_rd", "rate-distortion of the video codec against x264 / x265"),
