@@ -1,7 +1,7 @@
 """What NeRF-style tasks share: radiance-field configs, the model with its sampler, rays,
 the ray objective, evaluation (views, quantized weights, turntable video) and the fit.
 
-A task (``tasks.nerf`` for static Blender scenes, ``tasks.dynamic`` for scenes over time)
+A task (``tasks.nerf`` for static posed scenes, ``tasks.dynamic`` for scenes over time)
 supplies its data loader and model presets; everything else is here.
 """
 
