@@ -281,7 +281,8 @@ def test_fit_nerf_script_reports_a_missing_scene(tmp_path, capsys):
         text=True,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("error:") and "transforms_train.json" in done.stderr
+    assert done.stderr.strip() == f"error: scene folder {tmp_path / 'nope'} does not exist or is not a folder"
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
