@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO
 
 from camfields.__main__ import main
 from camfields.commands import COMMANDS
@@ -89,3 +90,13 @@ def test_a_reader_that_leaves_early_is_no_error():
         f'{sys.executable} -c "{code}" | head -n 1', shell=True, capture_output=True, text=True, timeout=120
     )
     assert done.stdout == "x" * 80 + "\n" and "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "scripts").glob("*.py")))
+def test_every_script_wrapper_runs_its_command(script):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: {script}"), done.stderr[-500:]
