@@ -282,3 +282,18 @@ def read_bitstream(path: Path) -> Bitstream:
         tensors.append(QuantizedTensor(entry["name"], shape, steps, values))
         first_step += count
     return Bitstream(header["config"], bits, tensors, models, len(data))
+
+
+def check_layout(shapes: dict[str, tuple[int, ...]], needed: dict[str, tuple[int, ...]], where: str, what: str) -> None:
+    """Tensor ``shapes`` by name (a file's, or a model's about to be written) must be exactly the
+    ``needed`` ones of the model a header describes (``what``, e.g. "the generator"); one sentence
+    naming ``where`` otherwise. Called with that model laid out on the meta device, before allocating."""
+    if set(shapes) != set(needed):
+        extra, missing = sorted(set(shapes) - set(needed)), sorted(set(needed) - set(shapes))
+        raise CamfieldsError(
+            f"{where}: its tensors do not match {what} its header describes "
+            f"(unexpected: {', '.join(extra) or 'none'}; missing: {', '.join(missing) or 'none'})"
+        )
+    for name, shape in needed.items():
+        if shapes[name] != shape:
+            raise CamfieldsError(f"{where}: tensor {name} has shape {shapes[name]}, {what} needs {shape}")

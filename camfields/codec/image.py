@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
+from camfields.codec.bitstream import Bitstream, QuantizedTensor, check_layout, read_bitstream, write_bitstream
 from camfields.compression.quantize import symmetric_integers, symmetric_levels
 from camfields.config import from_dict
 from camfields.errors import CamfieldsError
@@ -117,22 +117,6 @@ def quantized_field(model: nn.Module, bits: int) -> nn.Module:
     return load_levels(copy.deepcopy(model).cpu(), quantize_field(model, bits))
 
 
-def _check_layout(layout: nn.Module, shapes: dict[str, tuple[int, ...]], bits: int, where: str) -> None:
-    """The tensors named in ``shapes`` must be exactly those ``layout`` stores, with its shapes."""
-    needed = {name: tuple(layout.state_dict()[name].shape) for name in stored_bits(layout, bits)}
-    if set(shapes) != set(needed):
-        extra, missing = sorted(set(shapes) - set(needed)), sorted(set(needed) - set(shapes))
-        raise CamfieldsError(
-            f"{where}: its tensors do not match the field its config describes "
-            f"(unexpected: {', '.join(extra) or 'none'}; missing: {', '.join(missing) or 'none'})"
-        )
-    for name, shape in needed.items():
-        if shapes[name] != shape:
-            raise CamfieldsError(
-                f"{where}: tensor {name} has shape {shapes[name]}, the field its config describes needs {shape}"
-            )
-
-
 def _check_sizes(height: Any, width: Any, channels: Any, png_bits: Any, where: str) -> None:
     sides = (height, width)
     if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides):
@@ -188,8 +172,9 @@ def encode_image_field(
     field_cfg.validate()
     with torch.device("meta"):
         layout = build_field(field_cfg, in_dim=2, out_dim=channels)
-    state = model.state_dict()
-    _check_layout(layout, {name: tuple(state[name].shape) for name in stored_bits(model, bits)}, bits, where)
+    state, shapes = model.state_dict(), layout.state_dict()
+    stored = {name: tuple(state[name].shape) for name in stored_bits(model, bits)}
+    check_layout(stored, {name: tuple(shapes[name].shape) for name in stored_bits(layout, bits)}, where, "the field")
     _check_derived_buffers(model, field_cfg, channels, bits)
     header = {
         "format": IMAGE_FORMAT,
@@ -239,7 +224,8 @@ def field_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") 
             layout = build_field(field_cfg, in_dim=2, out_dim=channels)
     except CamfieldsError as e:
         raise CamfieldsError(f"{path}: its header describes no field: {e}") from None
-    _check_layout(layout, {t.name: t.shape for t in stream.tensors}, bits, str(path))
+    needed = {name: tuple(layout.state_dict()[name].shape) for name in stored_bits(layout, bits)}
+    check_layout({t.name: t.shape for t in stream.tensors}, needed, str(path), "the field its config describes")
     depths = stored_bits(layout, bits)
     if stream.bits != _stream_bits(layout, bits):
         raise CamfieldsError(f"{path}: its bit depth {stream.bits} does not match its header's weights and buffers")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from camfields.codec.bitstream import Bitstream, QuantizedTensor, read_bitstream, write_bitstream
+from camfields.codec.bitstream import Bitstream, QuantizedTensor, check_layout, read_bitstream, write_bitstream
 from camfields.compression.quantize import symmetric_integers
 from camfields.config import from_dict
 from camfields.errors import CamfieldsError
@@ -114,13 +114,9 @@ def decoder_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream"
             layout = build_generator(gen_cfg, height, width)
     except CamfieldsError as e:
         raise CamfieldsError(f"{path}: its header describes no generator: {e}") from None
-    stored = {t.name: t for t in stream.tensors}
     needed = {name: tuple(p.shape) for name, p in layout.named_parameters()}
-    if set(stored) != set(needed):
-        raise CamfieldsError(f"{path}: its tensors do not match the generator its header describes")
-    for name, shape in needed.items():
-        if stored[name].shape != shape:
-            raise CamfieldsError(f"{path}: tensor {name} has shape {stored[name].shape}, the generator needs {shape}")
+    check_layout({t.name: t.shape for t in stream.tensors}, needed, str(path), "the generator")
+    stored = {t.name: t for t in stream.tensors}
     if activations_per_frame(layout) > MAX_ACTIVATIONS:
         raise CamfieldsError(
             f"{path}: decoding one frame would hold {activations_per_frame(layout):,} values, "
