@@ -8,10 +8,8 @@ bitstream is a compressed video or image (.camf). What a folder does not record 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from camfields.io.identity import describe
 from camfields.training.checkpoint import load_checkpoint, read_json
 from camfields.training.fit import METRICS_NAME
 from camfields.training.loop import CHECKPOINT_NAME
-from camfields.training.run_dir import CONFIG_NAME, DATA_KEY, LOCK_NAME, TASK_KEY
+from camfields.training.run_dir import CONFIG_NAME, DATA_KEY, TASK_KEY, lock_holder
 
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, METRICS_NAME)
 BITSTREAM_NAME = "video.camf"  # what a video fit writes beside its metrics
@@ -100,25 +98,6 @@ def bitstream_facts(path: Path) -> dict[str, Any]:
     }
 
 
-def _holder(folder: Path) -> str | None:
-    """The process id in ``folder/.lock`` while a fit holds that lock (``run_dir.lock_run_dir``), else None.
-
-    Tests the lock with a shared one taken and dropped at once; a fit starting in that instant
-    would be refused as if another fit held the folder."""
-    try:
-        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    except BlockingIOError:
-        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-    finally:
-        os.close(fd)
-
-
 def _checkpoint(path: Path) -> dict[str, Any] | None:
     """Step, seconds and stored values (the model state's tensor elements) of a checkpoint; None if absent."""
     if not path.is_file():
@@ -181,7 +160,7 @@ def run_facts(folder: Path) -> dict[str, Any]:
     done = max((s for s in (_entry(checkpoint, "step"), _number(recorded.get("steps"))) if s is not None), default=None)
     planned, span = _number(_entry(config, "train", "steps")), _number(_entry(config, "train", "schedule_steps"))
     checkpoints = [folder / CHECKPOINT_NAME] if checkpoint else sorted(folder.glob(f"*/{CHECKPOINT_NAME}"))
-    holder = _holder(folder)
+    holder = lock_holder(folder)
     return {
         "path": str(folder),
         "kind": "run folder",

@@ -46,6 +46,30 @@ def with_missing_keys(recorded: Any, defaults: Any) -> Any:
     return {**defaults, **{k: with_missing_keys(v, defaults.get(k)) for k, v in recorded.items()}}
 
 
+def _recorded_holder(fd: int) -> str:
+    """The process id the holder of a lock file wrote into it."""
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+
+
+def lock_holder(out_dir: Path) -> str | None:
+    """The process id of the fit holding ``out_dir`` (``lock_run_dir``), or None when none does.
+
+    Tests the lock with a shared one taken and dropped at once; a fit starting in that instant
+    would be refused as if another fit held the folder."""
+    try:
+        fd = os.open(Path(out_dir) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return _recorded_holder(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def lock_run_dir(out_dir: Path) -> Iterator[None]:
     """Hold ``out_dir`` (created if missing) for this process, or refuse in one sentence when another
@@ -59,7 +83,7 @@ def lock_run_dir(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            holder = _recorded_holder(fd)
             raise CamfieldsError(
                 f"{out_dir} is being written by another fit (process {holder}); "
                 "wait for it to end or choose another --out"
