@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import torch
+from test_codec import framed
 
 from camfields import CamfieldsError
 from camfields.codec.bitstream import HEADER_DICTIONARY
@@ -39,10 +40,9 @@ def split(data: bytes) -> tuple[int, dict, bytes]:
 
 
 def forge(version: int, header: dict, body: bytes) -> bytes:
+    """A file holding ``header`` (compressed with the format's dictionary) and ``body``, with a valid checksum."""
     packer = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
-    text = packer.compress(json.dumps(header).encode()) + packer.flush()
-    data = PREFIX.pack(b"CAMFCODE", version, len(text)) + text + body
-    return data + struct.pack("<I", zlib.crc32(data))
+    return framed(version, packer.compress(json.dumps(header).encode()) + packer.flush(), body)
 
 
 def places(header: dict) -> list[tuple]:
