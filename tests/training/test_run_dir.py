@@ -197,3 +197,10 @@ def test_a_checkpoint_past_the_plan_or_with_broken_weights_is_refused(tmp_path, 
     with pytest.raises(CamfieldsError, match=message):
         fit_images(a, tiny(), tmp_path / "run", "cpu", resume=True, progress=False)
     assert path.read_bytes() == before
+
+
+def test_data_that_cannot_be_read_is_one_sentence(tmp_path):
+    from camfields.io.identity import data_identity
+
+    with pytest.raises(CamfieldsError, match=r"cannot read .*missing\.png to record what was fitted"):
+        data_identity(tmp_path / "missing.png")
