@@ -49,9 +49,10 @@ from camfields.fields import build_field
 from camfields.io.blender import load_blender
 from camfields.io.images import downscale, load_embedded_image
 from camfields.ops.backend import cuda_extension_status
+from camfields.render.model import NeRFModel, build_radiance_field
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks import image, nerf
-from camfields.tasks.radiance import NeRFModel, OccupancyRefresh, RayObjective, build_radiance_field, split_rays
+from camfields.tasks.radiance import OccupancyRefresh, RayObjective, split_rays
 from camfields.training.checkpoint import write_json
 from camfields.training.hooks import Hook
 from camfields.training.loop import TrainingStep

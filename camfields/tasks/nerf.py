@@ -19,7 +19,8 @@ from typing import Any
 from camfields.config import Presets, deep_merge, to_dict
 from camfields.fields import EncodingConfig, FieldConfig, HashGridConfig, ModulationConfig
 from camfields.io.scenes import load_scene
-from camfields.tasks.radiance import RadianceConfig, SamplerConfig, SceneConfig, SceneTask
+from camfields.render.model import RadianceConfig, SamplerConfig
+from camfields.tasks.radiance import SceneConfig, SceneTask
 from camfields.training import TrainConfig
 from camfields.training.fit import fit
 

@@ -15,66 +15,31 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
 
 from camfields import distributed
 from camfields.compression import quantized_copy, quantized_size_bytes
 from camfields.config import Presets, check_choice
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
-from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp, count_parameters
+from camfields.fields import count_parameters
 from camfields.io.blender import CameraSplit
 from camfields.io.identity import data_identity
 from camfields.io.images import save_png, to_uint8
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
-from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
+from camfields.modules.radiance import TRUNK_MODULATION_COORDS
 from camfields.ops.sync import to_device
-from camfields.render.occupancy import OccupancyGrid
-from camfields.render.radiance import render_image, render_rays
+from camfields.render.model import SAMPLERS, NeRFModel, RadianceConfig, SamplerConfig, build_radiance_field
+from camfields.render.radiance import render_image
 from camfields.render.rays import camera_rays, orbit_poses
-from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
-from camfields.render.volume import RenderResult
 from camfields.training import Evaluation, FitResult, TrainConfig
 from camfields.training.fit import Setup, Task
 from camfields.training.hooks import Hook
 from camfields.training.progress import phase
 
-SAMPLERS = ("occupancy", "hierarchical")
 SPLITS = ("val", "test")
 #: a dynamic field's occupancy updates cycle through this many slices of [0, 1] in time
 TIME_STRATA = 8
-
-
-@dataclass
-class RadianceConfig:
-    """Trunk (its encoding: the position's) and head (its encoding: the view direction's);
-    for dynamic scenes a deformation MLP over (x, t), time as a trunk input, and where the
-    trunk's modulation grid is read (position, time or space_time)."""
-
-    trunk: FieldConfig = dataclasses.field(default_factory=FieldConfig)
-    head: FieldConfig = dataclasses.field(default_factory=FieldConfig)
-    features: int = 256  # trunk features passed to the head
-    density_bias: float = -2.0  # density = softplus(raw + bias)
-    deformation: FieldConfig | None = None  # T-NeRF: (x, t) -> offset into the canonical field
-    time_input: bool = False  # the trunk reads (x, t) instead of x
-    trunk_modulation: str = "position"  # position | time | space_time
-
-
-@dataclass
-class SamplerConfig:
-    """How rays are sampled: occupancy-grid marching or hierarchical (coarse + fine)."""
-
-    kind: str = "occupancy"
-    steps_per_diagonal: int = 512  # occupancy: marching step = box diagonal / this
-    grid_resolution: int = 128  # occupancy grid cells per axis
-    threshold: float = 0.01  # occupancy: opacity of one step that marks a cell occupied
-    update_every: int = 16  # occupancy: training steps between grid updates
-    warmup: int = 256  # occupancy: steps during which updates refresh every cell
-    update_fraction: float = 0.5  # occupancy: share of cells refreshed by an update after warm-up
-    stop_transmittance: float = 1e-4  # occupancy: early ray termination
-    coarse: int = 64  # hierarchical: stratified samples per ray
-    fine: int = 128  # hierarchical: importance samples per ray
 
 
 @dataclass
@@ -115,55 +80,6 @@ class SceneConfig:
             if part is not None:
                 part.validate()
         self.train.validate()
-
-
-def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceField:
-    """The radiance field of ``cfg`` over the box ``aabb`` (6,)."""
-    mod_dim = {"position": 3, "time": 1, "space_time": 4}[cfg.trunk_modulation]
-    trunk = build_field(cfg.trunk, in_dim=4 if cfg.time_input else 3, out_dim=1 + cfg.features, mod_dim=mod_dim)
-    direction = build_encoding(cfg.head.encoding, 3)
-    head = build_mlp(cfg.head, cfg.features + direction.out_dim, 3, encoding=None, mod_dim=2)
-    deformation = None if cfg.deformation is None else build_field(cfg.deformation, in_dim=4, out_dim=3)
-    return RadianceField(
-        trunk, head, direction, aabb, cfg.density_bias, deformation, cfg.time_input, cfg.trunk_modulation
-    )
-
-
-class NeRFModel(nn.Module):
-    """A radiance field, its occupancy grid (when marching) and its sampling settings.
-
-    Checkpoints hold the field and the grid; ``OccupancyRefresh`` keeps the grid up to date
-    during training.
-    """
-
-    def __init__(self, field: RadianceField, sampler: SamplerConfig):
-        super().__init__()
-        self.field, self.sampler_cfg = field, sampler
-        box = field.aabb  # marching step: the box diagonal over steps_per_diagonal, read once (not every step)
-        self.step_size = float((box[3:] - box[:3]).norm()) / sampler.steps_per_diagonal
-        self.grid = (
-            OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
-            if sampler.kind == "occupancy"
-            else None
-        )
-
-    def sampler(self) -> Sampler:
-        cfg = self.sampler_cfg
-        if self.grid is not None:
-            return OccupancySampler(self.grid, self.step_size, cfg.stop_transmittance)
-        return HierarchicalSampler(self.field.aabb, cfg.coarse, cfg.fine)
-
-    def render(
-        self,
-        origins: torch.Tensor,
-        directions: torch.Tensor,
-        background: torch.Tensor,
-        generator: torch.Generator | None = None,
-        times: torch.Tensor | None = None,
-    ) -> RenderResult:
-        """Colour, opacity and depth of rays (R, 3) (at ``times`` (R,) for a dynamic field);
-        ``generator`` jitters the samples (training)."""
-        return render_rays(self.field, self.sampler(), origins, directions, background, generator, times).result
 
 
 class OccupancyRefresh(Hook):

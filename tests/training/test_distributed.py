@@ -21,8 +21,9 @@ from camfields import cli
 from camfields.distributed import Shard, init, map_gathered, run_on_main
 from camfields.errors import CamfieldsError
 from camfields.io.blender import load_blender
+from camfields.render.model import NeRFModel, build_radiance_field
 from camfields.tasks.nerf import resolve_config
-from camfields.tasks.radiance import NeRFModel, build_radiance_field, evaluate_views
+from camfields.tasks.radiance import evaluate_views
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 

@@ -1,0 +1,112 @@
+"""A radiance-field model as a renderer: its config, the field with its occupancy grid and
+sampler (``NeRFModel``), built from the config alone so that a decoder needs no training code.
+
+Example::
+
+    >>> import torch
+    >>> from camfields.fields import EncodingConfig, FieldConfig
+    >>> enc = EncodingConfig("sinusoidal", num_freqs=4)
+    >>> cfg = RadianceConfig(FieldConfig(enc, hidden=16, depth=2), FieldConfig(enc, hidden=16, depth=1), features=8)
+    >>> field = build_radiance_field(cfg, torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    >>> model = NeRFModel(field, SamplerConfig(grid_resolution=8))
+    >>> rays = torch.zeros(2, 3), torch.nn.functional.normalize(torch.ones(2, 3), dim=-1)
+    >>> model.render(*rays, torch.ones(3)).color.shape
+    torch.Size([2, 3])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
+from camfields.modules.radiance import RadianceField
+from camfields.render.occupancy import OccupancyGrid
+from camfields.render.radiance import render_rays
+from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
+from camfields.render.volume import RenderResult
+
+SAMPLERS = ("occupancy", "hierarchical")
+
+
+@dataclass
+class RadianceConfig:
+    """Trunk (its encoding: the position's) and head (its encoding: the view direction's);
+    for dynamic scenes a deformation MLP over (x, t), time as a trunk input, and where the
+    trunk's modulation grid is read (position, time or space_time)."""
+
+    trunk: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    head: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    features: int = 256  # trunk features passed to the head
+    density_bias: float = -2.0  # density = softplus(raw + bias)
+    deformation: FieldConfig | None = None  # T-NeRF: (x, t) -> offset into the canonical field
+    time_input: bool = False  # the trunk reads (x, t) instead of x
+    trunk_modulation: str = "position"  # position | time | space_time
+
+
+@dataclass
+class SamplerConfig:
+    """How rays are sampled: occupancy-grid marching or hierarchical (coarse + fine)."""
+
+    kind: str = "occupancy"
+    steps_per_diagonal: int = 512  # occupancy: marching step = box diagonal / this
+    grid_resolution: int = 128  # occupancy grid cells per axis
+    threshold: float = 0.01  # occupancy: opacity of one step that marks a cell occupied
+    update_every: int = 16  # occupancy: training steps between grid updates
+    warmup: int = 256  # occupancy: steps during which updates refresh every cell
+    update_fraction: float = 0.5  # occupancy: share of cells refreshed by an update after warm-up
+    stop_transmittance: float = 1e-4  # occupancy: early ray termination
+    coarse: int = 64  # hierarchical: stratified samples per ray
+    fine: int = 128  # hierarchical: importance samples per ray
+
+
+def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceField:
+    """The radiance field of ``cfg`` over the box ``aabb`` (6,)."""
+    mod_dim = {"position": 3, "time": 1, "space_time": 4}[cfg.trunk_modulation]
+    trunk = build_field(cfg.trunk, in_dim=4 if cfg.time_input else 3, out_dim=1 + cfg.features, mod_dim=mod_dim)
+    direction = build_encoding(cfg.head.encoding, 3)
+    head = build_mlp(cfg.head, cfg.features + direction.out_dim, 3, encoding=None, mod_dim=2)
+    deformation = None if cfg.deformation is None else build_field(cfg.deformation, in_dim=4, out_dim=3)
+    return RadianceField(
+        trunk, head, direction, aabb, cfg.density_bias, deformation, cfg.time_input, cfg.trunk_modulation
+    )
+
+
+class NeRFModel(nn.Module):
+    """A radiance field, its occupancy grid (when marching) and its sampling settings.
+
+    Checkpoints hold the field and the grid; ``OccupancyRefresh`` keeps the grid up to date
+    during training.
+    """
+
+    def __init__(self, field: RadianceField, sampler: SamplerConfig):
+        super().__init__()
+        self.field, self.sampler_cfg = field, sampler
+        box = field.aabb  # marching step: the box diagonal over steps_per_diagonal, read once (not every step)
+        self.step_size = float((box[3:] - box[:3]).norm()) / sampler.steps_per_diagonal
+        self.grid = (
+            OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
+            if sampler.kind == "occupancy"
+            else None
+        )
+
+    def sampler(self) -> Sampler:
+        cfg = self.sampler_cfg
+        if self.grid is not None:
+            return OccupancySampler(self.grid, self.step_size, cfg.stop_transmittance)
+        return HierarchicalSampler(self.field.aabb, cfg.coarse, cfg.fine)
+
+    def render(
+        self,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        background: torch.Tensor,
+        generator: torch.Generator | None = None,
+        times: torch.Tensor | None = None,
+    ) -> RenderResult:
+        """Colour, opacity and depth of rays (R, 3) (at ``times`` (R,) for a dynamic field);
+        ``generator`` jitters the samples (training)."""
+        return render_rays(self.field, self.sampler(), origins, directions, background, generator, times).result
