@@ -1,11 +1,11 @@
 """The image codec's file side: a fitted image field to a ``.camf`` file and back to pixels.
 
 Post-training quantization: every parameter of the field is rounded to symmetric n-bit levels
-(one bfloat16 step per tensor, ``compression.quantize.symmetric_integers``) and every buffer
-its constructor draws at random (``RANDOM_BUFFERS``: a Fourier projection) to
-``BUFFER_BITS``-bit levels; buffers the constructor derives from the config are rebuilt by the
-decoder. The file is a bitstream (``codec.bitstream``) whose header holds the format name, the
-image size, its channels and PNG bit depth, the weights' bit depth and the field config.
+(one bfloat16 step per tensor, ``compression.quantize.symmetric_integers``) and the buffers its
+constructor draws at random (a Fourier projection) to 16-bit levels, as ``codec.fields`` says
+for every field; buffers the constructor derives from the config are rebuilt by the decoder.
+The file is a bitstream (``codec.bitstream``) whose header holds the format name, the image
+size, its channels and PNG bit depth, the weights' bit depth and the field config.
 
 Decoding needs this module, the bitstream reader and the field builder only: no training code
 is imported. Pixel (row i, column j) of an H x W image sits at
@@ -24,38 +24,37 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from camfields.codec.bitstream import Bitstream, QuantizedTensor, check_layout, read_bitstream, write_bitstream
-from camfields.compression.quantize import symmetric_integers, symmetric_levels
+from camfields.codec.bitstream import Bitstream, check_layout, read_bitstream, write_bitstream
+from camfields.codec.fields import (  # noqa: F401 (re-exported for the commands)
+    MAX_BITS,
+    MIN_BITS,
+    check_derived_buffers,
+    check_stored,
+    check_weight_bits,
+    load_levels,
+    quantize_state,
+    stored_bits,
+    stream_bits,
+)
 from camfields.config import from_dict
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_field
 from camfields.io.images import pixel_coords
-from camfields.modules import FourierFeatures
 
 IMAGE_FORMAT = "camfields-image/1"
-#: bit depth of the stored random buffers (a Fourier projection's frequencies: their rounding
-#: moves every feature's phase, so they keep more bits than the weights)
-BUFFER_BITS = 16
-#: buffers a module's constructor draws at random, by module type: the file stores them; every
-#: other buffer is derived from the config and rebuilt by the decoder
-RANDOM_BUFFERS: dict[type[nn.Module], tuple[str, ...]] = {FourierFeatures: ("proj",)}
 #: what a header may ask of the decoder: pixels per side and in all, image channels, PNG depths
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 24
 CHANNELS = (1, 2, 3, 4)
 PNG_BITS = (8, 16)
-#: weight bit depths the image codec writes (1 bit has no level but 0)
-MIN_BITS, MAX_BITS = 2, 16
 #: the weights' bit depth when none is asked for (``ImageTask.export``)
 DEFAULT_BITS = 8
 #: pixels rendered at once (with the widest field, 2^14 units, 256 MiB of activations per layer)
@@ -75,48 +74,6 @@ class ImageField:
     png_bits: int
 
 
-def stored_buffers(model: nn.Module) -> list[str]:
-    """Names (``state_dict`` keys) of the model's random buffers (``RANDOM_BUFFERS``), which the file stores."""
-    names = []
-    for prefix, module in model.named_modules():
-        for name in RANDOM_BUFFERS.get(type(module), ()):
-            names.append(f"{prefix}.{name}" if prefix else name)
-    return names
-
-
-def stored_bits(model: nn.Module, bits: int) -> dict[str, int]:
-    """Every tensor the file stores (``state_dict`` keys, in its order) with its bit depth: the
-    parameters at ``bits``, the random buffers at ``BUFFER_BITS``."""
-    depths = {name: bits for name, _ in model.named_parameters()} | dict.fromkeys(stored_buffers(model), BUFFER_BITS)
-    return {name: depths[name] for name in model.state_dict() if name in depths}
-
-
-def quantize_field(model: nn.Module, bits: int) -> list[QuantizedTensor]:
-    """Every stored tensor (``stored_bits``) as symmetric integers and one step, in ``state_dict`` order."""
-    state = model.state_dict()
-    tensors = []
-    for name, depth in stored_bits(model, bits).items():
-        values, steps = symmetric_integers(state[name].float(), depth)
-        tensors.append(
-            QuantizedTensor(name, tuple(state[name].shape), steps.cpu().numpy(), values.reshape(-1).cpu().numpy())
-        )
-    return tensors
-
-
-@torch.no_grad()
-def load_levels(model: nn.Module, tensors: list[QuantizedTensor]) -> nn.Module:
-    """``model`` with each of ``tensors`` (dequantized) copied into the tensor of its name; returns it."""
-    state = model.state_dict()
-    for t in tensors:
-        state[t.name].copy_(torch.from_numpy(t.dequantize()))
-    return model
-
-
-def quantized_field(model: nn.Module, bits: int) -> nn.Module:
-    """A CPU copy of ``model`` holding exactly the values a decoder rebuilds from its ``bits``-bit file."""
-    return load_levels(copy.deepcopy(model).cpu(), quantize_field(model, bits))
-
-
 def _check_sizes(height: Any, width: Any, channels: Any, png_bits: Any, where: str) -> None:
     sides = (height, width)
     if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides):
@@ -127,31 +84,6 @@ def _check_sizes(height: Any, width: Any, channels: Any, png_bits: Any, where: s
         raise CamfieldsError(f"{where}: the image must have 1 to 4 channels, got {channels!r}")
     if png_bits not in PNG_BITS or isinstance(png_bits, bool):
         raise CamfieldsError(f"{where}: the PNG bit depth must be 8 or 16, got {png_bits!r}")
-
-
-def _check_bits(bits: Any, where: str) -> None:
-    if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
-        raise CamfieldsError(f"{where}: the weights' bit depth must be from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
-
-
-def _stream_bits(model: nn.Module, bits: int) -> int:
-    """The bitstream's bit depth: the widest of the stored tensors' (its range codes every one of them)."""
-    return max(stored_bits(model, bits).values(), default=bits)
-
-
-@torch.no_grad()
-def _check_derived_buffers(model: nn.Module, field_cfg: FieldConfig, out_dim: int, bits: int) -> None:
-    """Every buffer the file does not store must be what the config's constructor builds (the decoder
-    rebuilds it), else the file would decode to another field; the global RNG is left untouched."""
-    with torch.random.fork_rng(devices=[]):
-        fresh = build_field(field_cfg, in_dim=2, out_dim=out_dim).state_dict()
-    stored = stored_bits(model, bits)
-    for name, value in model.state_dict().items():
-        if name not in stored and not torch.equal(value.cpu(), fresh[name]):
-            raise CamfieldsError(
-                f"buffer {name} of the field is not the one its config builds and is not stored: "
-                "the file cannot rebuild it"
-            )
 
 
 def encode_image_field(
@@ -167,7 +99,7 @@ def encode_image_field(
     """Write a fitted image field (``build_field(field_cfg, 2, channels)``) with ``bits``-bit weights
     to ``path``; returns the file size in bytes. The field must be the one ``field_cfg`` describes."""
     where = f"image file {path}"
-    _check_bits(bits, where)
+    check_weight_bits(bits, where)
     _check_sizes(height, width, channels, png_bits, where)
     field_cfg.validate()
     with torch.device("meta"):
@@ -175,7 +107,8 @@ def encode_image_field(
     state, shapes = model.state_dict(), layout.state_dict()
     stored = {name: tuple(state[name].shape) for name in stored_bits(model, bits)}
     check_layout(stored, {name: tuple(shapes[name].shape) for name in stored_bits(layout, bits)}, where, "the field")
-    _check_derived_buffers(model, field_cfg, channels, bits)
+    with torch.random.fork_rng(devices=[]):
+        check_derived_buffers(model, build_field(field_cfg, in_dim=2, out_dim=channels).state_dict(), bits)
     header = {
         "format": IMAGE_FORMAT,
         "height": height,
@@ -185,7 +118,7 @@ def encode_image_field(
         "weight_bits": bits,
         "field": dataclasses.asdict(field_cfg),
     }
-    return write_bitstream(path, header, _stream_bits(model, bits), quantize_field(model, bits))
+    return write_bitstream(path, header, stream_bits(model, bits), quantize_state(model, bits))
 
 
 def _header(stream: Bitstream, path: Path) -> tuple[FieldConfig, int, int, int, int, int]:
@@ -206,7 +139,7 @@ def _header(stream: Bitstream, path: Path) -> tuple[FieldConfig, int, int, int, 
         raise CamfieldsError(f"{path}: its header describes no field: {e}") from None
     sizes = [header[key] for key in ("height", "width", "channels", "png_bits")]
     _check_sizes(*sizes, str(path))
-    _check_bits(header["weight_bits"], str(path))
+    check_weight_bits(header["weight_bits"], str(path))
     return field_cfg, *sizes, header["weight_bits"]
 
 
@@ -224,14 +157,7 @@ def field_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") 
             layout = build_field(field_cfg, in_dim=2, out_dim=channels)
     except CamfieldsError as e:
         raise CamfieldsError(f"{path}: its header describes no field: {e}") from None
-    needed = {name: tuple(layout.state_dict()[name].shape) for name in stored_bits(layout, bits)}
-    check_layout({t.name: t.shape for t in stream.tensors}, needed, str(path), "the field its config describes")
-    depths = stored_bits(layout, bits)
-    if stream.bits != _stream_bits(layout, bits):
-        raise CamfieldsError(f"{path}: its bit depth {stream.bits} does not match its header's weights and buffers")
-    for t in stream.tensors:
-        if t.values.size and int(np.abs(t.values).max()) > symmetric_levels(depths[t.name]):
-            raise CamfieldsError(f"{path}: tensor {t.name} has integers beyond its {depths[t.name]}-bit range")
+    check_stored(stream, layout, bits, str(path), "the field its config describes")
     model = build_field(field_cfg, in_dim=2, out_dim=channels)
     return ImageField(load_levels(model, stream.tensors).eval(), height, width, channels, png_bits)
 

@@ -14,6 +14,7 @@ import torch
 from test_image_task import write
 
 from camfields import CamfieldsError
+from camfields.codec import fields
 from camfields.codec import image as codec
 from camfields.codec.bitstream import read_bitstream, write_bitstream
 from camfields.commands.compress import compress
@@ -23,6 +24,7 @@ from camfields.compression.quantize import fake_quantize
 from camfields.fields import build_field
 from camfields.io.images import load_image, pixel_coords
 from camfields.metrics import psnr
+from camfields.modules import FourierFeatures
 from camfields.tasks.image import IMAGE, fit_images, resolve_config
 from camfields.training.checkpoint import load_checkpoint
 
@@ -60,11 +62,11 @@ def test_a_fitted_image_decodes_from_its_file_to_the_quantized_fields_image(fitt
     parameters = dict(model.named_parameters())
     assert set(codec.stored_bits(model, bits)) == set(parameters) | {"encoding.proj"}
     for name, value in fitted_state.items():  # every tensor bit for bit at its levels (the projection at 16 bits)
-        depth = bits if name in parameters else codec.BUFFER_BITS
+        depth = bits if name in parameters else fields.STORED_BUFFERS[FourierFeatures]["proj"]
         assert torch.equal(decoded_state[name], fake_quantize(value, depth)), name
     assert not torch.equal(decoded_state["output_layer.weight"], fitted_state["output_layer.weight"])
     decoded = codec.decode_image(path)
-    assert torch.allclose(decoded, reference_render(codec.quantized_field(model, bits)), rtol=0, atol=1e-6)
+    assert torch.allclose(decoded, reference_render(fields.quantized_model(model, bits)), rtol=0, atol=1e-6)
     if bits == 8:
         assert abs(psnr(decoded, pixels) - psnr(reference_render(model), pixels)) < 1.0
 
