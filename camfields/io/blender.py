@@ -93,8 +93,7 @@ def json_pose(value: object, where: str) -> torch.Tensor:
         )
     _check_pose_shape((len(value), lengths[0]), "transform_matrix", where)
     rows = [
-        [json_number(x, f"transform_matrix[{r}][{c}]", where) for c, x in enumerate(row)]
-        for r, row in enumerate(value)
+        [json_number(x, f"transform_matrix[{r}][{c}]", where) for c, x in enumerate(row)] for r, row in enumerate(value)
     ]
     return check_pose(torch.tensor(rows, dtype=torch.float64), "transform_matrix", where)
 
@@ -168,6 +167,42 @@ def _read_meta(meta_path: Path) -> tuple[float, list[dict]]:
     return fov, frames
 
 
+class Cameras(NamedTuple):
+    """The cameras of a transforms file: horizontal field of view (radians), camera-to-world poses
+    (N, 4, 4), a name per frame (its image's stem) and, for a dynamic scene, times (N,) in [0, 1]."""
+
+    fov: float
+    poses: torch.Tensor
+    names: list[str]
+    times: torch.Tensor | None
+
+
+def _cameras(meta_path: Path) -> tuple[Cameras, list[dict]]:
+    """The checked cameras of a transforms file and its frame objects."""
+    fov, frames = _read_meta(meta_path)
+    poses, names, times = [], [], []
+    for number, frame in enumerate(frames):
+        where = f"{meta_path.name} frame {number}"
+        if "transform_matrix" not in frame:
+            raise CamfieldsError(f"{where} has no 'transform_matrix'")
+        poses.append(json_pose(frame["transform_matrix"], where))
+        names.append(Path(str(frame.get("file_path", f"view_{number:03d}"))).stem)
+        if "time" in frame:
+            times.append(json_number(frame["time"], "'time'", where))
+    if times and len(times) != len(frames):
+        raise CamfieldsError(f"{meta_path.name}: {len(times)} of {len(frames)} frames have a 'time'; all or none must")
+    checked = check_times(torch.tensor(times), len(frames), meta_path.name) if times else None
+    return Cameras(fov, torch.stack(poses), names, checked), frames
+
+
+def read_cameras(meta_path: Path) -> Cameras:
+    """The cameras of a Blender ``transforms_*.json`` file alone (its images are not read): to render
+    a fitted scene from the views of a split."""
+    if not Path(meta_path).is_file():
+        raise CamfieldsError(f"{meta_path} is not a file; give a transforms_*.json of a Blender scene")
+    return _cameras(Path(meta_path))[0]
+
+
 def load_blender(
     root: Path, split: str, downscale_factor: int = 1, background: tuple[float, float, float] = (1.0, 1.0, 1.0)
 ) -> CameraSplit:
@@ -183,17 +218,12 @@ def load_blender(
     meta_path = root / f"transforms_{split}.json"
     if not meta_path.exists():
         raise CamfieldsError(f"{root} has no transforms_{split}.json (is it a Blender scene folder?)")
-    fov, frames = _read_meta(meta_path)
+    cameras, frames = _cameras(meta_path)
     bg = torch.tensor(background, dtype=torch.float32)
-    images, poses, names, times = [], [], [], []
+    images, names = [], []
     for number, frame in enumerate(frames):
         where = f"{meta_path.name} frame {number}"
         path = frame_image(root, frame, where)
-        if "transform_matrix" not in frame:
-            raise CamfieldsError(f"{where} has no 'transform_matrix'")
-        pose = json_pose(frame["transform_matrix"], where)
-        if "time" in frame:
-            times.append(json_number(frame["time"], "'time'", where))
         pixels = frame_pixels(path, downscale_factor, bg, where)
         if images and pixels.shape != images[0].shape:
             raise CamfieldsError(
@@ -201,15 +231,6 @@ def load_blender(
                 f"but {path.stem} is {pixels.shape[1]}x{pixels.shape[0]}"
             )
         images.append(pixels)
-        poses.append(pose)
         names.append(path.stem)
-    if times and len(times) != len(images):
-        raise CamfieldsError(f"{meta_path.name}: {len(times)} of {len(images)} frames have a 'time'; all or none must")
     width = images[0].shape[1]
-    return CameraSplit(
-        torch.stack(images),
-        torch.stack(poses),
-        focal_from_fov(width, fov),
-        names,
-        check_times(torch.tensor(times), len(images), meta_path.name) if times else None,
-    )
+    return CameraSplit(torch.stack(images), cameras.poses, focal_from_fov(width, cameras.fov), names, cameras.times)

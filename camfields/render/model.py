@@ -17,19 +17,24 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from camfields.config import check_choice
+from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
-from camfields.modules.radiance import RadianceField
+from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
 from camfields.render.occupancy import OccupancyGrid
 from camfields.render.radiance import render_rays
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
 
 SAMPLERS = ("occupancy", "hierarchical")
+#: the most occupancy-grid cells per axis (512^3 cells: 128 MiB of booleans)
+MAX_GRID_RESOLUTION = 512
 
 
 @dataclass
@@ -46,6 +51,17 @@ class RadianceConfig:
     time_input: bool = False  # the trunk reads (x, t) instead of x
     trunk_modulation: str = "position"  # position | time | space_time
 
+    def validate(self) -> None:
+        check_choice(self.trunk_modulation, TRUNK_MODULATION_COORDS, "field.trunk_modulation")
+        if not 1 <= self.features <= 1 << 16 or not math.isfinite(self.density_bias):
+            raise CamfieldsError(
+                f"field.features must be from 1 to 65536 and density_bias finite, got {self.features} "
+                f"and {self.density_bias}"
+            )
+        for part in (self.trunk, self.head, self.deformation):
+            if part is not None:
+                part.validate()
+
 
 @dataclass
 class SamplerConfig:
@@ -61,6 +77,31 @@ class SamplerConfig:
     stop_transmittance: float = 1e-4  # occupancy: early ray termination
     coarse: int = 64  # hierarchical: stratified samples per ray
     fine: int = 128  # hierarchical: importance samples per ray
+
+    def validate(self) -> None:
+        check_choice(self.kind, SAMPLERS, "sampler")
+        counts = {
+            "steps_per_diagonal": (self.steps_per_diagonal, 1 << 16),
+            "grid_resolution": (self.grid_resolution, MAX_GRID_RESOLUTION),
+            "coarse": (self.coarse, 1 << 12),
+            "fine": (self.fine, 1 << 12),
+        }
+        for name, (value, most) in counts.items():
+            if not 1 <= value <= most:
+                raise CamfieldsError(f"sampler.{name} must be from 1 to {most}, got {value}")
+
+
+def check_box(aabb: list[float], background: list[float], where: str = "the scene") -> None:
+    """One sentence naming ``where`` unless ``aabb`` is 6 finite numbers (minimum corner first, each
+    below the maximum) and ``background`` an RGB colour in [0, 1]."""
+    if len(background) != 3 or len(aabb) != 6:
+        raise CamfieldsError(f"{where}: background needs 3 numbers (RGB in [0, 1]) and aabb 6 (min xyz, max xyz)")
+    if not all(0 <= c <= 1 for c in background) or not all(math.isfinite(v) for v in aabb):
+        raise CamfieldsError(
+            f"{where}: background must be RGB in [0, 1] and aabb finite numbers, got {background} and {aabb}"
+        )
+    if any(lo >= hi for lo, hi in zip(aabb[:3], aabb[3:])):
+        raise CamfieldsError(f"{where}: aabb {aabb} must list its minimum corner first, each below the maximum")
 
 
 def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceField:

@@ -61,10 +61,21 @@ def orbit_poses(poses: torch.Tensor, frames: int) -> torch.Tensor:
     """``frames`` camera-to-world matrices (F, 4, 4) on a circle around the z axis, looking at the origin.
 
     The circle has the mean distance from the z axis and the mean height of the cameras in
-    ``poses`` (N, 4, 4): a turntable of novel views at the training cameras' elevation.
+    ``poses`` (N, 4, 4) (``orbit_of``): a turntable of novel views at the training cameras' elevation.
     """
-    centres = poses[:, :3, 3]
-    radius = centres[:, :2].norm(dim=-1).mean()
-    height = centres[:, 2].mean()
-    angles = torch.arange(frames, dtype=poses.dtype) * (2 * math.pi / frames)
-    return torch.stack([look_at(torch.stack([radius * torch.cos(a), radius * torch.sin(a), height])) for a in angles])
+    return orbit(*orbit_of(poses), frames).to(poses.dtype)
+
+
+def orbit_of(poses: torch.Tensor) -> tuple[float, float]:
+    """(radius, height) of the cameras ``poses`` (N, 4, 4): their mean distance from the z axis and mean z."""
+    centres = poses[:, :3, 3].double()
+    return float(centres[:, :2].norm(dim=-1).mean()), float(centres[:, 2].mean())
+
+
+def orbit(radius: float, height: float, frames: int) -> torch.Tensor:
+    """``frames`` camera-to-world matrices (F, 4, 4) at ``height`` on a circle of ``radius`` around the
+    z axis, evenly spaced from angle 0, each looking at the origin."""
+    angles = torch.arange(frames, dtype=torch.float64) * (2 * math.pi / frames)
+    return torch.stack(
+        [look_at(torch.tensor([radius * math.cos(a), radius * math.sin(a), height])) for a in angles.tolist()]
+    ).float()

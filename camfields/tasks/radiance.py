@@ -27,9 +27,8 @@ from camfields.io.identity import data_identity
 from camfields.io.images import save_png, to_uint8
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
-from camfields.modules.radiance import TRUNK_MODULATION_COORDS
 from camfields.ops.sync import to_device
-from camfields.render.model import SAMPLERS, NeRFModel, RadianceConfig, SamplerConfig, build_radiance_field
+from camfields.render.model import NeRFModel, RadianceConfig, SamplerConfig, build_radiance_field, check_box
 from camfields.render.radiance import render_image
 from camfields.render.rays import camera_rays, orbit_poses
 from camfields.training import Evaluation, FitResult, TrainConfig
@@ -62,23 +61,13 @@ class SceneConfig:
 
     def validate(self) -> None:
         check_choice(self.eval_split, SPLITS, "evaluation split")
-        check_choice(self.sampler.kind, SAMPLERS, "sampler")
-        check_choice(self.field.trunk_modulation, TRUNK_MODULATION_COORDS, "field.trunk_modulation")
         if self.downscale < 1:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
-        if len(self.background) != 3 or len(self.aabb) != 6:
-            raise CamfieldsError("background needs 3 numbers (RGB in [0, 1]) and aabb 6 (min xyz, max xyz)")
-        if not all(0 <= c <= 1 for c in self.background) or not all(math.isfinite(v) for v in self.aabb):
-            raise CamfieldsError(
-                f"background must be RGB in [0, 1] and aabb finite numbers, got {self.background} and {self.aabb}"
-            )
-        if any(lo >= hi for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
-            raise CamfieldsError(f"aabb {self.aabb} must list its minimum corner first, each below the maximum")
+        check_box(self.aabb, self.background, "the scene config")
         if self.train.batch_size < 1:
             raise CamfieldsError("train.batch_size (rays per step) must be positive")
-        for part in (self.field.trunk, self.field.head, self.field.deformation):
-            if part is not None:
-                part.validate()
+        self.field.validate()
+        self.sampler.validate()
         self.train.validate()
 
 
