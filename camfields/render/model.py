@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -126,13 +127,18 @@ class NeRFModel(nn.Module):
     def __init__(self, field: RadianceField, sampler: SamplerConfig):
         super().__init__()
         self.field, self.sampler_cfg = field, sampler
-        box = field.aabb  # marching step: the box diagonal over steps_per_diagonal, read once (not every step)
-        self.step_size = float((box[3:] - box[:3]).norm()) / sampler.steps_per_diagonal
         self.grid = (
             OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
             if sampler.kind == "occupancy"
             else None
         )
+
+    @functools.cached_property
+    def step_size(self) -> float:
+        """The marching step: the box diagonal over ``steps_per_diagonal``, read from the box once
+        (not every step; a model laid out on the meta device never reads it)."""
+        box = self.field.aabb
+        return float((box[3:] - box[:3]).norm()) / self.sampler_cfg.steps_per_diagonal
 
     def sampler(self) -> Sampler:
         cfg = self.sampler_cfg

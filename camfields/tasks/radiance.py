@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import torch
 
 from camfields import distributed
-from camfields.compression import quantized_copy, quantized_size_bytes
+from camfields.codec.fields import check_weight_bits
+from camfields.codec.scene import SceneCamera, encode_scene, read_scene
 from camfields.config import Presets, check_choice
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
@@ -30,13 +31,16 @@ from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
 from camfields.ops.sync import to_device
 from camfields.render.model import NeRFModel, RadianceConfig, SamplerConfig, build_radiance_field, check_box
 from camfields.render.radiance import render_image
-from camfields.render.rays import camera_rays, orbit_poses
+from camfields.render.rays import camera_rays, orbit_of, orbit_poses
 from camfields.training import Evaluation, FitResult, TrainConfig
 from camfields.training.fit import Setup, Task
 from camfields.training.hooks import Hook
 from camfields.training.progress import phase
 
 SPLITS = ("val", "test")
+#: the file a scene fit writes, and the weights' bit depth of ``Task.export`` when ``quantize_bits`` is 0
+SCENE_FILE = "scene.camf"
+DEFAULT_SCENE_BITS = 8
 #: a dynamic field's occupancy updates cycle through this many slices of [0, 1] in time
 TIME_STRATA = 8
 
@@ -54,7 +58,7 @@ class SceneConfig:
     eval_views: int = 0  # evaluate this many views spread evenly over the split; 0 = all
     eval_chunk: int = 8192  # rays rendered at once during evaluation
     turntable_frames: int = 60  # frames of the novel-view turntable video; 0 = none
-    quantize_bits: int = 8  # also evaluate with weights quantized to this many bits; 0 = off
+    quantize_bits: int = 8  # write scene.camf with n-bit weights and evaluate its decoded field; 0 = off
     field: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(batch_size=4096))
@@ -64,6 +68,8 @@ class SceneConfig:
         if self.downscale < 1:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
         check_box(self.aabb, self.background, "the scene config")
+        if self.quantize_bits:
+            check_weight_bits(self.quantize_bits, "quantize_bits (0 = no scene file)")
         if self.train.batch_size < 1:
             raise CamfieldsError("train.batch_size (rays per step) must be positive")
         self.field.validate()
@@ -264,8 +270,18 @@ class SceneTask(Task[SceneConfig, SceneData]):
         preview = preview._replace(image=preview.image.to(device))
         rays = split_rays(data.train, device)
         objective = RayObjective(rays, cfg.train.batch_size, background, preview, cfg.eval_chunk)
-        extras = {"background": background, "views": views}
+        camera = SceneCamera(
+            data.eval.images.shape[2], data.eval.images.shape[1], data.eval.focal, *orbit_of(data.train.poses)
+        )
+        extras = {"background": background, "views": views, "camera": camera}
         return Setup(model, objective, f"{data.label} {cfg.model}", [OccupancyRefresh()], extras)
+
+    def export(self, cfg: SceneConfig, setup: Setup, path: Path) -> int:
+        """Write the fitted model to the scene file ``path`` with ``cfg.quantize_bits``-bit weights
+        (8 when 0) and the scene's default camera (``codec.scene.encode_scene``); returns its bytes."""
+        field, sampler = cfg.field, cfg.sampler
+        camera, bits = setup.extras["camera"], cfg.quantize_bits or DEFAULT_SCENE_BITS
+        return encode_scene(path, setup.model, field, sampler, cfg.aabb, cfg.background, self.name, camera, bits)
 
     def evaluate(
         self,
@@ -277,10 +293,11 @@ class SceneTask(Task[SceneConfig, SceneData]):
         shard: Shard,
         progress: bool,
     ) -> dict[str, Any] | None:
-        """Renders the evaluation views (PNGs in ``eval_<split>/``), the same with quantized weights,
-        and ``turntable.mp4`` (sweeping time from 0 to 1 for a dynamic scene), spread over the
-        ranks. Metrics on rank 0: mean and per-view PSNR / SSIM / LPIPS, PSNR with n-bit weights,
-        the model's size in MB in float32 and with n-bit weights, and the parameter count."""
+        """Renders the evaluation views (PNGs in ``eval_<split>/``), writes ``scene.camf`` with n-bit
+        weights (``quantize_bits``) and renders the views again from the model decoded from it, and
+        ``turntable.mp4`` (sweeping time from 0 to 1 for a dynamic scene), spread over the ranks.
+        Metrics on rank 0: mean and per-view PSNR / SSIM / LPIPS, PSNR of the decoded file, the
+        model's size in MB in float32 and the file's (``file_bytes``), and the parameter count."""
         model, background, views = setup.model, setup.extras["background"], setup.extras["views"]
         split, name = data.eval, setup.label
         per_view = evaluate_views(
@@ -307,11 +324,14 @@ class SceneTask(Task[SceneConfig, SceneData]):
         }
         if cfg.quantize_bits:
             bits = cfg.quantize_bits
-            quantized = quantized_copy(model, bits)
-            label = f"{name}: {cfg.eval_split} views, {bits}-bit weights" if progress else None
-            q_views = evaluate_views(quantized, split, views, background, cfg.eval_chunk, None, label)
+            path = out_dir / SCENE_FILE
+            size = distributed.run_on_main(lambda: self.export(cfg, setup, path))
+            decoded = read_scene(path).model.to(background.device)
+            label = f"{name}: {cfg.eval_split} views, decoded from {bits}-bit {SCENE_FILE}" if progress else None
+            q_views = evaluate_views(decoded, split, views, background, cfg.eval_chunk, None, label)
             metrics[f"psnr_{bits}bit"] = mean_or_none([m["psnr"] for m in q_views.values()])
-            metrics[f"size_mb_{bits}bit"] = quantized_size_bytes(model, bits) / 1e6
+            metrics[f"size_mb_{bits}bit"] = size / 1e6
+            metrics["file_bytes"] = size
         metrics["per_view"] = per_view
         if cfg.turntable_frames:
             frames = render_turntable(model, cfg, data, background, f"{name}: turntable" if progress else None)

@@ -258,7 +258,7 @@ def test_every_phase_after_training_shows_progress(tmp_path, capsys):
     }
     fit_nerf(tmp_path / "sphere", resolve_config("ngp", overrides=overrides), tmp_path / "run", "cpu", progress=True)
     shown = capsys.readouterr().err
-    for label in ("sphere ngp: val views", "sphere ngp: val views, 8-bit weights", "sphere ngp: turntable"):
+    for label in ("sphere ngp: val views", "sphere ngp: val views, decoded from 8-bit scene.camf", "sphere ngp: turntable"):
         assert f"{label}: 100%" in shown, shown[-2000:]
     fit_nerf(tmp_path / "sphere", resolve_config("ngp", overrides=overrides), tmp_path / "quiet", "cpu", progress=False)
     assert "views" not in capsys.readouterr().err
