@@ -91,6 +91,12 @@ def _header(stream: Bitstream, path: Path) -> tuple[GeneratorConfig, int, int, i
     return gen_cfg, frames, height, width
 
 
+def clip_size(path: Path) -> tuple[int, int, int]:
+    """(frames, height, width) of a video file, its checksum and header checked."""
+    _, frames, height, width = _header(read_bitstream(path), Path(path))
+    return frames, height, width
+
+
 def activations_per_frame(generator: NeRVGenerator) -> int:
     """The most values one frame holds at once in the generator: the stem's map or a block's output."""
     pixels = generator.base[0] * generator.base[1]

@@ -136,14 +136,14 @@ def test_damaged_and_forged_files_are_each_refused_in_one_sentence(fitted, tmp_p
 
 def test_compress_says_which_runs_it_cannot_write(fitted, tmp_path):
     run = fitted[0]
+    (tmp_path / "sculpture").mkdir()
+    (tmp_path / "sculpture" / "config.json").write_text('{"task": "sculpture"}')
     (tmp_path / "nerf").mkdir()
     (tmp_path / "nerf" / "config.json").write_text('{"task": "nerf"}')
-    (tmp_path / "video").mkdir()
-    (tmp_path / "video" / "config.json").write_text('{"task": "video"}')
-    with pytest.raises(CamfieldsError, match="nerf fields cannot be written to a compressed file yet"):
+    with pytest.raises(CamfieldsError, match="names the task 'sculpture'; compress knows image, nerf, dynamic, video"):
+        compress(tmp_path / "sculpture", 8, tmp_path / "s.camf")
+    with pytest.raises(CamfieldsError, match="holds no checkpoint.pt: the fit has not saved its weights yet"):
         compress(tmp_path / "nerf", 8, tmp_path / "n.camf")
-    with pytest.raises(CamfieldsError, match=r"video fit, which writes its own file: .*video\.camf"):
-        compress(tmp_path / "video", 8, tmp_path / "v.camf")
     with pytest.raises(CamfieldsError, match="weights' bit depth must be from 2 to 16, got 1"):
         compress(run, 1, tmp_path / "one.camf")
     (tmp_path / "taken.camf").write_bytes(b"mine")
@@ -179,11 +179,18 @@ def test_the_command_line_round_trip_imports_no_training_code_to_decode(fitted, 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_decompress_points_a_video_file_to_decode(tmp_path):
-    from camfields.codec.video import encode
+def test_decompress_decodes_a_video_file_as_decode_does_and_refuses_an_unknown_field(tmp_path):
+    from camfields.codec.video import decode_frames, encode
     from camfields.modules.nerv import GeneratorConfig, build_generator
 
     gen = GeneratorConfig(strides=[2, 2], channels=8, stem_channels=4, stem_hidden=16, embedding_levels=4)
     encode(tmp_path / "clip.camf", build_generator(gen, 16, 16), gen, bits=8, frames=2)
-    with pytest.raises(CamfieldsError, match="is a camfields video; rebuild its frames with `camfields decode"):
-        decompress(tmp_path / "clip.camf", tmp_path / "clip.png")
+    assert "decoded 2 video frames" in decompress(tmp_path / "clip.camf", tmp_path / "frames")
+    expected = (decode_frames(tmp_path / "clip.camf").clamp(0, 1) * 255).round().byte()
+    for k in range(2):
+        assert torch.equal(
+            load_image(tmp_path / "frames" / f"frame_{k:04d}.png").pixels.mul(255).round().byte(), expected[k]
+        )
+    write_bitstream(tmp_path / "sculpture.camf", {"format": "camfields-sculpture/1"}, 8, [])
+    with pytest.raises(CamfieldsError, match="'camfields-sculpture/1', a field this decoder does not know"):
+        decompress(tmp_path / "sculpture.camf", tmp_path / "s.png")

@@ -1,0 +1,193 @@
+"""The scene codec (issue 29, item 2 for NeRF and dynamic fields): a fitted scene's run folder to
+one .camf file, and its views rendered from that file alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from test_dynamic import SMALL_KPLANES, write_npz
+from test_golden import TINY_SCENE
+from test_nerf import write_blender_scene
+
+from camfields import CamfieldsError
+from camfields.codec import scene as codec
+from camfields.codec.bitstream import read_bitstream, write_bitstream
+from camfields.codec.fields import quantized_model
+from camfields.commands.compress import compress
+from camfields.commands.decompress import DecodeOptions, decompress
+from camfields.io.blender import read_cameras
+from camfields.io.images import load_image
+from camfields.render.model import NeRFModel, build_radiance_field
+from camfields.render.radiance import render_image
+from camfields.tasks import dynamic, nerf
+from camfields.training.checkpoint import load_checkpoint
+
+
+def fitted_model(run, cfg) -> NeRFModel:
+    model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler)
+    model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def sphere(tmp_path_factory):
+    """A finished tiny ngp_cam fit of the sphere scene: (scene folder, run folder, config, fitted model)."""
+    root = tmp_path_factory.mktemp("scene-codec")
+    write_blender_scene(root / "sphere")
+    cfg = nerf.resolve_config("ngp_cam", overrides={**TINY_SCENE, "downscale": 1})
+    metrics = nerf.fit_nerf(root / "sphere", cfg, root / "run", "cpu", progress=False)
+    return root / "sphere", root / "run", cfg, fitted_model(root / "run", cfg), metrics
+
+
+def test_a_fit_writes_its_scene_file_and_reports_the_psnr_decoded_from_it(sphere):
+    _, run, cfg, model, metrics = sphere
+    path = run / "scene.camf"
+    assert metrics["file_bytes"] == path.stat().st_size and metrics["size_mb_8bit"] == path.stat().st_size / 1e6
+    scene = codec.read_scene(path)
+    assert scene.task == "nerf" and (scene.camera.width, scene.camera.height) == (16, 16)
+    assert scene.model.grid.occupied.dtype == torch.bool and scene.model.grid.occupied.any()
+    assert torch.equal(scene.model.grid.occupied, model.grid.occupied)  # the cells the fit marched, exactly
+    assert metrics["psnr_8bit"] == pytest.approx(metrics["psnr"], abs=0.5) and metrics["psnr_8bit"] != metrics["psnr"]
+
+
+@pytest.mark.parametrize("bits", [8, 5])
+def test_compress_decodes_bit_exactly_to_the_quantized_field_and_renders_its_views(sphere, tmp_path, bits):
+    scene_dir, run, cfg, model, _ = sphere
+    path = tmp_path / "scene.camf"
+    result = compress(run, bits, path)
+    assert result["task"] == "nerf" and result["bytes"] == path.stat().st_size
+    assert result["bpp"] == 8 * path.stat().st_size / (16 * 16)
+    scene = codec.read_scene(path)
+    reference = quantized_model(model, bits)
+    decoded, expected = scene.model.state_dict(), reference.state_dict()
+    for name, value in expected.items():
+        if name != "grid.density":  # training state, not stored
+            assert torch.equal(decoded[name], value), name
+    assert not torch.equal(
+        decoded["field.trunk.output_layer.weight"], model.state_dict()["field.trunk.output_layer.weight"]
+    )
+    pose = read_cameras(scene_dir / "transforms_val.json").poses[1]
+    view = codec.render_view(scene, pose)
+    with torch.no_grad():
+        truth = render_image(reference.eval(), pose, 16, 16, scene.camera.focal, torch.ones(3), 1 << 13)
+    assert torch.allclose(view, truth, rtol=0, atol=1e-6)
+    out = tmp_path / "views"
+    decompress(path, out, DecodeOptions(views=scene_dir / "transforms_val.json", device="cpu"))
+    png = load_image(out / "r_1.png").pixels
+    assert sorted(p.name for p in out.iterdir()) == ["r_0.png", "r_1.png"]
+    assert (png - view).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_turntable_decodes_to_an_mp4_of_the_asked_frames(sphere, tmp_path):
+    import imageio.v3 as iio
+
+    _, run, _, _, _ = sphere
+    done = decompress(run / "scene.camf", tmp_path / "turn.mp4", DecodeOptions(frames=3, device="cpu"))
+    assert "rendered 3 nerf views of 16x16" in done
+    assert len(iio.imread(tmp_path / "turn.mp4", plugin="FFMPEG")) == 3
+
+
+@pytest.mark.slow
+def test_a_dynamic_fit_round_trips_with_its_times(tmp_path):
+    path = write_npz(tmp_path / "ball.npz")
+    overrides = {**TINY_SCENE, "background": [0.0, 0.0, 0.0], "field": SMALL_KPLANES}
+    cfg = dynamic.resolve_config("kplanes_cam", overrides=overrides)
+    dynamic.fit_dynamic(path, cfg, tmp_path / "run", "cpu", progress=False)
+    result = compress(tmp_path / "run", 6, tmp_path / "ball.camf")
+    scene = codec.read_scene(tmp_path / "ball.camf")
+    assert result["task"] == "dynamic" and scene.dynamic and torch.equal(scene.background, torch.zeros(3))
+    reference = quantized_model(fitted_model(tmp_path / "run", cfg), 6).eval()
+    pose = codec.turntable_poses(scene.camera, 4)[1]
+    for time in (0.0, 0.7):
+        with torch.no_grad():
+            size = scene.camera.height, scene.camera.width
+            truth = render_image(reference, pose, *size, scene.camera.focal, torch.zeros(3), 1 << 13, time)
+        assert torch.allclose(codec.render_view(scene, pose, time), truth, rtol=0, atol=1e-6)
+    assert not torch.equal(codec.render_view(scene, pose, 0.0), codec.render_view(scene, pose, 1.0))
+
+
+def forged(path, tmp_path, name, edit):
+    """A copy of a scene file whose header ``edit`` changed (checksum recomputed)."""
+    stream = read_bitstream(path)
+    header = json.loads(json.dumps(stream.config))
+    edit(header)
+    out = tmp_path / name
+    write_bitstream(out, header, stream.bits, stream.tensors)
+    return out
+
+
+def test_damaged_and_forged_scene_files_are_each_refused_in_one_sentence(sphere, tmp_path):
+    _, run, _, _, _ = sphere
+    good = (run / "scene.camf").read_bytes()
+    (tmp_path / "cut.camf").write_bytes(good[: len(good) // 2])
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x10
+    (tmp_path / "flip.camf").write_bytes(bytes(flipped))
+    cases = {
+        tmp_path / "cut.camf": "truncated|ends|shorter|size",
+        tmp_path / "flip.camf": "checksum",
+        forged(
+            run / "scene.camf", tmp_path, "grid.camf", lambda h: h["sampler"].update(grid_resolution=100000)
+        ): "sampler.grid_resolution must be from 1 to 512",
+        forged(
+            run / "scene.camf", tmp_path, "wide.camf", lambda h: h["camera"].update(width=1 << 20)
+        ): "width and height must be from 1 to 65536",
+        forged(
+            run / "scene.camf", tmp_path, "grid2.camf", lambda h: h["sampler"].update(grid_resolution=9)
+        ): "tensor field.grid|grid.occupied has shape|does not match",
+        forged(
+            run / "scene.camf", tmp_path, "task.camf", lambda h: h.update(task="sculpture")
+        ): "task must be one of nerf, dynamic",
+        forged(
+            run / "scene.camf", tmp_path, "dyn.camf", lambda h: h.update(task="dynamic")
+        ): "names a dynamic scene but its field is not one",
+        forged(
+            run / "scene.camf", tmp_path, "box.camf", lambda h: h.update(aabb=[1, 1, 1, 0, 0, 0])
+        ): "minimum corner first",
+        forged(run / "scene.camf", tmp_path, "nocam.camf", lambda h: h.pop("camera")): "lacks camera",
+        forged(
+            run / "scene.camf", tmp_path, "focal.camf", lambda h: h["camera"].update(focal=float("nan"))
+        ): "finite numbers",
+    }
+    for path, message in cases.items():
+        with pytest.raises(CamfieldsError, match=message):
+            codec.read_scene(path)
+
+
+def test_a_scene_decodes_from_the_command_line_without_training_code(sphere, tmp_path):
+    _, run, _, _, _ = sphere
+    script = (
+        "import sys\nfrom camfields.commands.decompress import main\n"
+        f"main([{str(run / 'scene.camf')!r}, '--out', {str(tmp_path / 'turn')!r}, '--frames', '2', '--device', "
+        "'cpu'])\n"
+        "loaded = [m for m in sys.modules if m.startswith(('camfields.training', 'camfields.tasks'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "turn").iterdir()) == ["frame_0000.png", "frame_0001.png"]
+
+
+def test_a_video_run_compresses_to_its_own_file_at_its_depth_only(tmp_path):
+    from test_video import SMALL, synthetic_clip, write_frames_folder
+
+    from camfields.tasks import video
+
+    root = write_frames_folder(tmp_path / "clip", synthetic_clip(4))
+    cfg = video.resolve_config("cam", overrides={"epochs": 1, "generator": SMALL})
+    video.fit_video(root, cfg, tmp_path / "run", "cpu", progress=False)
+    result = compress(tmp_path / "run", 8, tmp_path / "copy.camf")
+    assert (tmp_path / "copy.camf").read_bytes() == (tmp_path / "run" / "video.camf").read_bytes()
+    frames, height, width = synthetic_clip(4).shape[:3]
+    assert result["task"] == "video" and result["bpp"] == 8 * result["bytes"] / (frames * height * width)
+    with pytest.raises(CamfieldsError, match="trained through its 8-bit quantizer"):
+        compress(tmp_path / "run", 6, tmp_path / "six.camf")
+    assert not np.any([p.name == "six.camf" for p in tmp_path.iterdir()])
