@@ -2,6 +2,8 @@
 
     camfields fit image|nerf|dynamic|video [options]
     camfields eval-rd [options]
+    camfields compress RUN_DIR --bits B --out FILE
+    camfields decompress FILE --out PATH [options]
     camfields decode FILE [options]
     camfields presets [TASK]
     camfields info RUN_DIR_OR_FILE [--json]

@@ -12,9 +12,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit dynamic": ("fit_dynamic", "fit a dynamic scene (T-NeRF, T-NeRF + CAM, space-time models)"),
     "fit video": ("fit_video", "fit a video with a NeRV-style generator and write its bitstream"),
     "eval-rd": ("eval_rd", "rate-distortion of the video codec against x264 / x265"),
-    "decode": ("decode_video", "rebuild the frames of a .camf video bitstream"),
-    "compress": ("compress", "compress a finished image fit into one .camf file (n-bit weights)"),
-    "decompress": ("decompress", "rebuild the PNG of a .camf image file from the file alone"),
+    "decode": ("decode_video", "rebuild the frames of a .camf video bitstream (decompress does too)"),
+    "compress": ("compress", "compress a finished fit of any task into one .camf file (n-bit weights)"),
+    "decompress": ("decompress", "rebuild an image, a scene's views or a video's frames from a .camf file alone"),
     "presets": ("presets", "list the config presets (scenes/) with one line each"),
     "info": ("info", "show what a run folder or a .camf file holds (task, data, steps, quality, sizes)"),
 }
