@@ -74,14 +74,15 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 
 
 def bitstream_facts(path: Path) -> dict[str, Any]:
-    """The header of a .camf file (checksum verified): format, frames (an image: 1), size, the weights'
-    bit depth, tensors, weights, file bytes and bits per pixel (None where the header does not give
-    frames and size)."""
+    """The header of a .camf file (checksum verified): format, frames (an image: 1), size (a scene: its
+    views'), the weights' bit depth, tensors, weights, file bytes and bits per pixel (None where the
+    header does not give frames and size, as for a scene)."""
     stream = read_bitstream(path)
     config = stream.config if isinstance(stream.config, dict) else {}
     image = config.get("format") == IMAGE_FORMAT
     frames = 1 if image else _number(config.get("frames"))
-    width, height = _number(config.get("width")), _number(config.get("height"))
+    size = config.get("camera") if isinstance(config.get("camera"), dict) else config  # a scene's: its views'
+    width, height = _number(size.get("width")), _number(size.get("height"))
     pixels = frames * width * height if frames and width and height else None
     return {
         "path": str(path),
@@ -90,7 +91,8 @@ def bitstream_facts(path: Path) -> dict[str, Any]:
         "frames": frames,
         "width": width,
         "height": height,
-        "bits": _number(config.get("weight_bits")) if image else stream.bits,  # an image's buffers take more
+        # an image's or a scene's buffers take more bits than its weights
+        "bits": _number(config.get("weight_bits")) if "weight_bits" in config else stream.bits,
         "tensors": len(stream.tensors),
         "weights": sum(math.prod(t.shape) for t in stream.tensors),
         "bytes": stream.file_bytes,

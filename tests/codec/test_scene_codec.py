@@ -94,6 +94,14 @@ def test_a_turntable_decodes_to_an_mp4_of_the_asked_frames(sphere, tmp_path):
     assert len(iio.imread(tmp_path / "turn.mp4", plugin="FFMPEG")) == 3
 
 
+def test_info_shows_a_scene_files_view_size_and_weight_bits(sphere):
+    from camfields.commands.info import bitstream_facts
+
+    facts = bitstream_facts(sphere[1] / "scene.camf")
+    assert facts["format"] == "camfields-scene/1" and (facts["width"], facts["height"], facts["bits"]) == (16, 16, 8)
+    assert facts["bytes"] == (sphere[1] / "scene.camf").stat().st_size and facts["bpp"] is None
+
+
 @pytest.mark.slow
 def test_a_dynamic_fit_round_trips_with_its_times(tmp_path):
     path = write_npz(tmp_path / "ball.npz")
