@@ -2,7 +2,8 @@
 
 Every model sees the same data, resolution, steps, rays per step and seed (the config's
 ``[models.<name>]`` tables set the model sizes). Prints a table (PSNR / SSIM / LPIPS on the
-evaluation views, PSNR with 8-bit weights, size, seconds) and writes JSON with the device.
+evaluation views, PSNR decoded from each fit's scene.camf, sizes, seconds) and writes JSON with
+the device; ``--compress BITS`` sets the file's weight depth.
 Rerunning with the same --workdir keeps finished models and resumes an interrupted one.
 With ``--seconds S`` each model first trains a short probe (``PROBE_STEPS``) to measure its
 step rate and then trains for the steps that fill about S seconds (the probe includes the
@@ -25,7 +26,12 @@ from camfields.runtime import device_name, resolve_device
 from camfields.training.checkpoint import read_json, write_json
 
 PROBE_STEPS = 300
-COLUMNS = ("psnr", "ssim", "lpips", "psnr_8bit", "size_mb", "size_mb_8bit", "seconds")
+
+
+def columns(bits: int) -> tuple[str, ...]:
+    """The table's columns: quality of the float model, PSNR decoded from the ``bits``-bit scene file,
+    the float32 size and the file's, in MB, and training seconds."""
+    return ("psnr", "ssim", "lpips", f"psnr_{bits}bit", "size_mb", f"size_mb_{bits}bit", "seconds")
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -80,6 +86,13 @@ def run_benchmark(
     length.add_argument("--seconds", type=float, help="train each model for about this many seconds (sets the steps)")
     parser.add_argument("--downscale", type=int, help="override the config's downscale")
     parser.add_argument("--eval-split", choices=("val", "test"), help="override the config's evaluation split")
+    parser.add_argument(
+        "--compress",
+        type=int,
+        metavar="BITS",
+        help="weights' bit depth of each fit's scene.camf, whose decoded PSNR and bytes the table reports "
+        "(default: the config's quantize_bits)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", help="folder for the per-model outputs (default: a temporary folder)")
     parser.add_argument(
@@ -98,6 +111,9 @@ def run_benchmark(
         overrides["downscale"] = args.downscale
     if args.eval_split:
         overrides["eval_split"] = args.eval_split
+    if args.compress is not None:
+        overrides["quantize_bits"] = args.compress
+    bits = resolve(models[0], args.config, overrides).quantize_bits
 
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -118,11 +134,17 @@ def run_benchmark(
         f"\n{first['scene']} {first['width']}x{first['height']}, {first['views']} {first['split']} views, "
         f"{first['steps']} steps, {first['device']}"
     )
-    print(f"{'model':<16}" + "".join(f"{c:>13}" for c in COLUMNS))
+    shown = columns(bits)
+    print(f"{'model':<16}" + "".join(f"{c:>13}" for c in shown))
     for model in models:
         row = results[model]
-        digits = {"ssim": 3, "lpips": 3}
-        print(f"{model:<16}" + "".join(f"{fmt(row.get(c), digits.get(c, 2)):>13}" for c in COLUMNS))
+        digits = {"ssim": 3, "lpips": 3, f"size_mb_{bits}bit": 3}
+        print(f"{model:<16}" + "".join(f"{fmt(row.get(c), digits.get(c, 2)):>13}" for c in shown))
+    files = {
+        model: {"bits": bits, "bytes": row["file_bytes"], "psnr_drop": row["psnr"] - row[f"psnr_{bits}bit"]}
+        for model, row in results.items()
+        if "file_bytes" in row
+    }
     gains = {
         cam: results[cam]["psnr"] - results[base]["psnr"]
         for cam, base in baselines.items()
@@ -136,6 +158,7 @@ def run_benchmark(
         "config": args.config,
         "seconds_per_model": args.seconds,
         "psnr_gain_over_plain": gains,
+        "scene_files": files,
         "total_seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }

@@ -356,3 +356,28 @@ def test_bench_grid_backward_cpu_runs_old_and_new_on_every_case(tmp_path):
     assert cases == [(grid, mod) for grid in ("dense2d", "triplane", "hash") for mod in ("scalar", "channel")]
     assert max(r["max_relative_gradient_difference"] for r in report["results"]) < 1e-5
     assert json.loads((tmp_path / "grid.json").read_text()) == report
+
+
+@pytest.mark.slow
+def test_the_scene_benchmark_reports_each_models_decoded_file(tmp_path, capsys):
+    import json
+
+    from test_nerf import write_blender_scene
+
+    from camfields.tasks.nerf import PRESETS, fit_nerf, resolve_config
+
+    write_blender_scene(tmp_path / "sphere")
+    (tmp_path / "tiny.toml").write_text(
+        'downscale = 1\naabb = [-1.0, -1, -1, 1, 1, 1]\nturntable_frames = 0\n'
+        "[sampler]\nsteps_per_diagonal = 32\ngrid_resolution = 8\nwarmup = 4\nupdate_every = 4\n"
+        "[train]\nsteps = 6\nbatch_size = 128\n"
+    )
+    argv = ["--data", str(tmp_path / "sphere"), "--config", str(tmp_path / "tiny.toml"), "--models", "ngp,ngp_cam"]
+    argv += ["--compress", "6", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "r.json")]
+    scene_bench.run_benchmark(argv, "d", PRESETS, resolve_config, fit_nerf, {"ngp_cam": "ngp"}, REPO, "c", "nerf")
+    report = json.loads((tmp_path / "r.json").read_text())
+    for model in ("ngp", "ngp_cam"):
+        row, file = report["results"][model], report["scene_files"][model]
+        assert file["bytes"] == (tmp_path / "work" / model / "scene.camf").stat().st_size and file["bits"] == 6
+        assert file["psnr_drop"] == pytest.approx(row["psnr"] - row["psnr_6bit"])
+    assert "psnr_6bit" in capsys.readouterr().out
