@@ -21,6 +21,8 @@ def _check(rates: list[float], psnrs: list[float], which: str, least: int = 3) -
         raise CamfieldsError(f"{which} curve needs at least {least} (rate, PSNR) points of equal count, got {len(r)}")
     if (r <= 0).any() or not np.isfinite(p).all():
         raise CamfieldsError(f"{which} curve needs positive rates and finite PSNRs")
+    if len(np.unique(r)) < least or len(np.unique(p)) < least:
+        raise CamfieldsError(f"{which} curve needs at least {least} distinct rates and PSNRs, got {len(np.unique(r))}")
     order = np.argsort(r)
     return r[order], p[order]
 

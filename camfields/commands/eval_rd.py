@@ -1,13 +1,23 @@
-"""Rate-distortion evaluation of the video codec against x264 and x265 on one clip.
+"""Rate-distortion evaluation of the video codec against x264 and x265 on one clip
+(``--task video``, the default), or of the image codec against JPEG, WebP, AVIF and JPEG 2000
+on an image or a folder of images (``--task image``: see ``commands.eval_rd_image``).
 
-For every model (nerv, cam, ffnerv, ffnerv_cam), seed, target size and bit depth: fit, encode, decode and measure PSNR
-(8-bit frames) and MS-SSIM against the source and bpp from the bitstream's bytes. x264 and
-x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on the same frames. Writes
-CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against each
-baseline, and an RD plot (PSNR vs bpp). Rerun with the same --out, finished fits are
-re-encoded and unfinished ones resumed; a fit made with other settings there is an error.
-With --time-budget SECONDS every fit gets the same epochs, the most that a timing probe of
-each fit on the device says end within the budget (--fit-cost replaces the probe by given costs).
+Video: for every model (nerv, cam, ffnerv, ffnerv_cam), seed, target size and bit depth: fit,
+encode, decode and measure PSNR (8-bit frames) and MS-SSIM against the source and bpp from the
+bitstream's bytes. x264 and x265 (ffmpeg, yuv420p, the given preset) run over a CRF range on
+the same frames. With --time-budget SECONDS every fit gets the same epochs, the most that a
+timing probe of each fit on the device says end within the budget (--fit-cost replaces the
+probe by given costs).
+
+Image: for every model (cam, ffn, ngp), target size and bit depth: fit every image once per
+model and size, write it with post-training n-bit weights to a .camf file and decode it from
+the file alone; PSNR and MS-SSIM of the decoded 8-bit image, bpp from the file's bytes; the
+classic codecs over their quality sweeps on the same images; curves averaged over the images.
+
+Both write CompressAI-style JSON per codec, BD-rate / BD-PSNR of each camfields curve against
+each baseline (image: and each model against every later one in --models, at equal bits), and
+an RD plot (PSNR vs bpp) into --out. Rerun with the same --out, finished fits are re-encoded and
+unfinished ones resumed; a fit made with other settings there is an error.
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ import torch
 
 from camfields.cli import comma_ints, comma_names
 from camfields.codec import baselines
-from camfields.codec.rd import bd_psnr, bd_rate, psnr_at_rate
+from camfields.codec.rd_report import bd_table, curve, plot, print_summary, same_rate_table
+from camfields.commands import eval_rd_image
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
@@ -113,36 +124,6 @@ def budget_plan(
     return plan
 
 
-def curve(name: str, description: str, points: list[dict]) -> dict:
-    points = sorted(points, key=lambda p: p["bpp"])
-    return {
-        "name": name,
-        "description": description,
-        "results": {key: [p[key] for p in points] for key in ("bpp", "psnr", "ms_ssim")},
-        "points": points,
-    }
-
-
-def plot(curves: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for c in curves:
-        ax.plot(c["results"]["bpp"], c["results"]["psnr"], marker="o", label=c["name"])
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per pixel")
-    ax.set_ylabel("PSNR (dB, 8-bit RGB)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run_baselines(
     video: torch.Tensor, codecs: list[str], crfs: str, preset: str, progress: bool = True
 ) -> tuple[list[dict], list[str]]:
@@ -172,22 +153,50 @@ def run_baselines(
     return curves, notes
 
 
+#: the defaults of the options both tasks take, by task (the image task's: ``eval_rd_image.DEFAULTS``)
+VIDEO_DEFAULTS = {
+    "config": "video/bunny_cpu",
+    "models": "nerv,cam",
+    "params": "100000,200000,400000",
+    "bits": "8",
+    "codecs": "x264,x265",
+    "crf": "51,46,41,36,31",
+    "preset": "veryslow",
+}
+#: options only one task takes
+VIDEO_ONLY = ("video", "epochs", "time_budget", "fit_cost", "seeds", "crf", "preset")
+IMAGE_ONLY = ("images", "steps")
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--video", required=True, help="video file or folder of frames")
+    parser.add_argument("--task", choices=("video", "image"), default="video", help="what to evaluate (default video)")
+    parser.add_argument("--video", help="video: video file or folder of frames")
+    parser.add_argument("--images", help="image: an image file or a folder of images (RGB)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or phase lines")
-    parser.add_argument("--config", default="video/bunny_cpu", help="preset or TOML file of the fits")
-    parser.add_argument("--models", default="nerv,cam", help="camfields models: nerv, cam, ffnerv, ffnerv_cam")
-    parser.add_argument("--params", default="100000,200000,400000", help="comma-separated target parameter counts")
-    parser.add_argument("--bits", default="8", help="comma-separated weight bit depths")
-    parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument(
+        "--config", help="preset or TOML file of the fits (default video/bunny_cpu; image: image/kodak_rd_cpu)"
+    )
+    parser.add_argument(
+        "--models",
+        help="camfields models: nerv, cam, ffnerv, ffnerv_cam (default nerv,cam); image: cam, ffn, ngp "
+        "(default cam,ffn)",
+    )
+    parser.add_argument(
+        "--params",
+        help="comma-separated target parameter counts (default 100000,200000,400000; image: 3000,6000,12000,24000, "
+        "each fitted with the largest hidden width whose field has at most that many parameters)",
+    )
+    parser.add_argument("--bits", help="comma-separated weight bit depths (default 8; image: 6,8)")
+    parser.add_argument("--epochs", type=int, help="video: override the config's epochs")
+    parser.add_argument("--steps", type=int, help="image: override the config's training steps")
     parser.add_argument(
         "--time-budget",
         type=float,
         metavar="SECONDS",
-        help="instead of --epochs: give every fit the same epochs, the most that let the whole run (baseline "
+        help="video, instead of --epochs: give every fit the same epochs, the most that let the whole run (baseline "
         "codecs, a timing probe of each fit, the fits) end within SECONDS on this device",
     )
     parser.add_argument(
@@ -197,17 +206,36 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "training) instead of timing each fit on this device (to plan for another machine's measured speed)",
     )
     parser.add_argument(
-        "--seeds", help="comma-separated seeds: one curve per model and seed (default: one, the config's seed)"
+        "--seeds", help="video: comma-separated seeds: one curve per model and seed (default: one, the config's seed)"
     )
-    parser.add_argument("--crf", default="51,46,41,36,31", help="comma-separated CRFs of x264 / x265")
-    parser.add_argument("--preset", default="veryslow", help="x264 / x265 preset")
+    parser.add_argument("--crf", help="video: comma-separated CRFs of x264 / x265 (default 51,46,41,36,31)")
+    parser.add_argument("--preset", help="video: x264 / x265 preset (default veryslow)")
     parser.add_argument(
-        "--codecs", default="x264,x265", help="baselines to run, '' for none (those ffmpeg lacks are reported)"
+        "--codecs",
+        help="baselines to run, '' for none (those unavailable are reported); default x264,x265; image: "
+        "jpeg,webp,avif,jpeg2000",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, help="output folder (fits, rd.json, rd.png)")
     args = parser.parse_args(argv)
+    image = args.task == "image"
+    stray = [name for name in (VIDEO_ONLY if image else IMAGE_ONLY) if getattr(args, name) is not None]
+    if stray:
+        raise CamfieldsError(f"--task {args.task} takes no --{stray[0].replace('_', '-')}")
+    needed = "images" if image else "video"
+    if getattr(args, needed) is None:
+        raise CamfieldsError(f"--task {args.task} needs --{needed}")
+    for name, value in (eval_rd_image.DEFAULTS if image else VIDEO_DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if image:
+        eval_rd_image.run(args)
+    else:
+        run_video(args)
 
+
+def run_video(args: argparse.Namespace) -> None:
+    """``camfields eval-rd --task video`` with the parsed options (see the module's docstring)."""
     started = time.perf_counter()
     models = comma_names(args.models, PRESETS, "--models")
     sizes, depths = comma_ints(args.params), comma_ints(args.bits)
@@ -258,33 +286,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         curves.append(curve(f"camfields-{model}{tag}", description, model_points))
     curves += baseline_curves
 
-    bd = {}
-    by_name = {c["name"]: c["results"] for c in curves}
-    camfields_points = {c["name"]: c["points"] for c in curves if c["name"].startswith("camfields-")}
-    baseline_names = [c["name"] for c in curves if c["name"] not in camfields_points]
-    for ours in camfields_points:
-        for ref in [n for n in by_name if n != ours]:
-            r, t = by_name[ref], by_name[ours]
-            try:
-                bd[f"{ours} vs {ref}"] = {
-                    "bd_rate_percent": bd_rate(r["bpp"], r["psnr"], t["bpp"], t["psnr"]),
-                    "bd_psnr_db": bd_psnr(r["bpp"], r["psnr"], t["bpp"], t["psnr"]),
-                }
-            except CamfieldsError as e:
-                bd[f"{ours} vs {ref}"] = {"error": str(e)}
-    same_rate = [
-        {
-            "curve": name,
-            "params": point["params"],
-            "bpp": point["bpp"],
-            "psnr": point["psnr"],
-            "baseline_psnr_at_same_bpp": {
-                ref: psnr_at_rate(by_name[ref]["bpp"], by_name[ref]["psnr"], point["bpp"]) for ref in baseline_names
-            },
-        }
-        for name, points in camfields_points.items()
-        for point in points
-    ]
+    camfields_names = [c["name"] for c in curves if c["name"].startswith("camfields-")]
+    pairs = [(ours, ref) for ours in camfields_names for ref in (c["name"] for c in curves) if ref != ours]
+    bd = bd_table(curves, pairs)
+    same_rate = same_rate_table(curves, camfields_names, "params")
     frames, height, width = clip_shape
     report = {
         "video": args.video,
@@ -300,17 +305,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     }
     write_json(out / "rd.json", report)
     plot(curves, out / "rd.png", f"{Path(args.video).stem} {width}x{height}, {frames} frames")
-    for c in curves:
-        pairs = ", ".join(f"{b:.4f} bpp {p:.2f} dB" for b, p in zip(c["results"]["bpp"], c["results"]["psnr"]))
-        print(f"{c['name']:<16} {pairs}")
-    print(f"{'camfields point':<32} {'bpp':>7} {'PSNR':>6}" + "".join(f" {ref:>6}" for ref in baseline_names))
-    for row in same_rate:
-        others = "".join(
-            f" {'-':>6}" if psnr is None else f" {psnr:6.2f}" for psnr in row["baseline_psnr_at_same_bpp"].values()
-        )
-        print(f"{row['curve'] + ' ' + str(row['params']):<32} {row['bpp']:7.4f} {row['psnr']:6.2f}{others}")
-    for name, value in bd.items():
-        print(f"{name}: {value}")
-    for note in notes:
-        print(f"note: {note}")
+    print_summary(curves, same_rate, "params", bd, notes)
     print(f"wrote {out / 'rd.json'} and {out / 'rd.png'}")
