@@ -91,7 +91,7 @@ def run_benchmark(
         type=int,
         metavar="BITS",
         help="weights' bit depth of each fit's scene.camf, whose decoded PSNR and bytes the table reports "
-        "(default: the config's quantize_bits)",
+        "(default: the config's compression.bits)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", help="folder for the per-model outputs (default: a temporary folder)")
@@ -112,8 +112,8 @@ def run_benchmark(
     if args.eval_split:
         overrides["eval_split"] = args.eval_split
     if args.compress is not None:
-        overrides["quantize_bits"] = args.compress
-    bits = resolve(models[0], args.config, overrides).quantize_bits
+        overrides["compression"] = {"bits": args.compress}
+    bits = resolve(models[0], args.config, overrides).compression.bits
 
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()

@@ -55,8 +55,6 @@ MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 24
 CHANNELS = (1, 2, 3, 4)
 PNG_BITS = (8, 16)
-#: the weights' bit depth when none is asked for (``ImageTask.export``)
-DEFAULT_BITS = 8
 #: pixels rendered at once (with the widest field, 2^14 units, 256 MiB of activations per layer)
 CHUNK = 1 << 12
 _HEADER_KEYS = ("height", "width", "channels", "png_bits", "weight_bits", "field")

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from camfields import distributed
-from camfields.codec.image import DEFAULT_BITS, encode_image_field
+from camfields.codec.image import encode_image_field
+from camfields.compression.config import CompressionConfig
+from camfields.compression.qat import quantization_hooks
 from camfields.config import Presets, check_choice, to_dict
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
@@ -63,6 +65,8 @@ class ImageConfig:
     mode: str = "regression"
     downscale: int = 1
     field: FieldConfig = dataclasses.field(default_factory=cam_field)
+    #: the weight depth of the file ``export`` writes, and quantization-aware training (off by default)
+    compression: CompressionConfig = dataclasses.field(default_factory=CompressionConfig)
     #: the reference's schedule: lr x0.1 at steps 1000 and 1500 whatever the fit's length (a short
     #: fit runs at the full rate; extending a fit continues the same curve)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(schedule_steps=2000))
@@ -72,6 +76,7 @@ class ImageConfig:
         if self.downscale < 1:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
         self.field.validate()
+        self.compression.validate()
         self.train.validate()
 
 
@@ -142,13 +147,14 @@ class ImageTask(Task[ImageConfig, Image]):
         model = build_field(cfg.field, in_dim=2, out_dim=channels).to(device)
         mask = training_mask(height, width, cfg.mode).to(device)
         objective = ImageObjective(pixels, mask, cfg.train.batch_size)
-        return Setup(model, objective, f"{data.name} {cfg.model}", extras={"mask": mask})
+        hooks = quantization_hooks(cfg.compression, cfg.train.steps, int(mask.sum()))
+        return Setup(model, objective, f"{data.name} {cfg.model}", hooks, extras={"mask": mask})
 
     def export(self, cfg: ImageConfig, setup: Setup, path: Path) -> int:
-        """Write the fitted field to the image file ``path`` with ``DEFAULT_BITS``-bit weights and an
+        """Write the fitted field to the image file ``path`` with ``compression.bits``-bit weights and an
         8-bit PNG depth (``codec.image.encode_image_field``); returns its size in bytes."""
         height, width, channels = setup.objective.image.shape
-        return encode_image_field(path, setup.model, cfg.field, height, width, channels, DEFAULT_BITS)
+        return encode_image_field(path, setup.model, cfg.field, height, width, channels, cfg.compression.bits)
 
     def evaluate(
         self,

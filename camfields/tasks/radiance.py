@@ -17,8 +17,9 @@ from typing import Any, NamedTuple
 import torch
 
 from camfields import distributed
-from camfields.codec.fields import check_weight_bits
 from camfields.codec.scene import SceneCamera, encode_scene, read_scene
+from camfields.compression.config import CompressionConfig
+from camfields.compression.qat import quantization_hooks
 from camfields.config import Presets, check_choice
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
@@ -38,7 +39,7 @@ from camfields.training.hooks import Hook
 from camfields.training.progress import phase
 
 SPLITS = ("val", "test")
-#: the file a scene fit writes, and the weights' bit depth of ``Task.export`` when ``quantize_bits`` is 0
+#: the file a scene fit writes, and the weights' bit depth of ``Task.export`` when ``compression.bits`` is 0
 SCENE_FILE = "scene.camf"
 DEFAULT_SCENE_BITS = 8
 #: a dynamic field's occupancy updates cycle through this many slices of [0, 1] in time
@@ -58,7 +59,9 @@ class SceneConfig:
     eval_views: int = 0  # evaluate this many views spread evenly over the split; 0 = all
     eval_chunk: int = 8192  # rays rendered at once during evaluation
     turntable_frames: int = 60  # frames of the novel-view turntable video; 0 = none
-    quantize_bits: int = 8  # write scene.camf with n-bit weights and evaluate its decoded field; 0 = off
+    #: scene.camf's weight depth (the fit evaluates the field decoded from it; bits = 0: no file) and
+    #: quantization-aware training
+    compression: CompressionConfig = dataclasses.field(default_factory=CompressionConfig)
     field: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(batch_size=4096))
@@ -68,8 +71,7 @@ class SceneConfig:
         if self.downscale < 1:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
         check_box(self.aabb, self.background, "the scene config")
-        if self.quantize_bits:
-            check_weight_bits(self.quantize_bits, "quantize_bits (0 = no scene file)")
+        self.compression.validate(allow_off=True)
         if self.train.batch_size < 1:
             raise CamfieldsError("train.batch_size (rays per step) must be positive")
         self.field.validate()
@@ -274,13 +276,14 @@ class SceneTask(Task[SceneConfig, SceneData]):
             data.eval.images.shape[2], data.eval.images.shape[1], data.eval.focal, *orbit_of(data.train.poses)
         )
         extras = {"background": background, "views": views, "camera": camera}
-        return Setup(model, objective, f"{data.label} {cfg.model}", [OccupancyRefresh()], extras)
+        hooks = [OccupancyRefresh(), *quantization_hooks(cfg.compression, cfg.train.steps, rays.colors.shape[0])]
+        return Setup(model, objective, f"{data.label} {cfg.model}", hooks, extras)
 
     def export(self, cfg: SceneConfig, setup: Setup, path: Path) -> int:
-        """Write the fitted model to the scene file ``path`` with ``cfg.quantize_bits``-bit weights
+        """Write the fitted model to the scene file ``path`` with ``compression.bits``-bit weights
         (8 when 0) and the scene's default camera (``codec.scene.encode_scene``); returns its bytes."""
         field, sampler = cfg.field, cfg.sampler
-        camera, bits = setup.extras["camera"], cfg.quantize_bits or DEFAULT_SCENE_BITS
+        camera, bits = setup.extras["camera"], cfg.compression.bits or DEFAULT_SCENE_BITS
         return encode_scene(path, setup.model, field, sampler, cfg.aabb, cfg.background, self.name, camera, bits)
 
     def evaluate(
@@ -294,7 +297,7 @@ class SceneTask(Task[SceneConfig, SceneData]):
         progress: bool,
     ) -> dict[str, Any] | None:
         """Renders the evaluation views (PNGs in ``eval_<split>/``), writes ``scene.camf`` with n-bit
-        weights (``quantize_bits``) and renders the views again from the model decoded from it, and
+        weights (``compression.bits``) and renders the views again from the model decoded from it, and
         ``turntable.mp4`` (sweeping time from 0 to 1 for a dynamic scene), spread over the ranks.
         Metrics on rank 0: mean and per-view PSNR / SSIM / LPIPS, PSNR of the decoded file, the
         model's size in MB in float32 and the file's (``file_bytes``), and the parameter count."""
@@ -322,8 +325,8 @@ class SceneTask(Task[SceneConfig, SceneData]):
             "params": params,
             "size_mb": params * 4 / 1e6,
         }
-        if cfg.quantize_bits:
-            bits = cfg.quantize_bits
+        if cfg.compression.bits:
+            bits = cfg.compression.bits
             path = out_dir / SCENE_FILE
             size = distributed.run_on_main(lambda: self.export(cfg, setup, path))
             decoded = read_scene(path).model.to(background.device)

@@ -28,7 +28,7 @@ from camfields.distributed import Shard
 from camfields.errors import CamfieldsError, first_line
 from camfields.training.checkpoint import load_checkpoint, save_checkpoint
 from camfields.training.config import TrainConfig
-from camfields.training.hooks import Hook, total_penalty
+from camfields.training.hooks import Hook, read_through, total_penalty
 from camfields.training.optim import build_optimizer
 from camfields.training.schedules import lr_factor
 
@@ -76,7 +76,9 @@ class _ShardLoss(nn.Module):
         self.model, self.objective, self.hooks = model, objective, hooks
 
     def forward(self, generator: torch.Generator, shard: Shard, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, batch_psnr = self.objective.loss(self.model, generator, shard)
+        loss, batch_psnr = read_through(
+            self.hooks, step, self.model, lambda model: self.objective.loss(model, generator, shard)
+        )
         return total_penalty(self.hooks, step, self.model, loss), batch_psnr
 
 

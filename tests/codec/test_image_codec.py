@@ -83,7 +83,7 @@ def test_the_export_of_the_image_task_writes_the_same_8_bit_file(fitted, tmp_pat
     setup = IMAGE.build(cfg, load_image(next(run.parent.glob("*.png"))), torch.device("cpu"))
     setup.model.load_state_dict(model.state_dict())
     IMAGE.export(cfg, setup, tmp_path / "export.camf")
-    compress(run, codec.DEFAULT_BITS, tmp_path / "command.camf")
+    compress(run, cfg.compression.bits, tmp_path / "command.camf")
     assert (tmp_path / "export.camf").read_bytes() == (tmp_path / "command.camf").read_bytes()
 
 

@@ -258,7 +258,8 @@ def test_every_phase_after_training_shows_progress(tmp_path, capsys):
     }
     fit_nerf(tmp_path / "sphere", resolve_config("ngp", overrides=overrides), tmp_path / "run", "cpu", progress=True)
     shown = capsys.readouterr().err
-    for label in ("sphere ngp: val views", "sphere ngp: val views, decoded from 8-bit scene.camf", "sphere ngp: turntable"):
+    decoded = "sphere ngp: val views, decoded from 8-bit scene.camf"
+    for label in ("sphere ngp: val views", decoded, "sphere ngp: turntable"):
         assert f"{label}: 100%" in shown, shown[-2000:]
     fit_nerf(tmp_path / "sphere", resolve_config("ngp", overrides=overrides), tmp_path / "quiet", "cpu", progress=False)
     assert "views" not in capsys.readouterr().err
@@ -292,7 +293,7 @@ def test_a_nerf_fit_extends_with_more_steps(tmp_path):
     from test_golden import TINY_SCENE
 
     write_blender_scene(tmp_path / "sphere")
-    overrides = {**TINY_SCENE, "downscale": 1, "quantize_bits": 0}
+    overrides = {**TINY_SCENE, "downscale": 1, "compression": {"bits": 0}}
     short = resolve_config("ngp_cam", overrides=overrides)
     fit_nerf(tmp_path / "sphere", short, tmp_path / "run", "cpu", progress=False)
     longer = resolve_config("ngp_cam", overrides={**overrides, "train": {**TINY_SCENE["train"], "steps": 20}})

@@ -124,17 +124,19 @@ def test_a_task_without_a_file_format_says_so():
 
 
 def test_video_hooks_switch_qat_on_at_its_step_and_prune_after_each_step():
+    from camfields.compression.qat import QuantizationSchedule
     from camfields.modules.nerv import GeneratorConfig, build_generator
-    from camfields.tasks.video.model import MagnitudePruning, QuantizationSchedule, VideoModel
+    from camfields.tasks.video.model import MagnitudePruning, VideoModel
+    from camfields.training.hooks import read_through
 
     torch.manual_seed(0)
     gen = GeneratorConfig(strides=[2], channels=8, stem_channels=4, stem_hidden=8, embedding_levels=4)
     model = VideoModel(build_generator(gen, 8, 8), bits=4)
-    schedule = QuantizationSchedule(start=3, steps=6, dampening=1.0)
-    rng = torch.Generator()
+    schedule = QuantizationSchedule(start=3, steps=6, bits=4, dampening=1.0)
+    times = torch.tensor([0.5])
     for step, expected in ((0, False), (2, False), (3, True), (5, True)):
-        schedule.before_step(step, model, rng)
-        assert model.quantize is expected, step
+        read = read_through([schedule], step, model, lambda m: m(times, False))
+        assert torch.equal(read, model(times, expected)), step  # the loss reads the levels once QAT is on
         assert (schedule.penalty(step, model) is None) is (not expected), step
     ramp = [schedule.penalty(step, model).item() for step in (3, 4, 5)]
     assert 0 < ramp[0] < ramp[1] < ramp[2]  # dampening ramps up from the start to the last step

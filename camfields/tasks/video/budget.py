@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
+from camfields.compression.qat import QuantizationSchedule
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.tasks.video.config import VideoConfig
 from camfields.tasks.video.fit import VIDEO, Clip, quality
-from camfields.tasks.video.model import QuantizationSchedule
 from camfields.training.loop import TrainingStep
 from camfields.training.optim import build_optimizer
 

@@ -14,6 +14,7 @@ import torch
 
 from camfields.codec.bitstream import read_bitstream
 from camfields.codec.video import decode_frames, encode, frame_times, to_8bit
+from camfields.compression.qat import QuantizationSchedule
 from camfields.compression.rounding import round_sigmoid_head
 from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
@@ -24,7 +25,7 @@ from camfields.metrics import ms_ssim, mse_to_psnr, psnr
 from camfields.modules.nerv import build_generator
 from camfields.ops.sync import to_device
 from camfields.tasks.video.config import PRESETS, VideoConfig
-from camfields.tasks.video.model import MagnitudePruning, QuantizationSchedule, VideoModel
+from camfields.tasks.video.model import MagnitudePruning, VideoModel
 from camfields.tasks.video.sizing import size_for_params
 from camfields.training import Evaluation, FitResult
 from camfields.training.fit import Setup, Task, fit
@@ -42,7 +43,8 @@ class FrameObjective:
     def loss(self, model: VideoModel, generator: torch.Generator, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
         batch = torch.randint(len(self.times), (self.batch_frames,), generator=generator)
         index = to_device(shard.take(batch), self.times.device)
-        mse = shard.mean((model(self.times[index], model.quantize) - self.video[index]) ** 2, len(batch))
+        # the generator's own weights: the loop substitutes their levels during QAT (compression.qat)
+        mse = shard.mean((model(self.times[index], False) - self.video[index]) ** 2, len(batch))
         return mse, mse_to_psnr(mse.detach())
 
     @torch.no_grad()
@@ -144,7 +146,15 @@ class VideoTask(Task[VideoConfig, Clip]):
         model = VideoModel(build_generator(cfg.generator, height, width), cfg.bits, cfg.quant_steps == "channel")
         start = qat_start(cfg, frames)
         hooks = [
-            QuantizationSchedule(start, cfg.train.steps, cfg.qat_dampening, cfg.rate_weight, frames * height * width)
+            QuantizationSchedule(
+                start,
+                cfg.train.steps,
+                model.bits,
+                model.per_channel,
+                cfg.qat_dampening,
+                cfg.rate_weight,
+                frames * height * width,
+            )
         ]
         if cfg.prune:
             hooks.append(MagnitudePruning(start, cfg.prune))

@@ -1,5 +1,5 @@
-"""The model a video fit trains: a NeRV generator read through its n-bit weights once
-quantization-aware training starts, and the hooks that schedule QAT and pruning."""
+"""The model a video fit trains: a NeRV generator and its weight quantizer, and the hook that
+prunes it (quantization-aware training is ``compression.qat.QuantizationSchedule``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from camfields.compression.quantize import fake_quantize, rounding_distance
-from camfields.compression.rate import estimated_rate_bits
+from camfields.compression.quantize import fake_quantize
 from camfields.modules.nerv import NeRVGenerator
 from camfields.training.hooks import Hook
 
@@ -16,14 +15,14 @@ from camfields.training.hooks import Hook
 class VideoModel(nn.Module):
     """A generator and its weight quantizer (``bits``, one step per tensor or per output channel).
 
-    ``quantize`` says whether training reads the generator through its quantized weights
-    (``QuantizationSchedule`` switches it on); evaluation asks for either explicitly.
+    Training reads the generator through its quantized weights once the fit's
+    ``QuantizationSchedule`` starts (the loop substitutes them); evaluation asks for either
+    explicitly.
     """
 
     def __init__(self, generator: NeRVGenerator, bits: int, per_channel: bool = False):
         super().__init__()
         self.generator, self.bits, self.per_channel = generator, bits, per_channel
-        self.quantize = False
 
     def quantized_parameters(self) -> dict[str, torch.Tensor]:
         return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in self.generator.named_parameters()}
@@ -33,44 +32,6 @@ class VideoModel(nn.Module):
         if not quantized:
             return self.generator(times)
         return functional_call(self.generator, self.quantized_parameters(), (times,))
-
-
-class QuantizationSchedule(Hook):
-    """From step ``start`` on, the model trains through its quantized weights, and the loss adds:
-
-    - with ``dampening`` > 0, that weight, ramped up linearly from 0 at ``start`` to its full
-      value at ``steps``, times the mean over all weights of their squared distance from their
-      levels in steps (``compression.quantize.rounding_distance``);
-    - with ``rate_weight`` > 0, that weight times the bits per pixel the weights are estimated to
-      take once entropy-coded (``compression.rate``; ``pixels`` of the whole clip), so that the
-      fit trades distortion (MSE) against rate at the slope ``rate_weight``.
-    """
-
-    def __init__(self, start: int, steps: int = 0, dampening: float = 0.0, rate_weight: float = 0.0, pixels: int = 1):
-        self.start, self.steps, self.dampening, self.rate_weight, self.pixels = (
-            start,
-            steps,
-            dampening,
-            rate_weight,
-            pixels,
-        )
-
-    def before_step(self, step: int, model: VideoModel, generator: torch.Generator) -> None:
-        model.quantize = step >= self.start
-
-    def penalty(self, step: int, model: VideoModel) -> torch.Tensor | None:
-        """The QAT terms added to the MSE at training step ``step`` (None when none applies)."""
-        if step < self.start or not (self.dampening or self.rate_weight):
-            return None
-        params = list(model.generator.parameters())
-        terms = []
-        if self.dampening:
-            ramp = min((step + 1 - self.start) / max(self.steps - self.start, 1), 1.0)
-            distance = sum(rounding_distance(p, model.bits, model.per_channel) * p.numel() for p in params)
-            terms.append(self.dampening * ramp * distance / sum(p.numel() for p in params))
-        if self.rate_weight:
-            terms.append(self.rate_weight * estimated_rate_bits(params, model.bits, model.per_channel) / self.pixels)
-        return sum(terms[1:], terms[0])
 
 
 def prune_masks(generator: NeRVGenerator, fraction: float) -> dict[str, torch.Tensor]:
