@@ -42,9 +42,11 @@ def geometric_tails(thetas: np.ndarray, levels: int) -> np.ndarray:
     thetas = np.asarray(thetas, dtype=np.int64).reshape(-1)
     if np.any((thetas < 0) | (thetas >= THETA_ONE)) or levels < 0:
         raise CamfieldsError(f"geometric models need 0 <= theta < {THETA_ONE} and levels >= 0")
-    tails = np.empty((len(thetas), levels), dtype=np.int64)
+    tails = np.ones((len(thetas), levels), dtype=np.int64)  # every count reaches 1 and stays there
     previous = np.full(len(thetas), TAIL_COUNT, dtype=np.int64)
     for k in range(levels):
+        if not (previous > 1).any():
+            break
         tails[:, k] = previous
         previous = np.maximum((previous * thetas) >> 16, 1)
     return tails

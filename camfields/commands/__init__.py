@@ -11,7 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit nerf": ("fit_nerf", "fit a Blender, LLFF or nerfstudio scene with a NeRF model (vanilla, CAM variants, ngp)"),
     "fit dynamic": ("fit_dynamic", "fit a dynamic scene (T-NeRF, T-NeRF + CAM, space-time models)"),
     "fit video": ("fit_video", "fit a video with a NeRV-style generator and write its bitstream"),
-    "eval-rd": ("eval_rd", "rate-distortion of the video codec against x264 / x265"),
+    "eval-rd": ("eval_rd", "rate-distortion: video vs x264 / x265, or (--task image) vs JPEG, WebP, AVIF, JPEG 2000"),
     "decode": ("decode_video", "rebuild the frames of a .camf video bitstream (decompress does too)"),
     "compress": ("compress", "compress a finished fit of any task into one .camf file (n-bit weights)"),
     "decompress": ("decompress", "rebuild an image, a scene's views or a video's frames from a .camf file alone"),
