@@ -30,7 +30,7 @@ import torch
 from results_layout import default_out, device_tag
 
 from camfields.cli import comma_ints, comma_names, run
-from camfields.config import check_choice
+from camfields.config import check_choice, deep_merge
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import PRESETS, QUANT_STEPS, VideoConfig, fit_video, resolve_config
@@ -141,20 +141,17 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.video).exists():
         raise CamfieldsError(f"video {args.video} does not exist (pass --video)")
     device = resolve_device(args.device)
-    given = {
-        "epochs": args.epochs,
-        "bits": args.bits,
-        "prune": args.prune,
-        "qat_dampening": args.qat_dampening,
-        "rate_weight": args.rate_weight,
-    }
+    given = {"epochs": args.epochs, "prune": args.prune}
+    compression = {"bits": args.bits, "qat_dampening": args.qat_dampening, "rate_weight": args.rate_weight}
     common = {k: v for k, v in given.items() if v is not None}
+    common["compression"] = {k: v for k, v in compression.items() if v is not None}
     reference = resolve_config(models[0][0], args.config, common)
     clip = Path(args.video).stem + (f"_{reference.width}x{reference.height}" if reference.width else "")
     args.out = args.out or default_out("video", clip, f"cam_vs_plain_{device_tag(device)}.json")
-    suffix = f"{reference.bits}bit" + (f"_prune{reference.prune:g}" if reference.prune else "")
-    suffix += f"_damp{reference.qat_dampening:g}" if reference.qat_dampening != VideoConfig.qat_dampening else ""
-    suffix += f"_rate{reference.rate_weight:g}" if reference.rate_weight else ""
+    chosen, preset = reference.compression, VideoConfig().compression
+    suffix = f"{chosen.bits}bit" + (f"_prune{reference.prune:g}" if reference.prune else "")
+    suffix += f"_damp{chosen.qat_dampening:g}" if chosen.qat_dampening != preset.qat_dampening else ""
+    suffix += f"_rate{chosen.rate_weight:g}" if chosen.rate_weight else ""
     jobs = [
         {
             "model": model,
@@ -162,7 +159,9 @@ def main(argv: list[str] | None = None) -> None:
             "quant_steps": quant,
             "video": args.video,
             "config": args.config,
-            "overrides": {**common, "target_params": target, "quant_steps": quant, "train": {"seed": seed}},
+            "overrides": deep_merge(
+                common, {"target_params": target, "compression": {"quant_steps": quant}, "train": {"seed": seed}}
+            ),
             "out": Path(args.workdir) / f"{model}_{target}_{suffix}_{quant}_s{seed}",
             "device": str(device),
             "threads": args.threads,

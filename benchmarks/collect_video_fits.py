@@ -50,8 +50,9 @@ def variant_name(fit: dict[str, Any]) -> str:
     nodes, norm = fit["cam_grid_nodes"], fit["cam_norm"]
     name = fit["model"] + (f"+nodes{nodes}" if nodes != preset.generator.time_grid else "")
     name += f"+norm_{norm}" if nodes and norm != preset.generator.cam_norm else ""
-    name += f"+qat{fit['qat_fraction']:g}" if fit["qat_fraction"] != preset.qat_fraction else ""
-    return name + (f"+rate{fit['rate_weight']:g}" if fit["rate_weight"] != preset.rate_weight else "")
+    compression = preset.compression
+    name += f"+qat{fit['qat_fraction']:g}" if fit["qat_fraction"] != compression.qat_fraction else ""
+    return name + (f"+rate{fit['rate_weight']:g}" if fit["rate_weight"] != compression.rate_weight else "")
 
 
 def read_fit(folder: Path) -> dict[str, Any]:
@@ -59,18 +60,20 @@ def read_fit(folder: Path) -> dict[str, Any]:
     config = read_existing_json(folder / "config.json", "pass the folder of a video fit")
     unfinished = "the fit has not finished (resume it with fit_video.py --resume)"
     metrics = read_existing_json(folder / "metrics.json", unfinished)
+    # fits from before the [compression] block kept its settings at the top of the config
+    compression = config.get("compression", config) if isinstance(config, dict) else config
     try:
         fit = {
             "fit": str(folder),
             "model": config["model"],
             "seed": config["train"]["seed"],
             "target_params": config["target_params"],
-            "bits": config["bits"],
+            "bits": compression["bits"],
             "cam_grid_nodes": config["generator"]["time_grid"],
             "cam_norm": config["generator"]["cam_norm"],
-            "qat_fraction": config["qat_fraction"],
-            "qat_dampening": config["qat_dampening"],
-            "rate_weight": config.get("rate_weight", 0.0),  # fits from before rate_weight existed had none
+            "qat_fraction": compression["qat_fraction"],
+            "qat_dampening": compression["qat_dampening"],
+            "rate_weight": compression.get("rate_weight", 0.0),  # fits from before rate_weight existed had none
         }
         fit["variant"] = variant_name(fit)
         return fit | {key: metrics[key] for key in COLUMNS}

@@ -76,7 +76,7 @@ if [ "$dry" = 1 ]; then
 extends = "nerf/lego"
 eval_views = 1
 turntable_frames = 0
-quantize_bits = 0
+compression = { bits = 0 }
 sampler = { grid_resolution = 16, steps_per_diagonal = 32 }
 train = { batch_size = 64 }
 field = { trunk = { encoding = { hash = { levels = 4, log2_table_size = 10 } } } }

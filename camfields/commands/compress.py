@@ -124,10 +124,11 @@ def _scene(
 
 def _video(run_dir: Path, cfg: Any, bits: int, out: Path) -> tuple[int, int]:
     """Copy a video fit's own file when ``bits`` is the depth it was fitted for; returns (bytes, pixels of the clip)."""
-    if bits != cfg.bits:
+    if bits != cfg.compression.bits:
         raise CamfieldsError(
-            f"{run_dir} is a video fit trained through its {cfg.bits}-bit quantizer: its file is "
-            f"{run_dir / VIDEO_FILE} (--bits {cfg.bits}); refit with bits = {bits} for another depth"
+            f"{run_dir} is a video fit trained through its {cfg.compression.bits}-bit quantizer: its file is "
+            f"{run_dir / VIDEO_FILE} (--bits {cfg.compression.bits}); refit with [compression] bits = {bits} "
+            "for another depth"
         )
     if not (run_dir / VIDEO_FILE).is_file():
         raise CamfieldsError(f"{run_dir} holds no {VIDEO_FILE}: finish the fit (--resume) before compressing it")

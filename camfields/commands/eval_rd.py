@@ -34,6 +34,7 @@ from camfields.cli import comma_ints, comma_names
 from camfields.codec import baselines
 from camfields.codec.rd_report import bd_table, curve, plot, print_summary, same_rate_table
 from camfields.commands import eval_rd_image
+from camfields.config import deep_merge
 from camfields.errors import CamfieldsError
 from camfields.runtime import device_name, resolve_device
 from camfields.tasks.video import PRESETS, VideoConfig, fit_video, load_clip, quality, resolve_config
@@ -58,7 +59,9 @@ class Fit:
     def config(self, config: str, overrides: dict) -> VideoConfig:
         seed = {} if self.seed is None else {"train": {"seed": self.seed}}
         return resolve_config(
-            self.model, config, {**overrides, **seed, "target_params": self.params, "bits": self.bits}
+            self.model,
+            config,
+            deep_merge(overrides, {**seed, "target_params": self.params, "compression": {"bits": self.bits}}),
         )
 
 
@@ -97,7 +100,7 @@ def budget_plan(
             planned_seconds = plan["time_budget_seconds"]
         except (ValueError, KeyError, TypeError) as e:
             raise CamfieldsError(f"{path} is not a time-budget plan ({e}); delete it to plan again") from None
-        if planned_seconds == seconds and planned == [(c.model, c.target_params, c.bits) for c in cfgs]:
+        if planned_seconds == seconds and planned == [(c.model, c.target_params, c.compression.bits) for c in cfgs]:
             print(f"time budget: {plan['epochs']} epochs per fit, the plan in {path}", flush=True)
             return plan
     costs = [assumed_cost or probe_fit(video, cfg, device, load_seconds=load_seconds) for cfg in cfgs]
@@ -112,7 +115,7 @@ def budget_plan(
             {
                 "model": c.model,
                 "params": c.target_params,
-                "bits": c.bits,
+                "bits": c.compression.bits,
                 "seconds_per_epoch": cost.epoch_seconds,
                 "seconds_once": cost.fixed_seconds,
             }
@@ -165,7 +168,7 @@ VIDEO_DEFAULTS = {
 }
 #: options only one task takes
 VIDEO_ONLY = ("video", "epochs", "time_budget", "fit_cost", "seeds", "crf", "preset")
-IMAGE_ONLY = ("images", "steps")
+IMAGE_ONLY = ("images", "steps", "qat")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -192,6 +195,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--bits", help="comma-separated weight bit depths (default 8; image: 6,8)")
     parser.add_argument("--epochs", type=int, help="video: override the config's epochs")
     parser.add_argument("--steps", type=int, help="image: override the config's training steps")
+    parser.add_argument(
+        "--qat",
+        type=float,
+        metavar="FRACTION",
+        help="image: fit each bit depth on its own, the last FRACTION of the steps through its quantizer "
+        "(quantization-aware training); default: one fit per size, quantized after training",
+    )
     parser.add_argument(
         "--time-budget",
         type=float,

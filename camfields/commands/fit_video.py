@@ -45,14 +45,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "stride": args.stride,
         "frames": args.frames,
         "target_params": args.params,
-        "bits": args.bits,
-        "quant_steps": args.quant_steps,
     }
+    compression = {"bits": args.bits, "quant_steps": args.quant_steps}
     if args.size:
         top["width"], top["height"] = parse_size(args.size, "--size")
     if args.crop:
         top["crop_width"], top["crop_height"] = parse_size(args.crop, "--crop")
     overrides = {k: v for k, v in top.items() if v is not None}
+    if any(v is not None for v in compression.values()):
+        overrides["compression"] = {k: v for k, v in compression.items() if v is not None}
     cfg = resolve_config(args.model, args.config, {**overrides, "train": train_overrides(args)})
     metrics = fit_video(args.video, cfg, args.out, args.device, args.resume, progress=not args.quiet)
     report({k: metrics[k] for k in ("psnr", "ms_ssim", "bpp", "params", "seconds", "decode_fps")})

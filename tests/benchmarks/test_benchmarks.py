@@ -133,16 +133,16 @@ def test_bench_video_runs_each_model_seed_and_quantizer_and_reports_gains(tmp_pa
     for model in ("nerv", "cam"):
         stream = read_bitstream(tmp_path / "work" / f"{model}_8000_8bit_prune0.5_tensor_s0" / "video.camf")
         assert np.mean(next(t for t in stream.tensors if t.name == "convs.0.weight").values == 0) >= 0.5
-    with pytest.raises(CamfieldsError, match=r"prune in \[0, 1\)"):
+    with pytest.raises(CamfieldsError, match=r"prune must be in \[0, 1\)"):
         bench_video.main([*argv, "--prune", "1.5"])
     # so does --qat-dampening, 0 switching it off
     bench_video.main([*argv, "--qat-dampening", "0", "--epochs", "5", "--quant-steps", "tensor"])
     recorded = json.loads((tmp_path / "work" / "cam_8000_8bit_damp0_tensor_s0" / "config.json").read_text())
-    assert recorded["qat_dampening"] == 0 and recorded["epochs"] == 5
+    assert recorded["compression"]["qat_dampening"] == 0 and recorded["epochs"] == 5
     # and --rate-weight, in a folder of its own
     bench_video.main([*argv, "--rate-weight", "0.5", "--epochs", "5", "--quant-steps", "tensor"])
     recorded = json.loads((tmp_path / "work" / "cam_8000_8bit_rate0.5_tensor_s0" / "config.json").read_text())
-    assert recorded["rate_weight"] == 0.5
+    assert recorded["compression"]["rate_weight"] == 0.5
 
 
 def test_bench_video_model_list_needs_targets_and_known_names():
@@ -160,13 +160,14 @@ def test_bench_video_model_list_needs_targets_and_known_names():
             bench_video.model_targets(bad)
 
 
-def fake_fit(folder, model, seed, params, bpp, psnr, rate_weight=0.0, psnr_float=None, **settings):
+def fake_fit(folder, model, seed, params, bpp, psnr, rate_weight=0.0, psnr_float=None, qat_fraction=0.2, **settings):
     """A fit folder as fit_video.py leaves it (the real config format), with chosen metrics and settings."""
     from camfields.config import to_dict
     from camfields.tasks.video import resolve_config
     from camfields.training.checkpoint import write_json
 
-    overrides = {"train": {"seed": seed}, "rate_weight": rate_weight, **settings}
+    compression = {"rate_weight": rate_weight, "qat_fraction": qat_fraction}
+    overrides = {"train": {"seed": seed}, "compression": compression, **settings}
     write_json(folder / "config.json", to_dict(resolve_config(model, overrides=overrides)))
     psnr_float = psnr - 1 if psnr_float is None else psnr_float
     metrics = {"params": params, "bytes": round(bpp * 1000), "bpp": bpp, "psnr": psnr, "psnr_float": psnr_float}

@@ -358,8 +358,8 @@ def test_tasks_import_without_imageio_ffmpeg_and_video_io_says_what_is_missing(t
 
 
 def test_a_misspelt_quant_steps_is_refused_with_the_choices():
-    with pytest.raises(CamfieldsError, match="unknown quant_steps 'chanel'; choose one of tensor, channel"):
-        resolve_config("ffnerv", overrides={"quant_steps": "chanel"})
+    with pytest.raises(CamfieldsError, match="unknown compression.quant_steps 'chanel'; choose one of tensor, channel"):
+        resolve_config("ffnerv", overrides={"compression": {"quant_steps": "chanel"}})
 
 
 @pytest.mark.slow
@@ -460,10 +460,15 @@ def tiny_qat_fits(tmp_path: Path, setting: str, values: tuple[float, ...], bits:
     """Metrics of tiny fits of the synthetic clip (half the epochs through the quantizer), one per
     value of ``setting``, each in ``tmp_path / f"run{value}"``."""
     root = write_frames_folder(tmp_path / "clip", synthetic_clip(6))
-    overrides = {"epochs": 20, "bits": bits, "qat_fraction": 0.5, "generator": SMALL, "train": {"lr": 1e-2}}
+    overrides = {"epochs": 20, "generator": SMALL, "train": {"lr": 1e-2}}
+    compression = {"bits": bits, "qat_fraction": 0.5}
     return {
         value: fit_video(
-            root, resolve_config("cam", overrides={**overrides, setting: value}), tmp_path / f"run{value}", "cpu", False
+            root,
+            resolve_config("cam", overrides={**overrides, "compression": {**compression, setting: value}}),
+            tmp_path / f"run{value}",
+            "cpu",
+            False,
         )
         for value in values
     }
@@ -479,7 +484,7 @@ def test_qat_dampening_pulls_the_float_weights_onto_their_levels(tmp_path):
     # undamped, QAT leaves the float weights anywhere between levels (a uniform spread gives 1/12)
     assert distances[0.0] > 0.04 and distances[1.0] < 0.5 * distances[0.0], distances
     with pytest.raises(CamfieldsError, match="qat_dampening"):
-        resolve_config("cam", overrides={"qat_dampening": -1.0}).validate()
+        resolve_config("cam", overrides={"compression": {"qat_dampening": -1.0}}).validate()
 
 
 def test_rate_weight_trades_quality_for_fewer_bytes(tmp_path):
@@ -488,7 +493,7 @@ def test_rate_weight_trades_quality_for_fewer_bytes(tmp_path):
     assert results[0.01]["bytes"] < 0.9 * results[0.0]["bytes"], results
     assert results[0.01]["psnr"] > results[0.0]["psnr"] - 1.0, results
     with pytest.raises(CamfieldsError, match="rate_weight"):
-        resolve_config("cam", overrides={"rate_weight": -0.1}).validate()
+        resolve_config("cam", overrides={"compression": {"rate_weight": -0.1}}).validate()
 
 
 def test_plan_epochs_gives_the_most_epochs_that_fit_and_says_when_none_does():

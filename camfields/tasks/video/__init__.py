@@ -7,7 +7,8 @@ budget), ``model`` (the quantized model and its QAT / pruning hooks), ``fit`` (t
 the task and ``fit_video``), ``budget`` (fits in a time budget).
 """
 
-from camfields.tasks.video.config import PRESETS, QUANT_STEPS, VideoConfig, resolve_config
+from camfields.compression.config import QUANT_STEPS
+from camfields.tasks.video.config import PRESETS, VideoConfig, resolve_config
 from camfields.tasks.video.fit import VIDEO, fit_video, load_clip, quality
 
 __all__ = ["PRESETS", "QUANT_STEPS", "VIDEO", "VideoConfig", "fit_video", "load_clip", "quality", "resolve_config"]

@@ -75,7 +75,8 @@ def probe_fit(
     seconds_per_step(1)
     qat_step = seconds_per_step(steps)
     steps_per_epoch = math.ceil(frames / cfg.batch_frames)
-    epoch = steps_per_epoch * ((1 - cfg.qat_fraction) * float_step + cfg.qat_fraction * qat_step)
+    qat = cfg.compression.qat_fraction
+    epoch = steps_per_epoch * ((1 - qat) * float_step + qat * qat_step)
 
     t0 = time.perf_counter()
     rendered = objective.render(model, quantized=True)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from camfields.compression.config import CompressionConfig
 from camfields.config import Presets, check_choice, to_dict
 from camfields.errors import CamfieldsError
 from camfields.modules.nerv import EMBEDDINGS, GeneratorConfig
@@ -28,30 +29,23 @@ class VideoConfig:
     scale_frame_grids: bool = True  # target_params scales the frame grids' channels too; false keeps them as set
     epochs: int = 300
     batch_frames: int = 1  # frames per training step
-    bits: int = 8  # weight bit depth of the bitstream (grids included)
-    qat_fraction: float = 0.2  # the last fraction of the epochs trains through the quantizer
-    qat_dampening: float = 0.01  # weight of the pull of every float weight towards its level during QAT (0 = off)
-    rate_weight: float = 0.0  # during QAT the loss adds this times the estimated bits per pixel (0 = off)
-    quant_steps: str = "tensor"  # tensor | channel: one quantization step per tensor, or per output channel
     prune: float = 0.0  # fraction of each convolution's weights zeroed by magnitude before QAT
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    #: the bitstream's weight depth (grids included) and QAT: the last ``qat_fraction`` of the epochs
+    #: train through the quantizer (``compression.config``)
+    compression: CompressionConfig = dataclasses.field(default_factory=lambda: CompressionConfig(qat_fraction=0.2))
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(lr=5e-3, schedule="cosine", final_lr_ratio=0.01, checkpoint_every=1000)
     )
 
     def validate(self) -> None:
         check_choice(self.model, PRESETS, "model")
-        check_choice(self.quant_steps, QUANT_STEPS, "quant_steps")
         check_choice(self.generator.embedding, EMBEDDINGS, "embedding")
         if min(self.epochs, self.batch_frames, self.stride) < 1 or min(self.start, self.frames) < 0:
             raise CamfieldsError("epochs, batch_frames and stride must be >= 1; start and frames >= 0")
-        if not 2 <= self.bits <= 16:
-            raise CamfieldsError(f"bits must be in 2..16, got {self.bits}")
-        if not 0 <= self.qat_fraction <= 1 or not 0 <= self.prune < 1:
-            raise CamfieldsError("qat_fraction must be in [0, 1] and prune in [0, 1)")
-        for name in ("qat_dampening", "rate_weight"):
-            if not 0 <= getattr(self, name) < float("inf"):
-                raise CamfieldsError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if not 0 <= self.prune < 1:
+            raise CamfieldsError(f"prune must be in [0, 1), got {self.prune}")
+        self.compression.validate()
         if (self.width > 0) != (self.height > 0) or min(self.width, self.height) < 0:
             raise CamfieldsError("give both width and height (or neither, for the video's own size)")
         if (self.crop_width > 0) != (self.crop_height > 0) or min(self.crop_width, self.crop_height) < 0:
@@ -59,9 +53,6 @@ class VideoConfig:
         self.generator.validate("[generator]")
         self.train.validate()
 
-
-#: one quantization step per tensor, or one per slice along dim 0 (see ``compression.quantize``)
-QUANT_STEPS = ("tensor", "channel")
 
 #: the plain NeRV generator and the same with CAM (a 60-node per-channel temporal grid); FFNeRV's
 #: multi-resolution temporal grids as the embedding, without and with CAM (30 nodes, the CAM

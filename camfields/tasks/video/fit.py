@@ -112,7 +112,7 @@ def load_clip(path: Path, cfg: VideoConfig) -> torch.Tensor:
 def qat_start(cfg: VideoConfig, frames: int) -> int:
     """The step at which quantization-aware training starts: the last ``qat_fraction`` of the epochs."""
     steps_per_epoch = math.ceil(frames / cfg.batch_frames)
-    return cfg.train.steps - int(round(cfg.qat_fraction * cfg.epochs)) * steps_per_epoch
+    return cfg.train.steps - int(round(cfg.compression.qat_fraction * cfg.epochs)) * steps_per_epoch
 
 
 class VideoTask(Task[VideoConfig, Clip]):
@@ -143,7 +143,8 @@ class VideoTask(Task[VideoConfig, Clip]):
 
     def build(self, cfg: VideoConfig, data: Clip, device: torch.device) -> Setup:
         frames, height, width, _ = data.frames.shape
-        model = VideoModel(build_generator(cfg.generator, height, width), cfg.bits, cfg.quant_steps == "channel")
+        compression = cfg.compression
+        model = VideoModel(build_generator(cfg.generator, height, width), compression.bits, compression.per_channel)
         start = qat_start(cfg, frames)
         hooks = [
             QuantizationSchedule(
@@ -151,8 +152,8 @@ class VideoTask(Task[VideoConfig, Clip]):
                 cfg.train.steps,
                 model.bits,
                 model.per_channel,
-                cfg.qat_dampening,
-                cfg.rate_weight,
+                compression.qat_dampening,
+                compression.rate_weight,
                 frames * height * width,
             )
         ]
@@ -165,7 +166,7 @@ class VideoTask(Task[VideoConfig, Clip]):
         """Write ``video.camf``: the generator's n-bit weights and its config (``codec.video.encode``)."""
         model = setup.model
         frames = len(setup.objective.times)
-        return encode(path, model.generator, cfg.generator, cfg.bits, frames, model.per_channel)
+        return encode(path, model.generator, cfg.generator, model.bits, frames, model.per_channel)
 
     def evaluate(
         self,
@@ -213,9 +214,9 @@ class VideoTask(Task[VideoConfig, Clip]):
             "height": height,
             "frames": frames,
             "epochs": cfg.epochs,
-            "bits": cfg.bits,
+            "bits": cfg.compression.bits,
             "prune": cfg.prune,
-            "quant_steps": cfg.quant_steps,
+            "quant_steps": cfg.compression.quant_steps,
             **quality(decoded, source),
             "psnr_float": psnr_float,
             "psnr_nearest_rounding": result.evaluation.metrics["psnr"],  # every weight rounded to its nearest level
