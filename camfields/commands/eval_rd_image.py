@@ -1,9 +1,10 @@
 """Rate-distortion evaluation of the image codec (``camfields eval-rd --task image``).
 
 A sweep point is (model, target parameters, weight bits). Each point's field is fitted once per
-image (``fit_key``: today one fit per model and size, whatever the bits, as quantization comes
-after training) into ``OUT/<model>_<params>/<image>/``, written with ``bits``-bit weights to
-``image_<bits>bit.camf`` there (``commands.compress``) and decoded from that file alone. The
+image (``fit_key``: one fit per model and size, whatever the bits, as quantization comes after
+training; with ``--qat F`` one per bit depth too, the last fraction F of its steps trained
+through that quantizer) into ``OUT/<model>_<params>[_qat<bits>bit]/<image>/``, written with
+``bits``-bit weights to ``image_<bits>bit.camf`` there (``commands.compress``) and decoded from that file alone. The
 field's hidden width is the largest whose parameter count is at most the target; the model's
 other settings come from ``--config``.
 
@@ -57,14 +58,24 @@ class Point:
     bits: int
 
 
-def fit_key(point: Point) -> tuple[str, int]:
-    """The fit a point is coded from: one per model and size (post-training quantization at any bits)."""
-    return point.model, point.params
+def fit_key(point: Point, qat: bool = False) -> tuple[str, int, int | None]:
+    """The fit a point is coded from: one per model and size (post-training quantization at any
+    bits), or with ``qat`` one per bit depth too (quantization-aware training at that depth)."""
+    return point.model, point.params, point.bits if qat else None
 
 
-def fit_folder(key: tuple[str, int]) -> str:
+def fit_folder(key: tuple[str, int, int | None]) -> str:
     """The folder (under --out) of a fit key's fits, one subfolder per image."""
-    return "_".join(map(str, key))
+    model, params, bits = key
+    return f"{model}_{params}" + (f"_qat{bits}bit" if bits is not None else "")
+
+
+def fit_config(key: tuple[str, int, int | None], config: str, overrides: dict[str, Any], qat: float) -> ImageConfig:
+    """The image config of a fit key: the model's, sized to its parameters, with QAT at its bits."""
+    model, params, bits = key
+    if bits is not None:
+        overrides = {**overrides, "compression": {"bits": bits, "qat_fraction": qat}}
+    return sized_config(resolve_config(model, config, overrides), params)
 
 
 def field_params(field: FieldConfig, channels: int = 3) -> int:
@@ -171,8 +182,12 @@ def run(args: argparse.Namespace) -> None:
     source, out = Path(args.images), Path(args.out)
     files = image_files(source)
     overrides = {"train": {"steps": args.steps}} if args.steps else {}
+    qat = args.qat or 0.0
+    if not 0 <= qat <= 1:
+        raise CamfieldsError(f"--qat must be a fraction of the steps in [0, 1], got {qat}")
     points = [Point(model, params, bits) for params in sizes for bits in depths for model in models]
-    configs = {fit_key(p): sized_config(resolve_config(p.model, args.config, overrides), p.params) for p in points}
+    keys = {p: fit_key(p, qat > 0) for p in points}
+    configs = {key: fit_config(key, args.config, overrides, qat) for key in keys.values()}
     factors = {cfg.downscale for cfg in configs.values()}
     if len(factors) > 1:
         raise CamfieldsError(f"every model of --config must fit the same downscale, got {sorted(factors)}")
@@ -183,9 +198,9 @@ def run(args: argparse.Namespace) -> None:
     references = {path.stem: reference(path, factor) for path in files}
     baseline_curves, notes = run_baselines(references, codecs, progress)
     measured: dict[Point, dict[str, dict[str, float]]] = {p: {} for p in points}
-    fit_metrics: dict[tuple[str, int], dict[str, dict[str, Any]]] = {key: {} for key in configs}
+    fit_metrics: dict[tuple[str, int, int | None], dict[str, dict[str, Any]]] = {key: {} for key in configs}
     for key, cfg in configs.items():
-        coded = [p for p in points if fit_key(p) == key]
+        coded = [p for p in points if keys[p] == key]
         for path in files:
             if progress:
                 announce(f"fit {cfg.model}: hidden {cfg.field.hidden} ({key[1]} params at most), {path.name}")
@@ -202,16 +217,17 @@ def run(args: argparse.Namespace) -> None:
         for bits in depths:
             model_points = []
             for point in (p for p in points if (p.model, p.bits) == (model, bits)):
-                fitted = fit_metrics[fit_key(point)]
+                fitted = fit_metrics[keys[point]]
                 settings = {
                     "params": next(iter(fitted.values()))["params"],
                     "target_params": point.params,
-                    "hidden": configs[fit_key(point)].field.hidden,
+                    "hidden": configs[keys[point]].field.hidden,
                     "bits": bits,
                     "psnr_float": sum(m["psnr"] for m in fitted.values()) / len(fitted),
                 }
                 model_points.append(mean_point(measured[point], **settings))
-            description = f"camfields {model}, at most {args.params} parameters, {bits}-bit weights (post-training)"
+            how = f"QAT over the last {qat:g} of the steps" if qat else "post-training"
+            description = f"camfields {model}, at most {args.params} parameters, {bits}-bit weights ({how})"
             curves.append(curve(f"camfields-{model}-{bits}bit", description, model_points))
     ours = [c["name"] for c in curves]
     curves += baseline_curves
@@ -232,6 +248,7 @@ def run(args: argparse.Namespace) -> None:
         "downscale": factor,
         "sizes": {stem: [t.shape[1], t.shape[0]] for stem, t in references.items()},
         "steps": next(iter(configs.values())).train.steps,
+        "qat_fraction": qat,
         "device": device_name(device),
         "notes": notes,
         "bd": bd,

@@ -133,3 +133,26 @@ def test_eval_rd_image_needs_images_and_refuses_empty_folders(tmp_path, capsys):
     assert exit_code(["eval-rd", "--images", str(tmp_path), "--out", str(tmp_path / "rd")]) == 2
     assert "--task video takes no --images" in capsys.readouterr().err
     assert not (tmp_path / "rd").exists()
+
+
+@pytest.mark.slow
+def test_with_qat_each_bit_depth_is_fitted_through_its_own_quantizer(tmp_path):
+    import torch
+
+    from camfields.commands.eval_rd_image import Point, fit_folder, fit_key
+    from camfields.training.checkpoint import read_json
+
+    assert fit_key(Point("cam", 300, 6)) == fit_key(Point("cam", 300, 8))  # post-training: one fit
+    assert fit_folder(fit_key(Point("cam", 300, 6), qat=True)) == "cam_300_qat6bit"
+    folder = tiny_folder(tmp_path)
+    assert eval_rd(tmp_path, "--images", str(folder), "--params", "300", "--bits", "4,8", "--qat", "0.5") == 0
+    for bits in (4, 8):
+        run = tmp_path / "rd" / f"cam_300_qat{bits}bit" / "a"
+        recorded = read_json(run / "config.json")["compression"]
+        assert (recorded["bits"], recorded["qat_fraction"]) == (bits, 0.5)
+        assert (run / f"image_{bits}bit.camf").is_file() and not (run / f"image_{12 - bits}bit.camf").exists()
+    four = torch.load(tmp_path / "rd" / "cam_300_qat4bit" / "a" / "checkpoint.pt", weights_only=True)["model"]
+    eight = torch.load(tmp_path / "rd" / "cam_300_qat8bit" / "a" / "checkpoint.pt", weights_only=True)["model"]
+    assert any(not torch.equal(four[k], eight[k]) for k in four)  # trained through different quantizers
+    report = json.loads((tmp_path / "rd" / "rd.json").read_text())
+    assert report["qat_fraction"] == 0.5 and "QAT" in report["codecs"][0]["description"]
