@@ -34,7 +34,7 @@ from camfields.tasks.video import VIDEO
 from camfields.training.checkpoint import load_checkpoint, read_json
 from camfields.training.fit import Task
 from camfields.training.loop import CHECKPOINT_NAME
-from camfields.training.run_dir import CONFIG_NAME, DATA_KEY, TASK_KEY, with_missing_keys
+from camfields.training.run_dir import CONFIG_NAME, DATA_KEY, TASK_KEY, upgraded, with_missing_keys
 
 RECONSTRUCTION_NAME = "reconstruction.png"  # what a finished image fit writes: its size, channels and depth
 VIDEO_FILE = "video.camf"
@@ -59,7 +59,8 @@ def run_config(run_dir: Path) -> tuple[Task, Any, dict[str, Any] | None]:
         raise CamfieldsError(f"{path} names the task {name!r}; compress knows {', '.join(TASKS)}")
     task = TASKS[name]
     config_class = task.presets.config_class
-    cfg = from_dict(config_class, with_missing_keys(recorded, to_dict(config_class())), str(path))
+    recorded = with_missing_keys(upgraded(recorded, config_class), to_dict(config_class()))
+    cfg = from_dict(config_class, recorded, str(path))
     cfg.validate()
     return task, cfg, data if isinstance(data, dict) else None
 
@@ -106,7 +107,8 @@ def _image(run_dir: Path, cfg: Any, bits: int, out: Path) -> tuple[int, int]:
 def _scene(
     run_dir: Path, task: SceneTask, cfg: Any, data: dict[str, Any] | None, bits: int, out: Path
 ) -> tuple[int, int]:
-    """Write a NeRF or dynamic fit, its camera read from the fitted scene; returns (bytes, pixels of a view)."""
+    """Write a NeRF or dynamic fit, its camera read from the fitted scene; returns (bytes, 0: a scene has no
+    pixel count of its own)."""
     source = Path(data["path"]) if data and isinstance(data.get("path"), str) else None
     if source is None or not source.exists():
         raise CamfieldsError(
@@ -118,8 +120,7 @@ def _scene(
     camera = SceneCamera(width, height, scene.eval.focal, *orbit_of(scene.train.poses))
     model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler)
     _load_weights(model, run_dir)
-    size = encode_scene(out, model, cfg.field, cfg.sampler, cfg.aabb, cfg.background, task.name, camera, bits)
-    return size, height * width
+    return encode_scene(out, model, cfg.field, cfg.sampler, cfg.aabb, cfg.background, task.name, camera, bits), 0
 
 
 def _video(run_dir: Path, cfg: Any, bits: int, out: Path) -> tuple[int, int]:
@@ -139,7 +140,8 @@ def _video(run_dir: Path, cfg: Any, bits: int, out: Path) -> tuple[int, int]:
 
 def compress(run_dir: Path, bits: int, out: Path) -> dict[str, Any]:
     """Write the fit in ``run_dir`` to ``out`` with ``bits``-bit weights; returns the task, the file's
-    bytes, the pixels (an image's; a scene's view; a clip's frames together) and bits per pixel."""
+    bytes, the pixels (an image's; a clip's frames together; None for a scene) and bits per pixel
+    (None for a scene)."""
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():
         raise CamfieldsError(f"{out} already exists; give a new file for --out")
@@ -159,7 +161,7 @@ def compress(run_dir: Path, bits: int, out: Path) -> dict[str, Any]:
         size, pixels = _video(run_dir, cfg, bits, out)
     else:
         size, pixels = _scene(run_dir, task, cfg, data, bits, out)
-    return {"task": task.name, "bytes": size, "pixels": pixels, "bpp": 8 * size / pixels if pixels else None}
+    return {"task": task.name, "bytes": size, "pixels": pixels or None, "bpp": 8 * size / pixels if pixels else None}
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:

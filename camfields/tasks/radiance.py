@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -65,6 +65,8 @@ class SceneConfig:
     field: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(batch_size=4096))
+    #: settings that run folders of earlier versions recorded elsewhere (``run_dir.upgraded``)
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"quantize_bits": "compression.bits"}
 
     def validate(self) -> None:
         check_choice(self.eval_split, SPLITS, "evaluation split")

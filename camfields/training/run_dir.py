@@ -39,6 +39,24 @@ RESULT_NAMES = ("checkpoint.pt", "metrics.json")
 LENGTHENING = ("train.steps",)
 
 
+def upgraded(recorded: dict[str, Any], config_class: type) -> dict[str, Any]:
+    """``recorded`` (a config.json) with every setting an earlier version kept elsewhere moved to
+    where ``config_class`` keeps it now (its ``LEGACY_KEYS``: old top-level name -> dotted path),
+    unless the new place already holds one."""
+    moved = dict(recorded)
+    for old, new in getattr(config_class, "LEGACY_KEYS", {}).items():
+        if old not in moved:
+            continue
+        value = moved.pop(old)
+        *tables, leaf = new.split(".")
+        node = moved
+        for table in tables:
+            node[table] = dict(node.get(table) or {})
+            node = node[table]
+        node.setdefault(leaf, value)
+    return moved
+
+
 def with_missing_keys(recorded: Any, defaults: Any) -> Any:
     """``recorded`` with every key it lacks and ``defaults`` has added at its default value (nested dicts)."""
     if not isinstance(recorded, dict) or not isinstance(defaults, dict):
@@ -155,7 +173,7 @@ def prepare_run_dir(
         recorded = read_json(config_path)
         _refuse_other_data(out_dir, recorded.pop(DATA_KEY, None), data)
         recorded.pop(TASK_KEY, None)
-        recorded = with_missing_keys(recorded, json.loads(json.dumps(to_dict(type(cfg)()))))
+        recorded = with_missing_keys(upgraded(recorded, type(cfg)), json.loads(json.dumps(to_dict(type(cfg)()))))
         differences = config_differences(recorded, config)
         if "train.schedule_steps" in differences and cfg.train.schedule_steps == 0:
             differences.remove("train.schedule_steps")  # unset: the recorded span holds

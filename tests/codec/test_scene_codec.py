@@ -63,7 +63,7 @@ def test_compress_decodes_bit_exactly_to_the_quantized_field_and_renders_its_vie
     path = tmp_path / "scene.camf"
     result = compress(run, bits, path)
     assert result["task"] == "nerf" and result["bytes"] == path.stat().st_size
-    assert result["bpp"] == 8 * path.stat().st_size / (16 * 16)
+    assert result["bpp"] is None and result["pixels"] is None  # a scene has no pixel count of its own
     scene = codec.read_scene(path)
     reference = quantized_model(model, bits)
     decoded, expected = scene.model.state_dict(), reference.state_dict()
@@ -199,3 +199,18 @@ def test_a_video_run_compresses_to_its_own_file_at_its_depth_only(tmp_path):
     with pytest.raises(CamfieldsError, match="trained through its 8-bit quantizer"):
         compress(tmp_path / "run", 6, tmp_path / "six.camf")
     assert not np.any([p.name == "six.camf" for p in tmp_path.iterdir()])
+
+
+def test_a_run_folder_of_an_earlier_version_still_compresses_and_resumes(sphere, tmp_path):
+    import shutil
+
+    _, run, cfg, _, _ = sphere
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    recorded = json.loads((old / "config.json").read_text())
+    recorded["quantize_bits"] = recorded.pop("compression")["bits"]  # how fits recorded it before [compression]
+    (old / "config.json").write_text(json.dumps(recorded))
+    compress(old, 8, tmp_path / "old.camf")
+    assert (tmp_path / "old.camf").read_bytes() == (run / "scene.camf").read_bytes()
+    again = nerf.fit_nerf(sphere[0], cfg, old, "cpu", resume=True, progress=False)  # finished: evaluation only
+    assert again["psnr"] == pytest.approx(sphere[4]["psnr"])

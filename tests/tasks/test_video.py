@@ -22,7 +22,7 @@ from camfields.compression.quantize import rounding_distance
 from camfields.fields import count_parameters
 from camfields.io.video import read_video
 from camfields.modules.nerv import FrameGrids, GeneratorConfig, NeRVGenerator, build_generator
-from camfields.tasks.video import fit_video, quality, resolve_config
+from camfields.tasks.video import VideoConfig, fit_video, quality, resolve_config
 from camfields.tasks.video.budget import FitCost, plan_epochs, probe_fit
 from camfields.tasks.video.model import VideoModel
 from camfields.tasks.video.sizing import one_wider, size_for_params
@@ -581,3 +581,14 @@ def test_a_video_fit_extends_with_more_epochs(tmp_path):
         CamfieldsError, match=r"with 1 epochs: it was planned for 3; --resume can extend a fit \(more epochs\)"
     ):
         fit_video(root, fewer, tmp_path / "run", "cpu", resume=True, progress=False)
+
+
+def test_a_video_config_recorded_before_the_compression_block_reads_as_today():
+    from camfields.config import from_dict, to_dict
+    from camfields.training.run_dir import upgraded, with_missing_keys
+
+    cfg = resolve_config("cam", overrides={"compression": {"bits": 6, "rate_weight": 0.5}})
+    recorded = to_dict(cfg)
+    recorded |= recorded.pop("compression")  # the flat keys fits wrote before
+    moved = with_missing_keys(upgraded(recorded, VideoConfig), to_dict(VideoConfig()))
+    assert from_dict(VideoConfig, moved, "config.json") == cfg

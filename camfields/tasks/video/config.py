@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from camfields.compression.config import CompressionConfig
 from camfields.config import Presets, check_choice, to_dict
@@ -37,6 +37,11 @@ class VideoConfig:
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(lr=5e-3, schedule="cosine", final_lr_ratio=0.01, checkpoint_every=1000)
     )
+
+    #: settings that run folders of earlier versions recorded at the top (``run_dir.upgraded``)
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {
+        name: f"compression.{name}" for name in ("bits", "qat_fraction", "qat_dampening", "rate_weight", "quant_steps")
+    }
 
     def validate(self) -> None:
         check_choice(self.model, PRESETS, "model")
