@@ -67,10 +67,7 @@ def _focal(meta: dict, frame: dict, width: float, height: float, where: str) -> 
         raise CamfieldsError(
             f"{where}: camera_model {shown(model)} is not supported; only pinhole cameras ({', '.join(PINHOLE_MODELS)})"
         )
-    distorted = {key: value for key in DISTORTION if (value := number(key))}
-    if distorted:
-        listed = ", ".join(f"{key} = {value:.4g}" for key, value in distorted.items())
-        raise CamfieldsError(f"{where}: distortion {listed} is not supported; undistort the images first")
+    check_undistorted({key: number(key) or 0.0 for key in DISTORTION}, where)
 
     def from_angle(key: str, size: float) -> float | None:
         angle = number(key)
@@ -85,6 +82,23 @@ def _focal(meta: dict, frame: dict, width: float, height: float, where: str) -> 
             f"{where} has no focal length: give fl_x (or camera_angle_x) at the top level or per frame"
         )
     fl_y = (from_angle("camera_angle_y", height) or fl_x) if fl_y is None else fl_y
+    cx, cy = number("cx"), number("cy")
+    cx, cy = width / 2 if cx is None else cx, height / 2 if cy is None else cy
+    return pinhole_focal(fl_x, fl_y, cx, cy, width, height, where)
+
+
+def check_undistorted(coefficients: dict[str, float], where: str) -> None:
+    """One clear error, naming ``where`` and the coefficients, unless every distortion coefficient is 0."""
+    distorted = {key: value for key, value in coefficients.items() if value}
+    if distorted:
+        listed = ", ".join(f"{key} = {value:.4g}" for key, value in distorted.items())
+        raise CamfieldsError(f"{where}: distortion {listed} is not supported; undistort the images first")
+
+
+def pinhole_focal(fl_x: float, fl_y: float, cx: float, cy: float, width: float, height: float, where: str) -> float:
+    """The one focal length (pixels) of a pinhole camera with focal lengths ``fl_x``, ``fl_y`` and principal
+    point (``cx``, ``cy``) on a ``width`` x ``height`` image: their mean, after one clear error unless both are
+    positive and finite, within 0.5 % of each other, and the principal point within 0.5 px of the centre."""
     if not (0 < fl_x < math.inf and 0 < fl_y < math.inf):
         raise CamfieldsError(
             f"{where}: focal lengths must be positive finite numbers, got fl_x {fl_x:.6g}, fl_y {fl_y:.6g}"
@@ -93,8 +107,6 @@ def _focal(meta: dict, frame: dict, width: float, height: float, where: str) -> 
         raise CamfieldsError(
             f"{where}: fl_x {fl_x:.6g} and fl_y {fl_y:.6g} differ by more than 0.5 %; camfields' cameras have one focal"
         )
-    cx, cy = number("cx"), number("cy")
-    cx, cy = width / 2 if cx is None else cx, height / 2 if cy is None else cy
     if not (abs(cx - width / 2) <= CENTRE_TOLERANCE and abs(cy - height / 2) <= CENTRE_TOLERANCE):
         raise CamfieldsError(
             f"{where}: principal point ({cx:.6g}, {cy:.6g}) is more than 0.5 px off the image centre "
@@ -111,6 +123,15 @@ def _size(meta: dict, frame: dict, pixels: torch.Tensor, where: str) -> tuple[fl
         if value is not None and json_number(value, key, where) != size:
             raise CamfieldsError(f"{where}: the image is {width}x{height} but its {key} is {shown(value)}")
     return float(width), float(height)
+
+
+def check_same_focal(focal: float, first: float, first_name: str, where: str) -> None:
+    """One clear error unless a view's focal (pixels) is within 0.5 % of its split's first view ``first_name``'s."""
+    if abs(focal - first) > FOCAL_TOLERANCE * first:
+        raise CamfieldsError(
+            f"{where}: focal {focal:.6g} px differs from {first_name}'s {first:.6g} px by more than 0.5 %; "
+            "one split needs one focal"
+        )
 
 
 def load_transforms(
@@ -155,11 +176,8 @@ def load_transforms(
                 f"but {image.stem} is {pixels.shape[1]}x{pixels.shape[0]}"
             )
         focal *= pixels.shape[1] / width
-        if focals and abs(focal - focals[0]) > FOCAL_TOLERANCE * focals[0]:
-            raise CamfieldsError(
-                f"{where}: focal {focal:.6g} px differs from {names[0]}'s {focals[0]:.6g} px by more than 0.5 %; "
-                "one split needs one focal"
-            )
+        if focals:
+            check_same_focal(focal, focals[0], names[0], where)
         images.append(pixels)
         poses.append(pose)
         focals.append(focal)
