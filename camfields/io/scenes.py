@@ -2,8 +2,8 @@
 
 In this order: ``transforms_train.json`` is a Blender scene (``io.blender``), ``poses_bounds.npy``
 an LLFF capture (``io.llff``), ``transforms.json`` a nerfstudio / Instant-NGP capture
-(``io.nerfstudio``). A folder holding none of them is refused in one sentence listing what was
-looked for.
+(``io.nerfstudio``), ``sparse/0/cameras.*`` or ``sparse/cameras.*`` a COLMAP capture (``io.colmap``).
+A folder holding none of them is refused in one sentence listing what was looked for.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ from pathlib import Path
 
 from camfields.errors import CamfieldsError
 from camfields.io.blender import CameraSplit, load_blender
+from camfields.io.colmap import load_colmap
 from camfields.io.llff import load_llff
 from camfields.io.nerfstudio import load_transforms
 
 #: reads one split of a scene: (folder, split, downscale factor, background RGB) -> the split
 Loader = Callable[[Path, str, int, tuple[float, float, float]], CameraSplit]
 
-#: (file that marks the format, the format's name, its loader), in the order they are tried
+#: (glob patterns of the files that mark the format, the format's name, its loader), in the order they are tried
 FORMATS = (
-    ("transforms_train.json", "Blender", load_blender),
-    ("poses_bounds.npy", "LLFF", load_llff),
-    ("transforms.json", "nerfstudio / Instant-NGP", load_transforms),
+    (("transforms_train.json",), "Blender", load_blender),
+    (("poses_bounds.npy",), "LLFF", load_llff),
+    (("transforms.json",), "nerfstudio / Instant-NGP", load_transforms),
+    (("sparse/0/cameras.*", "sparse/cameras.*"), "COLMAP", load_colmap),
 )
 
 
@@ -32,10 +34,10 @@ def scene_loader(root: Path) -> Loader:
     root = Path(root)
     if not root.is_dir():
         raise CamfieldsError(f"scene folder {root} does not exist or is not a folder")
-    for marker, _, loader in FORMATS:
-        if (root / marker).is_file():
+    for markers, _, loader in FORMATS:
+        if any(path.is_file() for marker in markers for path in root.glob(marker)):
             return loader
-    looked_for = ", ".join(f"{marker} ({name})" for marker, name, _ in FORMATS)
+    looked_for = ", ".join(f"{' or '.join(markers)} ({name})" for markers, name, _ in FORMATS)
     raise CamfieldsError(f"{root} holds no scene camfields reads: looked for {looked_for}")
 
 
