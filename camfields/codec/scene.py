@@ -6,7 +6,11 @@ Fourier projection at 16, the occupancy grid's cells as 0 / 1. The header holds 
 name, the task (``nerf`` or ``dynamic``), the weights' bit depth, the radiance-field and
 sampler configs, the scene box and background, and the camera a viewer needs by default:
 image size, focal length in pixels and the orbit of the training cameras (radius around the z
-axis and height), from which ``turntable_poses`` draws a turntable.
+axis and height), from which ``turntable_poses`` draws a turntable (``path = "orbit"``: looking at
+the origin; ``"forward"``: a circle of cameras looking down -z, for forward-facing scenes). The
+header's ``rays`` table says how views become rays: ``{"space": "world"}``, or ``{"space": "ndc"}``
+with the ``height``, ``width``, ``focal`` and ``near`` of the training camera that defines the NDC
+rays (``render.rays.ndc_rays``); files written before that key render world rays.
 
 Decoding needs this module, the bitstream reader and the renderer only: no training code is
 imported. Views are camera-to-world matrices (4, 4), Blender convention (the camera looks down
@@ -49,11 +53,18 @@ from camfields.codec.fields import (
     stored_bits,
     stream_bits,
 )
-from camfields.config import from_dict
+from camfields.config import check_choice, from_dict
 from camfields.errors import CamfieldsError
-from camfields.render.model import NeRFModel, RadianceConfig, SamplerConfig, build_radiance_field, check_box
+from camfields.render.model import (
+    RAY_SPACES,
+    NeRFModel,
+    RadianceConfig,
+    SamplerConfig,
+    build_radiance_field,
+    check_box,
+)
 from camfields.render.radiance import render_image
-from camfields.render.rays import orbit
+from camfields.render.rays import NDCCamera, forward_circle, orbit
 
 SCENE_FORMAT = "camfields-scene/1"
 #: the tasks whose fields a scene file holds: static scenes, and scenes over time
@@ -61,6 +72,8 @@ SCENE_TASKS = ("nerf", "dynamic")
 #: what a header may ask of the decoder: pixels per side and per view
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 24
+#: the default camera paths of ``turntable_poses``: around the z axis looking at the origin, or looking down -z
+CAMERA_PATHS = ("orbit", "forward")
 #: rays rendered at once while decoding
 CHUNK = 1 << 13
 _HEADER_KEYS = ("task", "weight_bits", "field", "sampler", "aabb", "background", "camera")
@@ -69,13 +82,15 @@ _HEADER_KEYS = ("task", "weight_bits", "field", "sampler", "aabb", "background",
 @dataclass
 class SceneCamera:
     """The default camera of a scene file: view size (pixels), focal length (pixels) and the orbit
-    of the training cameras (distance from the z axis and height), for a turntable."""
+    of the training cameras (distance from the z axis and height), for a turntable along ``path``
+    (``CAMERA_PATHS``)."""
 
     width: int
     height: int
     focal: float
     orbit_radius: float
     orbit_height: float
+    path: str = "orbit"
 
     def check(self, where: str) -> None:
         """One sentence naming ``where`` unless the sizes are in bounds and the numbers finite."""
@@ -91,6 +106,7 @@ class SceneCamera:
             raise CamfieldsError(f"{where}: the camera's focal length and orbit must be finite numbers, got {numbers}")
         if self.focal <= 0 or self.orbit_radius <= 0:
             raise CamfieldsError(f"{where}: the focal length and orbit radius must be positive, got {numbers[:2]}")
+        check_choice(self.path, CAMERA_PATHS, f"{where}: the camera path")
 
 
 @dataclass
@@ -108,11 +124,34 @@ class SceneFile:
         return self.model.field.dynamic
 
 
-def _build(field_cfg: RadianceConfig, sampler: SamplerConfig, aabb: list[float]) -> NeRFModel:
+def _build(
+    field_cfg: RadianceConfig, sampler: SamplerConfig, aabb: list[float], ndc: NDCCamera | None = None
+) -> NeRFModel:
     """The model the configs describe; under a meta-device context its box stays on the CPU (the
     model reads its marching step from it) and everything else is laid out without memory."""
     box = torch.tensor(aabb, dtype=torch.float32, device="cpu")
-    return NeRFModel(build_radiance_field(field_cfg, box), sampler)
+    return NeRFModel(build_radiance_field(field_cfg, box), sampler, ndc)
+
+
+def _rays_header(ndc: NDCCamera | None) -> dict[str, Any]:
+    """The header's ``rays`` table of a model's NDC camera (None: world rays)."""
+    return {"space": "world"} if ndc is None else {"space": "ndc", **dataclasses.asdict(ndc)}
+
+
+def _rays(value: Any, path: Path) -> NDCCamera | None:
+    """The NDC camera of a header's ``rays`` table (None: world rays), checked."""
+    if not isinstance(value, dict) or value.get("space") not in RAY_SPACES:
+        raise CamfieldsError(
+            f"{path}: the scene header's rays must be a table whose space is one of {', '.join(RAY_SPACES)}"
+        )
+    settings = {key: v for key, v in value.items() if key != "space"}
+    if value["space"] == "world":
+        if settings:
+            raise CamfieldsError(f"{path}: the scene header's world rays take no settings, got {sorted(settings)}")
+        return None
+    ndc = from_dict(NDCCamera, settings, f"{path} header rays")
+    ndc.check(str(path))
+    return ndc
 
 
 def encode_scene(
@@ -126,14 +165,16 @@ def encode_scene(
     camera: SceneCamera,
     bits: int,
 ) -> int:
-    """Write a fitted scene model (``NeRFModel(build_radiance_field(field_cfg, aabb), sampler)``) with
+    """Write a fitted scene model (``NeRFModel(build_radiance_field(field_cfg, aabb), sampler, ndc)``) with
     ``bits``-bit weights to ``path``; returns the file size in bytes. The model must be the one
-    the configs describe."""
+    the configs describe; its NDC camera (``model.ndc``) goes to the header's ``rays``."""
     where = f"scene file {path}"
     check_weight_bits(bits, where)
     if task not in SCENE_TASKS:
         raise CamfieldsError(f"{where}: the task must be one of {', '.join(SCENE_TASKS)}, got {task!r}")
     camera.check(where)
+    if model.ndc is not None:
+        model.ndc.check(where)
     field_cfg.validate()
     sampler.validate()
     check_box(aabb, background, where)
@@ -153,6 +194,7 @@ def encode_scene(
         "aabb": [float(v) for v in aabb],
         "background": [float(v) for v in background],
         "camera": dataclasses.asdict(camera),
+        "rays": _rays_header(model.ndc),
     }
     return write_bitstream(path, header, stream_bits(model, bits), quantize_state(model, bits))
 
@@ -166,7 +208,8 @@ def _numbers(value: Any, count: int, what: str, where: str) -> list[float]:
 
 
 def _header(stream: Bitstream, path: Path) -> tuple[RadianceConfig, SamplerConfig, list[float], dict[str, Any]]:
-    """(field config, sampler config, box, the rest of the header) of a scene file, checked."""
+    """(field config, sampler config, box, the rest of the header with ``rays`` as an NDC camera or
+    None) of a scene file, checked."""
     header, where = stream.config, str(path)
     if not isinstance(header, dict) or header.get("format") != SCENE_FORMAT:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
@@ -194,7 +237,8 @@ def _header(stream: Bitstream, path: Path) -> tuple[RadianceConfig, SamplerConfi
     except CamfieldsError as e:
         raise CamfieldsError(f"{path}: its header describes no scene: {e}") from None
     camera.check(where)
-    return field_cfg, sampler, aabb, header | {"camera": camera, "background": background}
+    ndc = _rays(header.get("rays", {"space": "world"}), path)
+    return field_cfg, sampler, aabb, header | {"camera": camera, "background": background, "rays": ndc}
 
 
 def scene_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") -> SceneFile:
@@ -209,13 +253,13 @@ def scene_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") 
     bits = header["weight_bits"]
     try:
         with torch.device("meta"):
-            layout = _build(field_cfg, sampler, aabb)
+            layout = _build(field_cfg, sampler, aabb, header["rays"])
     except CamfieldsError as e:
         raise CamfieldsError(f"{path}: its header describes no scene: {e}") from None
     check_stored(stream, layout, bits, str(path), "the field its config describes")
     if layout.field.dynamic != (header["task"] == "dynamic"):
         raise CamfieldsError(f"{path}: its header names a {header['task']} scene but its field is not one")
-    model = load_levels(_build(field_cfg, sampler, aabb), stream.tensors).eval()
+    model = load_levels(_build(field_cfg, sampler, aabb, header["rays"]), stream.tensors).eval()
     return SceneFile(model, header["task"], header["camera"], torch.tensor(header["background"]))
 
 
@@ -225,8 +269,10 @@ def read_scene(path: Path) -> SceneFile:
 
 
 def turntable_poses(camera: SceneCamera, frames: int) -> torch.Tensor:
-    """``frames`` camera-to-world matrices (F, 4, 4) on the orbit of the scene's training cameras."""
-    return orbit(camera.orbit_radius, camera.orbit_height, frames)
+    """``frames`` camera-to-world matrices (F, 4, 4) on the orbit of the scene's training cameras, looking
+    at the origin (``path = "orbit"``) or down -z (``"forward"``, ``render.rays.forward_circle``)."""
+    path = orbit if camera.path == "orbit" else forward_circle
+    return path(camera.orbit_radius, camera.orbit_height, frames)
 
 
 @torch.no_grad()

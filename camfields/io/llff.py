@@ -6,9 +6,12 @@ order of the file names: a row-major 3x5 matrix [R | t | hwf], where R's columns
 pixels) of the images in ``images/``, then the near and far depth bounds of the scene in that view.
 
 The loader turns the poses into the OpenGL convention of ``render.rays`` (columns [right, up, back]:
-new x = LLFF y, new y = -LLFF x, z kept) and leaves them otherwise as recorded: no recentring, no
-rescaling by the bounds and no NDC rays. A forward-facing capture therefore loads but fits poorly until
-NDC rays exist; the bounds are checked (finite, 0 < near < far) and not used yet.
+new x = LLFF y, new y = -LLFF x, z kept). By default it leaves them otherwise as recorded; the bounds
+are checked (finite, 0 < near < far). With ``forward_facing=True`` it prepares a forward-facing capture
+for NDC rays as the original NeRF does (``forward_facing_poses``): the scene is scaled so that the
+nearest bound of all views is 1 / ``BOUND_FACTOR`` (the NDC near plane 1 then lies in front of all
+content), and the poses are recentred on their average pose (the average camera sits at the origin
+looking down -z), both computed over every view so that all splits share them.
 
 For a downscale factor k > 1 the images come from ``images_<k>/`` when the folder exists, else from
 ``images/`` area-downscaled by k; the focal is scaled to the width actually loaded. The split follows
@@ -33,6 +36,8 @@ HOLD_OUT = 8
 SPLITS = ("train", "val", "test")
 #: relative difference allowed between the width and height scales of the loaded images
 ASPECT_TOLERANCE = 0.01
+#: forward-facing scenes are scaled so that their nearest bound is 1 / BOUND_FACTOR (NeRF's bd_factor)
+BOUND_FACTOR = 0.75
 
 
 def split_indices(count: int, split: str, where: str) -> list[int]:
@@ -94,6 +99,37 @@ def _opengl_pose(row: np.ndarray, where: str) -> torch.Tensor:
     return check_pose(torch.from_numpy(np.concatenate([right, -down, back, centre], axis=1)), "pose", where)
 
 
+def average_pose(poses: torch.Tensor, where: str = "the poses") -> torch.Tensor:
+    """The average camera-to-world matrix (4, 4) of OpenGL ``poses`` (N, 4, 4) (NeRF's ``poses_avg``):
+    at the mean centre, looking along the mean viewing axis, its up vector the mean up made orthogonal.
+    One sentence naming ``where`` when the cameras have no common viewing axis and up."""
+    centre = poses[:, :3, 3].mean(dim=0)
+    back, up = poses[:, :3, 2].sum(dim=0), poses[:, :3, 1].sum(dim=0)
+    right = torch.linalg.cross(up, back)
+    if float(right.norm()) <= 1e-6 * float(up.norm() * back.norm()) or float(back.norm()) <= 1e-6 * len(poses):
+        raise CamfieldsError(
+            f"{where}: the cameras have no average viewing direction and up vector (not a forward-facing capture)"
+        )
+    back, right = back / back.norm(), right / right.norm()
+    average = torch.eye(4, dtype=poses.dtype)
+    average[:3, 0], average[:3, 1], average[:3, 2], average[:3, 3] = (
+        right,
+        torch.linalg.cross(back, right),
+        back,
+        centre,
+    )
+    return average
+
+
+def forward_facing_poses(poses: torch.Tensor, near: torch.Tensor, where: str = "the poses") -> torch.Tensor:
+    """OpenGL ``poses`` (N, 4, 4) of a forward-facing capture with near bounds ``near`` (N,) > 0, ready for
+    NDC rays: translations scaled by 1 / (min(near) * ``BOUND_FACTOR``), then every pose expressed in the
+    frame of their average pose (``average_pose``); computed in float64, returned in the poses' dtype."""
+    scaled = poses.to(torch.float64, copy=True)
+    scaled[:, :3, 3] /= float(near.min()) * BOUND_FACTOR
+    return (torch.linalg.inv(average_pose(scaled, where)) @ scaled).to(poses.dtype)
+
+
 def _image_folder(root: Path, downscale_factor: int) -> tuple[Path, int]:
     """The folder to read images from and the factor still to apply to them."""
     if downscale_factor < 1:
@@ -107,7 +143,11 @@ def _image_folder(root: Path, downscale_factor: int) -> tuple[Path, int]:
 
 
 def load_llff(
-    root: Path, split: str, downscale_factor: int = 1, background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    root: Path,
+    split: str,
+    downscale_factor: int = 1,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    forward_facing: bool = False,
 ) -> CameraSplit:
     """Load one split of an LLFF capture.
 
@@ -116,6 +156,7 @@ def load_llff(
         split: "train", or "val" / "test" (both: every 8th image).
         downscale_factor: k: read ``images_<k>/`` when it exists, else area-downscale ``images/`` by k.
         background: RGB in [0, 1] that transparent pixels (RGBA files) are composited on.
+        forward_facing: scale and recentre the poses for NDC rays (``forward_facing_poses``).
     Returns:
         images (N, H, W, 3) in [0, 1], OpenGL camera-to-world poses (N, 4, 4), the focal in pixels of
         the loaded size, and the image file stems.
@@ -131,7 +172,10 @@ def load_llff(
         raise CamfieldsError(f"{folder} holds {len(files)} images but {path} has {len(array)} poses")
     bg = torch.tensor(background, dtype=torch.float32)
     frames = split_indices(len(files), split, str(path))
-    images, poses = [], []
+    poses = torch.stack([_opengl_pose(row, f"{path} frame {frame}") for frame, row in enumerate(array)])
+    if forward_facing:
+        poses = forward_facing_poses(poses, torch.from_numpy(array[:, 15]), str(path))
+    images = []
     for frame in frames:
         where = f"{files[frame]} (frame {frame})"
         pixels = frame_pixels(files[frame], factor, bg, where)
@@ -141,7 +185,6 @@ def load_llff(
                 f"but the first is {images[0].shape[1]}x{images[0].shape[0]}"
             )
         images.append(pixels)
-        poses.append(_opengl_pose(array[frame], f"{path} frame {frame}"))
     height, width, focal = array[0, 4:15:5]
     scale_x, scale_y = images[0].shape[1] / width, images[0].shape[0] / height
     if abs(scale_x - scale_y) > ASPECT_TOLERANCE * scale_x:
@@ -150,4 +193,4 @@ def load_llff(
             f"{width:g}x{height:g} at full size, another shape (rotated or cropped images?)"
         )
     names = [files[frame].stem for frame in frames]
-    return CameraSplit(torch.stack(images), torch.stack(poses), float(focal * scale_x), names)
+    return CameraSplit(torch.stack(images), poses[frames], float(focal * scale_x), names)

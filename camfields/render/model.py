@@ -30,10 +30,15 @@ from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
 from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
 from camfields.render.occupancy import OccupancyGrid
 from camfields.render.radiance import render_rays
+from camfields.render.rays import NDCCamera
 from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sampler
 from camfields.render.volume import RenderResult
 
 SAMPLERS = ("occupancy", "hierarchical")
+#: how rays reach the field: as cast in the world, or in normalised device coordinates (forward-facing scenes)
+RAY_SPACES = ("world", "ndc")
+#: the scene box of NDC rays: the frustum from the near plane to infinity
+NDC_BOX = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
 #: the most occupancy-grid cells per axis (512^3 cells: 128 MiB of booleans)
 MAX_GRID_RESOLUTION = 512
 
@@ -92,6 +97,23 @@ class SamplerConfig:
                 raise CamfieldsError(f"sampler.{name} must be from 1 to {most}, got {value}")
 
 
+@dataclass
+class RaysConfig:
+    """Where rays are sampled: ``space = "world"``, or ``"ndc"`` for forward-facing captures (LLFF):
+    every ray is mapped by ``render.rays.ndc_rays`` with the training camera and the near plane at
+    world depth ``near``, and the field's box must be ``NDC_BOX``."""
+
+    space: str = "world"
+    near: float = 1.0  # ndc: world depth of the near plane (LLFF scenes are scaled so the nearest bound is 1 / 0.75)
+
+    def validate(self, aabb: list[float]) -> None:
+        check_choice(self.space, RAY_SPACES, "rays.space")
+        if not (math.isfinite(self.near) and self.near > 0):
+            raise CamfieldsError(f"rays.near must be a positive number, got {self.near}")
+        if self.space == "ndc" and [float(v) for v in aabb] != NDC_BOX:
+            raise CamfieldsError(f'rays.space = "ndc" samples the cube [-1, 1]^3: set aabb = {NDC_BOX}, got {aabb}')
+
+
 def check_box(aabb: list[float], background: list[float], where: str = "the scene") -> None:
     """One sentence naming ``where`` unless ``aabb`` is 6 finite numbers (minimum corner first, each
     below the maximum) and ``background`` an RGB colour in [0, 1]."""
@@ -118,15 +140,18 @@ def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceFie
 
 
 class NeRFModel(nn.Module):
-    """A radiance field, its occupancy grid (when marching) and its sampling settings.
+    """A radiance field, its occupancy grid (when marching), its sampling settings and, for a
+    forward-facing scene, the camera of its NDC rays.
 
     Checkpoints hold the field and the grid; ``OccupancyRefresh`` keeps the grid up to date
-    during training.
+    during training. With ``ndc``, ``render`` maps the world rays it is given to NDC rays (unit
+    directions; the field's box must be [-1, 1]^3) and shades them with the world directions, as
+    the original NeRF does; depths are then NDC distances.
     """
 
-    def __init__(self, field: RadianceField, sampler: SamplerConfig):
+    def __init__(self, field: RadianceField, sampler: SamplerConfig, ndc: NDCCamera | None = None):
         super().__init__()
-        self.field, self.sampler_cfg = field, sampler
+        self.field, self.sampler_cfg, self.ndc = field, sampler, ndc
         self.grid = (
             OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
             if sampler.kind == "occupancy"
@@ -154,6 +179,12 @@ class NeRFModel(nn.Module):
         generator: torch.Generator | None = None,
         times: torch.Tensor | None = None,
     ) -> RenderResult:
-        """Colour, opacity and depth of rays (R, 3) (at ``times`` (R,) for a dynamic field);
-        ``generator`` jitters the samples (training)."""
-        return render_rays(self.field, self.sampler(), origins, directions, background, generator, times).result
+        """Colour, opacity and depth of world rays (R, 3) with unit directions (at ``times`` (R,) for a
+        dynamic field); ``generator`` jitters the samples (training)."""
+        view_directions = None
+        if self.ndc is not None:
+            view_directions = directions
+            origins, directions = self.ndc(origins, directions)
+        return render_rays(
+            self.field, self.sampler(), origins, directions, background, generator, times, view_directions
+        ).result

@@ -66,6 +66,7 @@ def render_rays(
     background: torch.Tensor,
     generator: torch.Generator | None = None,
     times: torch.Tensor | None = None,
+    view_directions: torch.Tensor | None = None,
 ) -> RayRender:
     """Render rays (R, 3) with unit directions through ``field``.
 
@@ -73,11 +74,14 @@ def render_rays(
     coarse-to-fine); the field is then evaluated, with gradients, on those samples only and
     the result composited over ``background`` ((3,) or (R, 3)). Pass a ``generator`` while
     training to jitter the samples. A dynamic field takes ``times`` (R,) in [0, 1], one per ray.
+    The field sees each ray's ``view_directions`` (R, 3), unit, when given (NDC rays: the world
+    direction), else its sampling direction.
     """
     conditioned = RayConditioned(field, times)
     samples = sampler.sample(conditioned, origins, directions, generator)
     points = sample_points(origins, directions, samples)
-    sigmas, rgbs = conditioned.shade(points, directions[samples.ray_indices], samples.ray_indices)
+    seen = directions if view_directions is None else view_directions
+    sigmas, rgbs = conditioned.shade(points, seen[samples.ray_indices], samples.ray_indices)
     result = volume_render(
         sigmas, rgbs, samples.t_starts, samples.t_ends, samples.ray_indices, len(origins), background
     )

@@ -8,6 +8,7 @@ supplies its data loader and model presets; everything else is here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 
 from camfields import distributed
-from camfields.codec.scene import SceneCamera, encode_scene, read_scene
+from camfields.codec.scene import SceneCamera, encode_scene, read_scene, turntable_poses
 from camfields.compression.config import CompressionConfig
 from camfields.compression.qat import quantization_hooks
 from camfields.config import Presets, check_choice
@@ -27,12 +28,20 @@ from camfields.fields import count_parameters
 from camfields.io.blender import CameraSplit
 from camfields.io.identity import data_identity
 from camfields.io.images import save_png, to_uint8
+from camfields.io.llff import load_llff
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
 from camfields.ops.sync import to_device
-from camfields.render.model import NeRFModel, RadianceConfig, SamplerConfig, build_radiance_field, check_box
+from camfields.render.model import (
+    NeRFModel,
+    RadianceConfig,
+    RaysConfig,
+    SamplerConfig,
+    build_radiance_field,
+    check_box,
+)
 from camfields.render.radiance import render_image
-from camfields.render.rays import camera_rays, orbit_of, orbit_poses
+from camfields.render.rays import NDCCamera, camera_rays, orbit_of
 from camfields.training import Evaluation, FitResult, TrainConfig
 from camfields.training.fit import Setup, Task
 from camfields.training.hooks import Hook
@@ -64,6 +73,8 @@ class SceneConfig:
     compression: CompressionConfig = dataclasses.field(default_factory=CompressionConfig)
     field: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
+    #: world rays, or NDC rays for forward-facing LLFF captures (``space = "ndc"``, with aabb [-1, 1]^3)
+    rays: RaysConfig = dataclasses.field(default_factory=RaysConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(batch_size=4096))
     #: settings that run folders of earlier versions recorded elsewhere (``run_dir.upgraded``)
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"quantize_bits": "compression.bits"}
@@ -73,6 +84,7 @@ class SceneConfig:
         if self.downscale < 1:
             raise CamfieldsError(f"downscale must be a positive integer, got {self.downscale}")
         check_box(self.aabb, self.background, "the scene config")
+        self.rays.validate(self.aabb)
         self.compression.validate(allow_off=True)
         if self.train.batch_size < 1:
             raise CamfieldsError("train.batch_size (rays per step) must be positive")
@@ -256,15 +268,31 @@ class SceneTask(Task[SceneConfig, SceneData]):
         return data_identity(self.source(cfg, source))
 
     def load(self, cfg: SceneConfig, source: Path | None) -> SceneData:
-        """The train and evaluation splits of ``source`` (default ``cfg.data``)."""
+        """The train and evaluation splits of ``source`` (default ``cfg.data``); with NDC rays
+        (``rays.space = "ndc"``) an LLFF capture, scaled and recentred (``io.llff.forward_facing_poses``)."""
         source = self.source(cfg, source)
         background = tuple(cfg.background)
-        train_split = self.loader(source, "train", cfg.downscale, background)
-        eval_split = self.loader(source, cfg.eval_split, cfg.downscale, background)
+        loader = self.loader
+        if cfg.rays.space == "ndc":
+            if not (source / "poses_bounds.npy").is_file():
+                raise CamfieldsError(
+                    f'rays.space = "ndc" needs a forward-facing LLFF capture (a folder with poses_bounds.npy), '
+                    f"and {source} is not one"
+                )
+            loader = functools.partial(load_llff, forward_facing=True)
+        train_split = loader(source, "train", cfg.downscale, background)
+        eval_split = loader(source, cfg.eval_split, cfg.downscale, background)
         return SceneData(train_split, eval_split, source.stem)
 
     def build(self, cfg: SceneConfig, data: SceneData, device: torch.device) -> Setup:
-        model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler).to(device)
+        """The model (with NDC rays of the training camera for ``rays.space = "ndc"``), the ray
+        objective over every training pixel, the hooks, and the scene file's default camera."""
+        ndc = None
+        if cfg.rays.space == "ndc":
+            height, width = data.train.images.shape[1:3]
+            ndc = NDCCamera(height, width, data.train.focal, cfg.rays.near)
+        field = build_radiance_field(cfg.field, torch.tensor(cfg.aabb))
+        model = NeRFModel(field, cfg.sampler, ndc).to(device)
         if model.field.dynamic != (data.train.times is not None):
             needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
             raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
@@ -274,9 +302,9 @@ class SceneTask(Task[SceneConfig, SceneData]):
         preview = preview._replace(image=preview.image.to(device))
         rays = split_rays(data.train, device)
         objective = RayObjective(rays, cfg.train.batch_size, background, preview, cfg.eval_chunk)
-        camera = SceneCamera(
-            data.eval.images.shape[2], data.eval.images.shape[1], data.eval.focal, *orbit_of(data.train.poses)
-        )
+        width, height = data.eval.images.shape[2], data.eval.images.shape[1]
+        path = "orbit" if ndc is None else "forward"
+        camera = SceneCamera(width, height, data.eval.focal, *orbit_of(data.train.poses), path)
         extras = {"background": background, "views": views, "camera": camera}
         hooks = [OccupancyRefresh(), *quantization_hooks(cfg.compression, cfg.train.steps, rays.colors.shape[0])]
         return Setup(model, objective, f"{data.label} {cfg.model}", hooks, extras)
@@ -339,21 +367,29 @@ class SceneTask(Task[SceneConfig, SceneData]):
             metrics["file_bytes"] = size
         metrics["per_view"] = per_view
         if cfg.turntable_frames:
-            frames = render_turntable(model, cfg, data, background, f"{name}: turntable" if progress else None)
+            label = f"{name}: turntable" if progress else None
+            frames = render_turntable(model, cfg, data, background, setup.extras["camera"], label)
             if shard.main:
                 write_video(out_dir / "turntable.mp4", frames)
         return metrics if shard.main else None
 
 
 def render_turntable(
-    model: NeRFModel, cfg: SceneConfig, data: SceneData, background: torch.Tensor, progress: str | None
+    model: NeRFModel,
+    cfg: SceneConfig,
+    data: SceneData,
+    background: torch.Tensor,
+    camera: SceneCamera,
+    progress: str | None,
 ) -> list[torch.Tensor]:
-    """``cfg.turntable_frames`` views (H, W, 3) in [0, 1] on an orbit around the training cameras,
-    sweeping time from 0 to 1 for a dynamic field; rendered across the ranks, returned on rank 0."""
+    """``cfg.turntable_frames`` views (H, W, 3) in [0, 1] along the path of the scene file's default
+    ``camera`` (``codec.scene.turntable_poses``: an orbit around the training cameras, or a circle of
+    forward-facing views), sweeping time from 0 to 1 for a dynamic field; rendered across the ranks,
+    returned on rank 0."""
     count = cfg.turntable_frames
     height, width = data.eval.images.shape[1:3]
     times = [k / max(count - 1, 1) if model.field.dynamic else None for k in range(count)]
-    cameras = list(zip(orbit_poses(data.train.poses, count), times))
+    cameras = list(zip(turntable_poses(camera, count), times))
 
     def render_frame(camera: tuple[torch.Tensor, float | None]) -> torch.Tensor:
         pose, time = camera

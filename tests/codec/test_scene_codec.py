@@ -14,6 +14,7 @@ import torch
 from conftest import REPO
 from test_dynamic import SMALL_KPLANES, write_npz
 from test_golden import TINY_SCENE
+from test_ndc import FOCAL, SIZE, fit_forward_facing
 from test_nerf import write_blender_scene
 
 from camfields import CamfieldsError
@@ -26,6 +27,7 @@ from camfields.io.blender import read_cameras
 from camfields.io.images import load_image
 from camfields.render.model import NeRFModel, build_radiance_field
 from camfields.render.radiance import render_image
+from camfields.render.rays import NDCCamera
 from camfields.tasks import dynamic, nerf
 from camfields.training.checkpoint import load_checkpoint
 
@@ -214,3 +216,32 @@ def test_a_run_folder_of_an_earlier_version_still_compresses_and_resumes(sphere,
     assert (tmp_path / "old.camf").read_bytes() == (run / "scene.camf").read_bytes()
     again = nerf.fit_nerf(sphere[0], cfg, old, "cpu", resume=True, progress=False)  # finished: evaluation only
     assert again["psnr"] == pytest.approx(sphere[4]["psnr"])
+
+
+def test_an_ndc_scene_file_renders_the_views_of_its_model(tmp_path):
+    fit = fit_forward_facing(tmp_path, ndc=True, steps=12, turntable_frames=2)
+    path = fit["run"] / "scene.camf"
+    scene = codec.read_scene(path)
+    assert scene.model.ndc == NDCCamera(SIZE, SIZE, FOCAL, 1.0) and scene.camera.path == "forward"
+    assert read_bitstream(path).config["rays"] == {
+        "space": "ndc",
+        "height": SIZE,
+        "width": SIZE,
+        "focal": FOCAL,
+        "near": 1.0,
+    }
+    reference = fitted_model(fit["run"], fit["config"])
+    reference.ndc = scene.model.ndc
+    reference = quantized_model(reference, 8).eval()
+    pose = codec.turntable_poses(scene.camera, 4)[1]
+    with torch.no_grad():
+        truth = render_image(reference, pose, SIZE, SIZE, FOCAL, torch.zeros(3), 1 << 13)
+    decoded = codec.render_view(scene, pose)
+    assert torch.allclose(decoded, truth, rtol=0, atol=1e-6)
+    # a file written before the rays key decodes with world rays, and renders another view
+    old = forged(path, tmp_path, "old.camf", lambda h: h.pop("rays"))
+    assert codec.read_scene(old).model.ndc is None
+    assert not torch.allclose(codec.render_view(codec.read_scene(old), pose), decoded, atol=1e-2)
+    bad = forged(path, tmp_path, "bad.camf", lambda h: h["rays"].update(focal=-1))
+    with pytest.raises(CamfieldsError, match="NDC rays need a positive integer height"):
+        codec.read_scene(bad)

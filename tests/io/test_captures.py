@@ -186,6 +186,28 @@ def test_llff_refusals_name_the_file_and_frame(tmp_path):
     refused([str(path), "not a readable .npy"], load_llff, root, "train")
 
 
+def test_llff_forward_facing_recentres_on_the_average_pose_and_refuses_opposed_cameras(tmp_path):
+    _, images = scene(views=4)
+    poses = ring_poses(32)[:4]  # neighbours on a ring: they face about the same way
+    root = write_llff(tmp_path / "s", poses, images)
+    everything = torch.cat(
+        [load_llff(root, "val", forward_facing=True).poses, load_llff(root, "train", forward_facing=True).poses]
+    )
+    # bounds 1 and 6: the translations shrink by 1 / (1 * 0.75); the average camera is at the origin looking down -z
+    torch.testing.assert_close(everything[:, :3, 3].mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(everything[:, :3, 2].sum(dim=0), torch.tensor([0.0, 0, 1]) * everything[:, 2, 2].sum())
+    spread = poses[:, :3, 3] - poses[:, :3, 3].mean(dim=0)
+    torch.testing.assert_close(
+        everything[:, :3, 3].norm(dim=-1).sort().values, (spread.norm(dim=-1) / 0.75).sort().values
+    )
+    opposed = poses.clone()
+    opposed[2:, :3, :3] = opposed[:2, :3, :3] * torch.tensor([-1.0, 1, -1])  # half of them look the other way
+    np.save(root / "poses_bounds.npy", llff_rows(opposed, SIZE, SIZE, FOCAL))
+    refused(
+        [str(root / "poses_bounds.npy"), "no average viewing direction"], load_llff, root, "train", 1, (1, 1, 1), True
+    )
+
+
 @pytest.mark.parametrize(
     "top, extra, parts",
     [
