@@ -10,6 +10,7 @@ alone. A video fit trained through its quantizer at the depth it was fitted for:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,11 @@ import torch
 
 from camfields.codec.fields import MAX_BITS, MIN_BITS
 from camfields.codec.image import encode_image_field
-from camfields.codec.scene import SceneCamera, encode_scene
 from camfields.codec.video import clip_size
 from camfields.config import from_dict, to_dict
 from camfields.errors import CamfieldsError, first_line
 from camfields.fields import build_field
 from camfields.io.images import load_image
-from camfields.render.model import NeRFModel, build_radiance_field
-from camfields.render.rays import orbit_of
 from camfields.tasks.dynamic import DYNAMIC
 from camfields.tasks.image import IMAGE
 from camfields.tasks.nerf import NERF
@@ -107,20 +105,19 @@ def _image(run_dir: Path, cfg: Any, bits: int, out: Path) -> tuple[int, int]:
 def _scene(
     run_dir: Path, task: SceneTask, cfg: Any, data: dict[str, Any] | None, bits: int, out: Path
 ) -> tuple[int, int]:
-    """Write a NeRF or dynamic fit, its camera read from the fitted scene; returns (bytes, 0: a scene has no
-    pixel count of its own)."""
+    """Write a NeRF or dynamic fit through its task's ``export``, the model and camera built from the
+    fitted scene as the fit built them; returns (bytes, 0: a scene has no pixel count of its own)."""
     source = Path(data["path"]) if data and isinstance(data.get("path"), str) else None
     if source is None or not source.exists():
         raise CamfieldsError(
             f"{run_dir}: the scene it fitted ({source or 'unrecorded'}) is gone; the file's default camera is "
             "read from it, so put it back where it was"
         )
-    scene = task.load(cfg, source)
-    height, width = scene.eval.images.shape[1:3]
-    camera = SceneCamera(width, height, scene.eval.focal, *orbit_of(scene.train.poses))
-    model = NeRFModel(build_radiance_field(cfg.field, torch.tensor(cfg.aabb)), cfg.sampler)
-    _load_weights(model, run_dir)
-    return encode_scene(out, model, cfg.field, cfg.sampler, cfg.aabb, cfg.background, task.name, camera, bits), 0
+    # the task builds the model and its camera as the fit did (ray space, turntable path), then exports it
+    setup = task.build(cfg, task.load(cfg, source), torch.device("cpu"))
+    _load_weights(setup.model, run_dir)
+    with_bits = dataclasses.replace(cfg, compression=dataclasses.replace(cfg.compression, bits=bits))
+    return task.export(with_bits, setup, out), 0
 
 
 def _video(run_dir: Path, cfg: Any, bits: int, out: Path) -> tuple[int, int]:

@@ -238,6 +238,9 @@ def test_an_ndc_scene_file_renders_the_views_of_its_model(tmp_path):
         truth = render_image(reference, pose, SIZE, SIZE, FOCAL, torch.zeros(3), 1 << 13)
     decoded = codec.render_view(scene, pose)
     assert torch.allclose(decoded, truth, rtol=0, atol=1e-6)
+    # compress builds the model and its camera as the fit did: the same file as the fit's own
+    compress(fit["run"], 8, tmp_path / "compressed.camf")
+    assert (tmp_path / "compressed.camf").read_bytes() == path.read_bytes()
     # a file written before the rays key decodes with world rays, and renders another view
     old = forged(path, tmp_path, "old.camf", lambda h: h.pop("rays"))
     assert codec.read_scene(old).model.ndc is None
