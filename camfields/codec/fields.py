@@ -19,6 +19,8 @@ Example::
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,6 +112,38 @@ def check_derived_buffers(model: nn.Module, fresh: dict[str, torch.Tensor], bits
                 f"buffer {name} of the field is not the one its config builds and is not stored: "
                 "the file cannot rebuild it"
             )
+
+
+def check_encodable(model: nn.Module, build: Callable[[], nn.Module], bits: int, where: str) -> None:
+    """The fitted ``model`` must be what ``build()`` (the model its config describes) builds: the
+    tensors a file stores, by name and shape (laid out on the meta device first), and every
+    buffer it does not store (built fresh, the global RNG left untouched); one sentence naming
+    ``where`` otherwise."""
+    with torch.device("meta"):
+        layout = build()
+    state, shapes = model.state_dict(), layout.state_dict()
+    stored = {name: tuple(state[name].shape) for name in stored_bits(model, bits)}
+    check_layout(stored, {name: tuple(shapes[name].shape) for name in stored_bits(layout, bits)}, where, "the field")
+    with torch.random.fork_rng(devices=[]):
+        check_derived_buffers(model, build().state_dict(), bits)
+
+
+def header_of(
+    stream: Bitstream, path: Path, fmt: str, what: str, keys: tuple[str, ...], tables: tuple[str, ...]
+) -> dict:
+    """The header of a ``fmt`` file (``what``: "image", "scene"), holding every one of ``keys`` and a
+    table of settings at each of ``tables``; one sentence naming ``path`` otherwise."""
+    header = stream.config
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise CamfieldsError(f"{path} holds {found!r}, not a camfields {what} ({fmt})")
+    missing = [key for key in keys if key not in header]
+    if missing:
+        raise CamfieldsError(f"{path}: the {what} header lacks {', '.join(missing)}")
+    for key in tables:
+        if not isinstance(header[key], dict):
+            raise CamfieldsError(f"{path}: the {what} header's {key} must be a table of settings")
+    return header
 
 
 def check_stored(stream: Bitstream, layout: nn.Module, bits: int, where: str, what: str) -> None:

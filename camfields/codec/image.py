@@ -32,16 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from camfields.codec.bitstream import Bitstream, check_layout, read_bitstream, write_bitstream
-from camfields.codec.fields import (  # noqa: F401 (re-exported for the commands)
-    MAX_BITS,
-    MIN_BITS,
-    check_derived_buffers,
+from camfields.codec.bitstream import Bitstream, read_bitstream, write_bitstream
+from camfields.codec.fields import (
+    check_encodable,
     check_stored,
     check_weight_bits,
+    header_of,  # noqa: F401 (re-exported for the commands)
     load_levels,
     quantize_state,
-    stored_bits,
     stream_bits,
 )
 from camfields.config import from_dict
@@ -100,13 +98,7 @@ def encode_image_field(
     check_weight_bits(bits, where)
     _check_sizes(height, width, channels, png_bits, where)
     field_cfg.validate()
-    with torch.device("meta"):
-        layout = build_field(field_cfg, in_dim=2, out_dim=channels)
-    state, shapes = model.state_dict(), layout.state_dict()
-    stored = {name: tuple(state[name].shape) for name in stored_bits(model, bits)}
-    check_layout(stored, {name: tuple(shapes[name].shape) for name in stored_bits(layout, bits)}, where, "the field")
-    with torch.random.fork_rng(devices=[]):
-        check_derived_buffers(model, build_field(field_cfg, in_dim=2, out_dim=channels).state_dict(), bits)
+    check_encodable(model, lambda: build_field(field_cfg, in_dim=2, out_dim=channels), bits, where)
     header = {
         "format": IMAGE_FORMAT,
         "height": height,
@@ -121,15 +113,7 @@ def encode_image_field(
 
 def _header(stream: Bitstream, path: Path) -> tuple[FieldConfig, int, int, int, int, int]:
     """(field config, height, width, channels, PNG bits, weight bits) of an image file's header, checked."""
-    header = stream.config
-    if not isinstance(header, dict) or header.get("format") != IMAGE_FORMAT:
-        found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise CamfieldsError(f"{path} holds {found!r}, not a camfields image ({IMAGE_FORMAT})")
-    missing = [key for key in _HEADER_KEYS if key not in header]
-    if missing:
-        raise CamfieldsError(f"{path}: the image header lacks {', '.join(missing)}")
-    if not isinstance(header["field"], dict):
-        raise CamfieldsError(f"{path}: the image header's field must be a table of settings")
+    header = header_of(stream, path, IMAGE_FORMAT, "image", _HEADER_KEYS, ("field",))
     field_cfg = from_dict(FieldConfig, header["field"], f"{path} header")
     try:
         field_cfg.validate()

@@ -43,14 +43,14 @@ from typing import Any
 
 import torch
 
-from camfields.codec.bitstream import Bitstream, check_layout, read_bitstream, write_bitstream
+from camfields.codec.bitstream import Bitstream, read_bitstream, write_bitstream
 from camfields.codec.fields import (
-    check_derived_buffers,
+    check_encodable,
     check_stored,
     check_weight_bits,
+    header_of,
     load_levels,
     quantize_state,
-    stored_bits,
     stream_bits,
 )
 from camfields.config import check_choice, from_dict
@@ -178,13 +178,7 @@ def encode_scene(
     field_cfg.validate()
     sampler.validate()
     check_box(aabb, background, where)
-    with torch.device("meta"):
-        layout = _build(field_cfg, sampler, aabb)
-    state, shapes = model.state_dict(), layout.state_dict()
-    stored = {name: tuple(state[name].shape) for name in stored_bits(model, bits)}
-    check_layout(stored, {name: tuple(shapes[name].shape) for name in stored_bits(layout, bits)}, where, "the field")
-    with torch.random.fork_rng(devices=[]):
-        check_derived_buffers(model, _build(field_cfg, sampler, aabb).state_dict(), bits)
+    check_encodable(model, lambda: _build(field_cfg, sampler, aabb), bits, where)
     header = {
         "format": SCENE_FORMAT,
         "task": task,
@@ -210,16 +204,8 @@ def _numbers(value: Any, count: int, what: str, where: str) -> list[float]:
 def _header(stream: Bitstream, path: Path) -> tuple[RadianceConfig, SamplerConfig, list[float], dict[str, Any]]:
     """(field config, sampler config, box, the rest of the header with ``rays`` as an NDC camera or
     None) of a scene file, checked."""
-    header, where = stream.config, str(path)
-    if not isinstance(header, dict) or header.get("format") != SCENE_FORMAT:
-        found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise CamfieldsError(f"{path} holds {found!r}, not a camfields scene ({SCENE_FORMAT})")
-    missing = [key for key in _HEADER_KEYS if key not in header]
-    if missing:
-        raise CamfieldsError(f"{path}: the scene header lacks {', '.join(missing)}")
-    for key in ("field", "sampler", "camera"):
-        if not isinstance(header[key], dict):
-            raise CamfieldsError(f"{path}: the scene header's {key} must be a table of settings")
+    where = str(path)
+    header = header_of(stream, path, SCENE_FORMAT, "scene", _HEADER_KEYS, ("field", "sampler", "camera"))
     if header["task"] not in SCENE_TASKS:
         raise CamfieldsError(
             f"{path}: the scene's task must be one of {', '.join(SCENE_TASKS)}, got {header['task']!r}"

@@ -60,7 +60,7 @@ def test_a_fitted_image_decodes_from_its_file_to_the_quantized_fields_image(fitt
     assert (field.height, field.width, field.channels, field.png_bits) == (12, 16, 3, 8)
     decoded_state, fitted_state = field.model.state_dict(), model.state_dict()
     parameters = dict(model.named_parameters())
-    assert set(codec.stored_bits(model, bits)) == set(parameters) | {"encoding.proj"}
+    assert set(fields.stored_bits(model, bits)) == set(parameters) | {"encoding.proj"}
     for name, value in fitted_state.items():  # every tensor bit for bit at its levels (the projection at 16 bits)
         depth = bits if name in parameters else fields.STORED_BUFFERS[FourierFeatures]["proj"]
         assert torch.equal(decoded_state[name], fake_quantize(value, depth)), name
@@ -91,7 +91,7 @@ def test_a_buffer_neither_stored_nor_rebuilt_is_refused(tmp_path):
     cfg = resolve_config("cam", overrides={"field": {"hidden": 8, "encoding": {"kind": "sinusoidal", "num_freqs": 2}}})
     model = build_field(cfg.field, 2, 3)
     codec.encode_image_field(tmp_path / "ok.camf", model, cfg.field, 4, 4, 3, 8)  # derived freqs are rebuilt
-    assert "encoding.freqs" not in codec.stored_bits(model, 8)
+    assert "encoding.freqs" not in fields.stored_bits(model, 8)
     with torch.no_grad():
         model.encoding.freqs.mul_(2)
     with pytest.raises(CamfieldsError, match="buffer encoding.freqs of the field is not the one its config builds"):
