@@ -26,7 +26,8 @@ import torch
 
 from camfields.cli import comma_ints, comma_names
 from camfields.codec import image_baselines
-from camfields.codec.image import MAX_BITS, MIN_BITS, decode_image
+from camfields.codec.fields import MAX_BITS, MIN_BITS
+from camfields.codec.image import decode_image
 from camfields.codec.rd_report import bd_table, curve, plot, print_summary, same_rate_table
 from camfields.commands.compress import compress
 from camfields.errors import CamfieldsError
