@@ -155,6 +155,24 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+def upgraded(recorded: dict[str, Any], config_class: type) -> dict[str, Any]:
+    """``recorded`` (a config.json or config file) with every setting an earlier version kept
+    elsewhere moved to where ``config_class`` keeps it now (its ``LEGACY_KEYS``: old top-level
+    name -> dotted path), unless the new place already holds one."""
+    moved = dict(recorded)
+    for old, new in getattr(config_class, "LEGACY_KEYS", {}).items():
+        if old not in moved:
+            continue
+        value = moved.pop(old)
+        *tables, leaf = new.split(".")
+        node = moved
+        for table in tables:
+            node[table] = dict(node.get(table) or {})
+            node = node[table]
+        node.setdefault(leaf, value)
+    return moved
+
+
 def resolve_preset_config(
     cls: type[T],
     presets: dict[str, dict[str, Any]],
@@ -171,9 +189,11 @@ def resolve_preset_config(
     only (e.g. smaller widths for a CPU-sized run). The result is validated.
     """
     file_data, source = read_config(config)
+    file_data = upgraded(file_data, cls)
     per_model = file_data.pop("models", {})
     if not isinstance(per_model, dict) or not all(isinstance(v, dict) for v in per_model.values()):
         raise CamfieldsError(f"{source}: [models] must hold one table of settings per model")
+    per_model = {name: upgraded(table, cls) for name, table in per_model.items()}
     for table in (file_data, *per_model.values()):  # before merging, which would drop a scalar given for a table
         _check_keys(cls, table, source)
     name = model or file_data.get("model", default)

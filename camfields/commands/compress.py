@@ -20,7 +20,7 @@ import torch
 from camfields.codec.fields import MAX_BITS, MIN_BITS
 from camfields.codec.image import encode_image_field
 from camfields.codec.video import clip_size
-from camfields.config import from_dict, to_dict
+from camfields.config import from_dict, to_dict, upgraded
 from camfields.errors import CamfieldsError, first_line
 from camfields.fields import build_field
 from camfields.io.images import load_image
@@ -32,7 +32,7 @@ from camfields.tasks.video import VIDEO
 from camfields.training.checkpoint import load_checkpoint, read_json
 from camfields.training.fit import Task
 from camfields.training.loop import CHECKPOINT_NAME
-from camfields.training.run_dir import CONFIG_NAME, DATA_KEY, TASK_KEY, upgraded, with_missing_keys
+from camfields.training.run_dir import CONFIG_NAME, DATA_KEY, TASK_KEY, with_missing_keys
 
 RECONSTRUCTION_NAME = "reconstruction.png"  # what a finished image fit writes: its size, channels and depth
 VIDEO_FILE = "video.camf"

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from camfields.config import config_differences, to_dict
+from camfields.config import config_differences, to_dict, upgraded
 from camfields.errors import CamfieldsError
 from camfields.io.identity import describe
 from camfields.training.checkpoint import read_json, write_json
@@ -37,24 +37,6 @@ TASK_KEY, DATA_KEY = "task", "fitted_data"
 RESULT_NAMES = ("checkpoint.pt", "metrics.json")
 #: settings that only lengthen a fit (what derives from them follows)
 LENGTHENING = ("train.steps",)
-
-
-def upgraded(recorded: dict[str, Any], config_class: type) -> dict[str, Any]:
-    """``recorded`` (a config.json) with every setting an earlier version kept elsewhere moved to
-    where ``config_class`` keeps it now (its ``LEGACY_KEYS``: old top-level name -> dotted path),
-    unless the new place already holds one."""
-    moved = dict(recorded)
-    for old, new in getattr(config_class, "LEGACY_KEYS", {}).items():
-        if old not in moved:
-            continue
-        value = moved.pop(old)
-        *tables, leaf = new.split(".")
-        node = moved
-        for table in tables:
-            node[table] = dict(node.get(table) or {})
-            node = node[table]
-        node.setdefault(leaf, value)
-    return moved
 
 
 def with_missing_keys(recorded: Any, defaults: Any) -> Any:

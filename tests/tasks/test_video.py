@@ -584,11 +584,17 @@ def test_a_video_fit_extends_with_more_epochs(tmp_path):
 
 
 def test_a_video_config_recorded_before_the_compression_block_reads_as_today():
-    from camfields.config import from_dict, to_dict
-    from camfields.training.run_dir import upgraded, with_missing_keys
+    from camfields.config import from_dict, to_dict, upgraded
+    from camfields.training.run_dir import with_missing_keys
 
     cfg = resolve_config("cam", overrides={"compression": {"bits": 6, "rate_weight": 0.5}})
     recorded = to_dict(cfg)
     recorded |= recorded.pop("compression")  # the flat keys fits wrote before
     moved = with_missing_keys(upgraded(recorded, VideoConfig), to_dict(VideoConfig()))
     assert from_dict(VideoConfig, moved, "config.json") == cfg
+
+
+def test_a_config_file_written_before_the_compression_block_still_resolves(tmp_path):
+    (tmp_path / "old.toml").write_text("bits = 6\nrate_weight = 0.5\n[models.cam]\nqat_fraction = 0.4\n")
+    cfg = resolve_config("cam", str(tmp_path / "old.toml"))
+    assert (cfg.compression.bits, cfg.compression.rate_weight, cfg.compression.qat_fraction) == (6, 0.5, 0.4)
