@@ -45,7 +45,7 @@ from camfields.errors import CamfieldsError, first_line
 from camfields.io.blender import CameraSplit, check_pose, frame_image, frame_pixels
 from camfields.io.images import downscale
 from camfields.io.llff import split_indices
-from camfields.io.nerfstudio import check_same_focal, check_undistorted, pinhole_focal
+from camfields.io.nerfstudio import ViewStack, check_undistorted, pinhole_focal
 
 #: the camera models read (COLMAP's model id: name, parameter names); others are refused
 MODELS = {
@@ -354,7 +354,7 @@ def load_colmap(
     images_folder, factor = _image_folder(root, downscale_factor)
     order = sorted(views, key=lambda image_id: views[image_id].name)
     bg = torch.tensor(background, dtype=torch.float32)
-    images, poses, focals, names = [], [], [], []
+    stack = ViewStack(str(images_folder))
     for position in split_indices(len(order), split, str(folder)):
         view = views[order[position]]
         where = f"{folder} image {view.name!r}"
@@ -370,16 +370,5 @@ def load_colmap(
             pixels = downscale(pixels, downscale_factor // factor)
         except CamfieldsError as e:
             raise CamfieldsError(f"{where}: {e}") from None
-        if images and pixels.shape != images[0].shape:
-            raise CamfieldsError(
-                f"{images_folder}: images of mixed sizes: {names[0]} is {images[0].shape[1]}x{images[0].shape[0]} "
-                f"but {path.stem} is {pixels.shape[1]}x{pixels.shape[0]}"
-            )
-        focal *= pixels.shape[1] / camera.width
-        if focals:
-            check_same_focal(focal, focals[0], names[0], where)
-        images.append(pixels)
-        poses.append(pose)
-        focals.append(focal)
-        names.append(path.stem)
-    return CameraSplit(torch.stack(images), torch.stack(poses), sum(focals) / len(focals), names)
+        stack.add(path.stem, pixels, pose, focal * pixels.shape[1] / camera.width, where)
+    return stack.split()

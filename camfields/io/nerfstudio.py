@@ -134,6 +134,39 @@ def check_same_focal(focal: float, first: float, first_name: str, where: str) ->
         )
 
 
+class ViewStack:
+    """The views of one split as a capture loader reads them, one at a time: images of one size and
+    focal lengths within 0.5 % of the first view's (``check_same_focal``); ``split`` stacks them,
+    with their mean focal. ``folder`` names the images in the mixed-size error."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.images: list[torch.Tensor] = []
+        self.poses: list[torch.Tensor] = []
+        self.focals: list[float] = []
+        self.names: list[str] = []
+
+    def add(self, name: str, pixels: torch.Tensor, pose: torch.Tensor, focal: float, where: str) -> None:
+        """Append a view (pixels (H, W, 3), pose (4, 4), focal in pixels at its loaded width)."""
+        if self.images and pixels.shape != self.images[0].shape:
+            first = self.images[0].shape
+            raise CamfieldsError(
+                f"{self.folder}: images of mixed sizes: {self.names[0]} is {first[1]}x{first[0]} "
+                f"but {name} is {pixels.shape[1]}x{pixels.shape[0]}"
+            )
+        if self.focals:
+            check_same_focal(focal, self.focals[0], self.names[0], where)
+        self.images.append(pixels)
+        self.poses.append(pose)
+        self.focals.append(focal)
+        self.names.append(name)
+
+    def split(self) -> CameraSplit:
+        return CameraSplit(
+            torch.stack(self.images), torch.stack(self.poses), sum(self.focals) / len(self.focals), self.names
+        )
+
+
 def load_transforms(
     root: Path, split: str, downscale_factor: int = 1, background: tuple[float, float, float] = (1.0, 1.0, 1.0)
 ) -> CameraSplit:
@@ -155,7 +188,7 @@ def load_transforms(
     meta, frames = _read_frames(path)
     order = sorted(range(len(frames)), key=lambda number: str(frames[number].get("file_path")))
     bg = torch.tensor(background, dtype=torch.float32)
-    images, poses, focals, names = [], [], [], []
+    views = ViewStack(path.name)
     for position in split_indices(len(frames), split, str(path)):
         number = order[position]
         frame, where = frames[number], f"{path.name} frame {number}"
@@ -170,16 +203,5 @@ def load_transforms(
             pixels = downscale(pixels, downscale_factor)
         except CamfieldsError as e:
             raise CamfieldsError(f"{where}: {e}") from None
-        if images and pixels.shape != images[0].shape:
-            raise CamfieldsError(
-                f"{path.name}: images of mixed sizes: {names[0]} is {images[0].shape[1]}x{images[0].shape[0]} "
-                f"but {image.stem} is {pixels.shape[1]}x{pixels.shape[0]}"
-            )
-        focal *= pixels.shape[1] / width
-        if focals:
-            check_same_focal(focal, focals[0], names[0], where)
-        images.append(pixels)
-        poses.append(pose)
-        focals.append(focal)
-        names.append(image.stem)
-    return CameraSplit(torch.stack(images), torch.stack(poses), sum(focals) / len(focals), names)
+        views.add(image.stem, pixels, pose, focal * pixels.shape[1] / width, where)
+    return views.split()
