@@ -1,5 +1,3 @@
-"""Weight quantization (and, for codecs, entropy coding) of fitted fields."""
-
-from camfields.compression.quantize import quantize_tensor, quantized_copy, quantized_size_bytes
-
-__all__ = ["quantize_tensor", "quantized_copy", "quantized_size_bytes"]
+"""Weight quantization of fitted fields: symmetric n-bit levels (``quantize``), their entropy
+estimate (``rate``), encoder-side rounding (``rounding``), quantization-aware training (``qat``)
+and the ``[compression]`` config block (``config``)."""

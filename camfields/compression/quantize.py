@@ -1,20 +1,16 @@
-"""Uniform n-bit quantization of weights, per tensor over its [min, max] range.
+"""Symmetric n-bit quantization of weights, the one every ``.camf`` file uses.
 
-A tensor is stored as n-bit integers q in [0, 2^n - 1] plus its minimum and step (two
-float32 numbers): ``w_hat = min + q * step`` with ``step = (max - min) / (2^n - 1)``.
+A tensor is stored as integers q in [-(2^(n-1) - 1), 2^(n-1) - 1] times a bfloat16 step (one
+per tensor, or one per output channel): ``w_hat = q * step`` with ``step`` = max |w| over the
+2^(n-1) - 1 positive levels, rounded up (``symmetric_step``). ``fake_quantize`` is the same in
+training (quantization-aware training), ``rounding_distance`` its dampening term.
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from camfields.errors import CamfieldsError
-
-#: bytes of the per-tensor minimum and step (float32 each)
-TENSOR_OVERHEAD_BYTES = 8
 
 
 def check_bits(bits: int) -> None:
@@ -25,32 +21,6 @@ def check_bits(bits: int) -> None:
 def symmetric_levels(bits: int) -> int:
     """The largest integer magnitude of a symmetric ``bits``-bit code, 2^(bits-1) - 1."""
     return (1 << (bits - 1)) - 1
-
-
-def quantize_tensor(tensor: torch.Tensor, bits: int) -> torch.Tensor:
-    """``tensor`` rounded to the nearest of 2^bits evenly spaced levels over its own range."""
-    check_bits(bits)
-    low, high = tensor.min(), tensor.max()
-    step = (high - low) / (2**bits - 1)
-    if step == 0:
-        return tensor.clone()
-    return low + torch.round((tensor - low) / step) * step
-
-
-@torch.no_grad()
-def quantized_copy(model: nn.Module, bits: int) -> nn.Module:
-    """A deep copy of ``model`` whose every parameter is quantized to ``bits`` (buffers unchanged)."""
-    check_bits(bits)
-    twin = copy.deepcopy(model)
-    for parameter in twin.parameters():
-        parameter.copy_(quantize_tensor(parameter, bits))
-    return twin
-
-
-def quantized_size_bytes(model: nn.Module, bits: int) -> int:
-    """Bytes of the model's parameters at ``bits`` per weight, plus each tensor's range (no entropy coding)."""
-    check_bits(bits)
-    return sum((p.numel() * bits + 7) // 8 + TENSOR_OVERHEAD_BYTES for p in model.parameters() if p.requires_grad)
 
 
 def round_up_to_bfloat16(values: torch.Tensor) -> torch.Tensor:
