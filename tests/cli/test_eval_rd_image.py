@@ -115,6 +115,7 @@ def test_eval_rd_image_end_to_end_with_every_baseline(tmp_path, capsys):
         (("--models", "cam,nerv"), "nerv"),
         (("--params", "10"), "--params 10 is below the smallest cam field of this config"),
         (("--crf", "30"), "--task image takes no --crf"),
+        (("--qat", "1.5"), "--qat must be a fraction of the steps in [0, 1], got 1.5"),
     ],
 )
 def test_eval_rd_image_bad_options_are_one_sentence_before_anything_is_written(tmp_path, capsys, options, message):

@@ -248,3 +248,16 @@ def test_an_ndc_scene_file_renders_the_views_of_its_model(tmp_path):
     bad = forged(path, tmp_path, "bad.camf", lambda h: h["rays"].update(focal=-1))
     with pytest.raises(CamfieldsError, match="NDC rays need a positive integer height"):
         codec.read_scene(bad)
+
+
+def test_decompress_refuses_bad_scene_options_in_one_sentence(sphere, tmp_path):
+    _, run, _, _, _ = sphere
+    with pytest.raises(CamfieldsError, match="--frames must be at least 1, got 0"):
+        decompress(run / "scene.camf", tmp_path / "turn", DecodeOptions(frames=0, device="cpu"))
+    with pytest.raises(CamfieldsError, match="is not a file; give a transforms_"):
+        decompress(run / "scene.camf", tmp_path / "views", DecodeOptions(views=tmp_path / "none.json", device="cpu"))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.png").write_bytes(b"x")
+    with pytest.raises(CamfieldsError, match="already exists; give a new file or folder"):
+        decompress(run / "scene.camf", tmp_path / "taken", DecodeOptions(frames=1, device="cpu"))
+    assert (tmp_path / "taken" / "mine.png").read_bytes() == b"x"
