@@ -26,13 +26,19 @@ from camfields.render.rays import focal_from_fov
 
 class CameraSplit(NamedTuple):
     """Images (N, H, W, 3) in [0, 1] composited on the background, poses (N, 4, 4), focal in
-    pixels, a name per image and, for dynamic scenes, times (N,) in [0, 1]."""
+    pixels (the mean when the views differ), a name per image, for dynamic scenes times (N,) in
+    [0, 1] and, for captures whose photos have different focal lengths, each view's (N,) in pixels."""
 
     images: torch.Tensor
     poses: torch.Tensor
     focal: float
     names: list[str]
     times: torch.Tensor | None = None
+    focals: torch.Tensor | None = None
+
+    def view_focal(self, index: int) -> float:
+        """The focal length in pixels of view ``index``."""
+        return self.focal if self.focals is None else float(self.focals[index])
 
 
 def shown(value: object) -> str:

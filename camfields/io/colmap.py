@@ -21,8 +21,8 @@ Poses are otherwise left as recorded: no recentring, no rescaling.
 Camera models: ``SIMPLE_PINHOLE``, ``PINHOLE``, and ``SIMPLE_RADIAL``, ``RADIAL``, ``OPENCV`` when their
 distortion parameters are all zero (e.g. after COLMAP's ``image_undistorter``, which writes ``PINHOLE``);
 the focal lengths and principal point are checked as for nerfstudio captures (``io.nerfstudio``: fx and
-fy within 0.5 %, the principal point within 0.5 px of the centre, one focal per split). Anything else is
-refused in one sentence naming the file and the camera or image.
+fy within 0.5 %, the principal point within 0.5 px of the centre; photos of different focal lengths keep
+each their own). Anything else is refused in one sentence naming the file and the camera or image.
 
 The images are ``images/<NAME>`` of the registered images, sorted by name (photos the model does not
 register are ignored), and the camera's width and height must be the file's size. For a downscale factor
@@ -370,5 +370,5 @@ def load_colmap(
             pixels = downscale(pixels, downscale_factor // factor)
         except CamfieldsError as e:
             raise CamfieldsError(f"{where}: {e}") from None
-        stack.add(path.stem, pixels, pose, focal * pixels.shape[1] / camera.width, where)
+        stack.add(path.stem, pixels, pose, focal * pixels.shape[1] / camera.width)
     return stack.split()

@@ -8,12 +8,12 @@ in a frame (the frame's value wins). Instant-NGP's ``camera_angle_x`` / ``camera
 a missing ``fl_x`` / ``fl_y``; a missing ``fl_y`` is ``fl_x``, a missing ``cx``, ``cy`` the image centre
 and a missing ``w``, ``h`` the image's size.
 
-``render.rays`` has one focal length and the principal point at the image centre, without
+``render.rays`` has one focal length per view and the principal point at the image centre, without
 distortion. What it cannot represent is refused, one sentence naming the file and the frame:
 ``fl_x`` and ``fl_y`` more than 0.5 % apart, a principal point more than 0.5 px off the centre,
-a non-zero distortion coefficient, a camera model other than a pinhole (``OPENCV``, ``PINHOLE``),
-focal lengths of one split more than 0.5 % apart. Images are area-downscaled by the downscale factor
-and the focal scaled to match.
+a non-zero distortion coefficient, a camera model other than a pinhole (``OPENCV``, ``PINHOLE``).
+Frames whose focal lengths differ (more than 0.5 % from their mean) keep each their own. Images are
+area-downscaled by the downscale factor and the focal scaled to match.
 
 The frames are sorted by ``file_path`` (as nerfstudio does) and split as LLFF captures are: every 8th
 (index % 8 == 0) is held out for "val" and "test", the others are "train". Split lists in the file
@@ -33,7 +33,7 @@ from camfields.io.images import downscale
 from camfields.io.llff import split_indices
 from camfields.render.rays import focal_from_fov
 
-#: relative difference allowed between fl_x and fl_y, and between the focal lengths of one split
+#: relative difference allowed between fl_x and fl_y; views whose focal lies further from their mean keep their own
 FOCAL_TOLERANCE = 0.005
 #: pixels the principal point may lie off the image centre
 CENTRE_TOLERANCE = 0.5
@@ -125,19 +125,10 @@ def _size(meta: dict, frame: dict, pixels: torch.Tensor, where: str) -> tuple[fl
     return float(width), float(height)
 
 
-def check_same_focal(focal: float, first: float, first_name: str, where: str) -> None:
-    """One clear error unless a view's focal (pixels) is within 0.5 % of its split's first view ``first_name``'s."""
-    if abs(focal - first) > FOCAL_TOLERANCE * first:
-        raise CamfieldsError(
-            f"{where}: focal {focal:.6g} px differs from {first_name}'s {first:.6g} px by more than 0.5 %; "
-            "one split needs one focal"
-        )
-
-
 class ViewStack:
-    """The views of one split as a capture loader reads them, one at a time: images of one size and
-    focal lengths within 0.5 % of the first view's (``check_same_focal``); ``split`` stacks them,
-    with their mean focal. ``folder`` names the images in the mixed-size error."""
+    """The views of one split as a capture loader reads them, one at a time, images of one size;
+    ``split`` stacks them, with their mean focal, and each view's focal when some lies more than
+    0.5 % from that mean (photos zoomed differently). ``folder`` names the images in the mixed-size error."""
 
     def __init__(self, folder: str):
         self.folder = folder
@@ -146,7 +137,7 @@ class ViewStack:
         self.focals: list[float] = []
         self.names: list[str] = []
 
-    def add(self, name: str, pixels: torch.Tensor, pose: torch.Tensor, focal: float, where: str) -> None:
+    def add(self, name: str, pixels: torch.Tensor, pose: torch.Tensor, focal: float) -> None:
         """Append a view (pixels (H, W, 3), pose (4, 4), focal in pixels at its loaded width)."""
         if self.images and pixels.shape != self.images[0].shape:
             first = self.images[0].shape
@@ -154,17 +145,17 @@ class ViewStack:
                 f"{self.folder}: images of mixed sizes: {self.names[0]} is {first[1]}x{first[0]} "
                 f"but {name} is {pixels.shape[1]}x{pixels.shape[0]}"
             )
-        if self.focals:
-            check_same_focal(focal, self.focals[0], self.names[0], where)
         self.images.append(pixels)
         self.poses.append(pose)
         self.focals.append(focal)
         self.names.append(name)
 
     def split(self) -> CameraSplit:
-        return CameraSplit(
-            torch.stack(self.images), torch.stack(self.poses), sum(self.focals) / len(self.focals), self.names
-        )
+        focals = torch.tensor(self.focals, dtype=torch.float64)
+        mean = float(focals.mean())
+        differ = bool(((focals - mean).abs() > FOCAL_TOLERANCE * mean).any())
+        images, poses = torch.stack(self.images), torch.stack(self.poses)
+        return CameraSplit(images, poses, mean, self.names, focals=focals.float() if differ else None)
 
 
 def load_transforms(
@@ -203,5 +194,5 @@ def load_transforms(
             pixels = downscale(pixels, downscale_factor)
         except CamfieldsError as e:
             raise CamfieldsError(f"{where}: {e}") from None
-        views.add(image.stem, pixels, pose, focal * pixels.shape[1] / width, where)
+        views.add(image.stem, pixels, pose, focal * pixels.shape[1] / width)
     return views.split()

@@ -121,7 +121,7 @@ class Rays(NamedTuple):
 def split_rays(split: CameraSplit, device: torch.device) -> Rays:
     """Every pixel's ray of every image of a split, images in order, pixels row-major."""
     count, height, width, _ = split.images.shape
-    pairs = [camera_rays(pose, height, width, split.focal) for pose in split.poses]
+    pairs = [camera_rays(pose, height, width, split.view_focal(i)) for i, pose in enumerate(split.poses)]
     times = None if split.times is None else split.times.repeat_interleave(height * width).to(device)
     return Rays(
         torch.cat([o for o, _ in pairs]).to(device),
@@ -142,7 +142,7 @@ class View(NamedTuple):
     @staticmethod
     def of(split: CameraSplit, index: int) -> View:
         time = None if split.times is None else float(split.times[index])
-        return View(split.poses[index], split.images[index], split.focal, time)
+        return View(split.poses[index], split.images[index], split.view_focal(index), time)
 
 
 class RayObjective:

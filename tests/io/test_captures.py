@@ -216,7 +216,6 @@ def test_llff_forward_facing_recentres_on_the_average_pose_and_refuses_opposed_c
         ({"cy": SIZE / 2 - 0.6}, None, ["frame 14", "principal point (4, 3.4)"]),
         ({"k1": 0.01}, None, ["frame 14", "distortion k1 = 0.01", "undistort"]),
         ({}, {3: {"p2": -0.002}}, ["frame 3", "distortion p2 = -0.002"]),
-        ({}, {2: {"fl_x": 12.0, "fl_y": 12.0}}, ["frame 2", "focal 12 px differs"]),
         ({"camera_model": "OPENCV_FISHEYE"}, None, ["frame 14", "camera_model 'OPENCV_FISHEYE' is not supported"]),
         ({"w": 16}, None, ["frame 14", "the image is 8x8 but its w is 16"]),
         ({"fl_x": None, "fl_y": None}, None, ["frame 14 has no focal length"]),

@@ -18,6 +18,7 @@ from camfields.io.llff import load_llff
 from camfields.io.nerfstudio import load_transforms
 from camfields.io.scenes import scene_loader
 from camfields.render import camera_rays
+from camfields.tasks.radiance import View, split_rays
 
 VIEWS, HEIGHT, WIDTH, FOCAL = 9, 6, 8, 10.0
 PINHOLE = ("PINHOLE", [FOCAL, FOCAL, WIDTH / 2, HEIGHT / 2])
@@ -267,13 +268,51 @@ def test_the_loader_is_picked_after_the_other_formats(tmp_path):
     refused(["sparse/0/cameras.* or sparse/cameras.* (COLMAP)"], scene_loader, tmp_path / "empty")
 
 
-def test_the_real_bird_model_gives_the_llff_poses_and_its_focals_are_refused():
+def test_photos_of_different_focal_lengths_keep_each_their_own_in_both_formats(tmp_path):
+    """Zoomed photos: one COLMAP camera per photo and per-frame fl_x / fl_y in transforms.json give
+    the same per-view focals, and every view's rays (training rays and evaluation views) use its own."""
+    poses, images = scene()
+    focals = [FOCAL * (1 + 0.1 * k) for k in range(VIEWS)]
+    names = write_images(tmp_path / "images", images)
+    cameras = [(k + 1, "PINHOLE", WIDTH, HEIGHT, [f, f, WIDTH / 2, HEIGHT / 2]) for k, f in enumerate(focals)]
+    rows = [
+        (i, q, t, VIEWS - i + 1, n) for i, q, t, _, n in colmap_images(poses, names)
+    ]  # view k: id VIEWS - k, camera k + 1
+    write_model(tmp_path / "sparse/0", cameras, rows, binary=True)
+    write_nerfstudio(
+        tmp_path / "ns",
+        poses,
+        images,
+        frame_extra={VIEWS - 1 - k: {"fl_x": f, "fl_y": f} for k, f in enumerate(focals)},
+    )
+    colmap, ns = load_colmap(tmp_path, "train"), load_transforms(tmp_path / "ns", "train")
+    train = [k for k in range(VIEWS) if k % 8]
+    for split in (colmap, ns):
+        torch.testing.assert_close(split.focals, torch.tensor([focals[k] for k in train]))
+        assert split.focal == pytest.approx(sum(focals[k] for k in train) / len(train))
+    rays = split_rays(colmap, torch.device("cpu"))
+    for row, k in enumerate(train):
+        expected = camera_rays(poses[k], HEIGHT, WIDTH, focals[k])
+        got = rays.directions[row * HEIGHT * WIDTH : (row + 1) * HEIGHT * WIDTH]
+        torch.testing.assert_close(got, expected[1], atol=1e-5, rtol=0)
+        assert View.of(colmap, row).focal == pytest.approx(focals[k])
+    # focals within 0.5 % of their mean are one camera: no per-view focals
+    write_nerfstudio(tmp_path / "one", poses, images, frame_extra={3: {"fl_x": FOCAL * 1.004, "fl_y": FOCAL * 1.004}})
+    assert load_transforms(tmp_path / "one", "train").focals is None
+
+
+def test_the_real_bird_model_gives_the_llff_poses_and_each_photo_its_focal():
     root = shared_data("real/bird")
     cameras, views = read_model(root / "sparse/0")
     assert len(cameras) == len(views) == 184
     # poses_bounds.npy was made from this model: the same cameras, in name order
     order = sorted(views.values(), key=lambda view: view.name)
     poses = torch.stack([opengl_pose(view, view.name) for view in order[::8]])
-    torch.testing.assert_close(poses, load_llff(root, "val", 8).poses, atol=1e-5, rtol=0)
-    # one camera per photo, focals 793 to 1037 px: one focal per split cannot represent them
-    refused(["image '017.jpg'", "focal 112.48 px differs from 001's 113.237 px"], load_colmap, root, "val", 8)
+    llff = load_llff(root, "val", 8)
+    torch.testing.assert_close(poses, llff.poses, atol=1e-5, rtol=0)
+    # one camera per photo, focals 793 to 1037 px: each view keeps its own, scaled to the loaded width
+    colmap = load_colmap(root, "val", 8)
+    torch.testing.assert_close(colmap.poses, llff.poses, atol=1e-5, rtol=0)
+    expected = [cameras[view.camera_id].params["f"] * colmap.images.shape[2] / 544 for view in order[::8]]
+    torch.testing.assert_close(colmap.focals, torch.tensor(expected, dtype=torch.float32), atol=1e-3, rtol=0)
+    assert float(colmap.focals.max() / colmap.focals.min()) > 1.1
