@@ -113,7 +113,7 @@ def frame_image(root: Path, frame: dict, where: str) -> Path:
     name = frame["file_path"]
     if not isinstance(name, str) or not name:
         raise CamfieldsError(f"{where}: file_path must be a non-empty string, got {shown(name)}")
-    base = root.absolute()
+    base = Path(os.path.normpath(root.absolute()))
     path = Path(os.path.normpath(base / name))
     if path.suffix.lower() != ".png" and path.name and path.with_suffix(path.suffix + ".png").exists():
         path = path.with_suffix(path.suffix + ".png")

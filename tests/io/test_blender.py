@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -179,6 +180,13 @@ def test_a_file_path_leading_out_of_the_scene_folder_is_refused(tmp_path, how):
 def test_a_file_path_through_dot_dot_that_stays_inside_is_fine(tmp_path):
     root = edit_meta(make_scene(tmp_path / "s"), set_frame("file_path", "./train/../train/r_1"))
     assert load_blender(root, "train").names == ["r_0", "r_1"]
+
+
+def test_a_scene_folder_given_through_dot_dot_loads(tmp_path, monkeypatch):
+    make_scene(tmp_path / "s")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert load_blender(Path("../s"), "train").names == ["r_0", "r_1"]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
