@@ -7,10 +7,28 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA
+from PIL import Image
 from test_benchmarks import small_lego  # also puts benchmarks/ on the path
+
+from camfields.codec import image_baselines
+
+
+def smooth_images(folder: Path, count: int = 2, width: int = 256, height: int = 192) -> Path:
+    """``count`` smooth RGB PNGs with a little noise (``width`` x ``height``) in ``folder``: the
+    stand-in for full-size Kodak images, which the dry run downscales 8x."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width] / 64.0
+    for i in range(count):
+        rgb = np.stack([np.sin(x * (i + 1) + y), np.cos(2 * y - x), np.sin(x * y / 4 + i)], axis=-1) * 0.4 + 0.5
+        rgb += rng.normal(0, 0.03, rgb.shape)
+        Image.fromarray((rgb.clip(0, 1) * 255).astype(np.uint8)).save(folder / f"k{i}.png")
+    return folder
 
 
 @pytest.mark.slow
@@ -19,8 +37,10 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
     import bench_modulate
 
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k not in ("LEGO", "STEPS", "DEADLINE", "GPU_TESTS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LEGO", "KODAK", "STEPS", "DEADLINE", "GPU_TESTS")}
     env |= {"DRY_RUN": "1", "OUT": str(out), "PYTHON": sys.executable, "CAMFIELDS_CACHE": str(tmp_path / "cache")}
+    kodak = smooth_images(tmp_path / "kodak")
+    env["KODAK"] = str(kodak)
     lego = SHARED_DATA / "nerf" / "lego"
     has_lego = (lego / "transforms_train.json").exists()
     if has_lego:
@@ -30,7 +50,7 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
 
     summary = (out / "summary.txt").read_text()
     assert done.stdout.endswith(summary)  # printed last
-    for step in ("build", "tests", "kernels", "steps", "nerf" if has_lego else None):
+    for step in ("build", "tests", "kernels", "steps", "nerf" if has_lego else None, "kodak"):
         if step:
             assert f"\n{step}: exit 0 after " in summary, summary
     assert "dry run, no build; sources: cuda/bindings.cpp" in (out / "build.log").read_text()
@@ -49,11 +69,47 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
 
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     expected = {"summary.txt", "build.log", "gpu_tests.log", "bench.log", "kernels/modulate_goals_cpu.json"}
-    expected |= {"kernels/end_to_end_cpu.json"} | ({"nerf/lego/ngp_ngp_cam_400x400_cpu.json"} if has_lego else set())
+    expected |= {"kernels/end_to_end_cpu.json", "image/kodak/rd_cam_ffn_6bit_768x512_cpu.json"}
+    expected |= {"nerf/lego/ngp_ngp_cam_400x400_cpu.json"} if has_lego else set()
     assert files == expected and len(files) <= 8  # what the device tool sends back
-    if has_lego:
+    if has_lego:  # each fit also evaluated from its 8-bit scene file
         nerf = json.loads((out / "nerf" / "lego" / "ngp_ngp_cam_400x400_cpu.json").read_text())
-        assert set(nerf["results"]) == {"ngp", "ngp_cam"}
-        assert all(r["steps"] == 3 and r["psnr"] > 0 for r in nerf["results"].values())
+        assert set(nerf["results"]) == set(nerf["scene_files"]) == {"ngp", "ngp_cam"}
+        for model, row in nerf["results"].items():
+            scene_file = nerf["scene_files"][model]
+            assert row["steps"] == 3 and row["psnr"] > 0 and row["psnr_8bit"] > 0
+            assert scene_file["bits"] == 8 and row["file_bytes"] == scene_file["bytes"] > 0
     else:
         assert "nerf: skipped, no LEGO folder given" in summary
+
+    # kodak: a round on the first image, then one on both, each leaving its rd.json
+    bench = (out / "bench.log").read_text()
+    assert f"kodak: rd.json of {kodak / 'k0.png'} after " in bench
+    assert f"kodak: rd.json of {kodak} after " in bench
+    rd = json.loads((out / "image" / "kodak" / "rd_cam_ffn_6bit_768x512_cpu.json").read_text())
+    assert rd["count"] == 2 and rd["downscale"] == 8 and rd["sizes"] == {"k0": [32, 24], "k1": [32, 24]}
+    curves = {c["name"]: c for c in rd["codecs"]}
+    baselines = {name for name in image_baselines.CODECS if image_baselines.available(name)}
+    assert set(curves) == {"camfields-cam-6bit", "camfields-ffn-6bit"} | baselines
+    for name in ("camfields-cam-6bit", "camfields-ffn-6bit"):
+        points = curves[name]["points"]
+        assert sorted(p["target_params"] for p in points) == [2000, 3000]
+        assert all(p["params"] <= p["target_params"] and set(p["images"]) == {"k0", "k1"} for p in points)
+    assert "camfields-cam-6bit vs camfields-ffn-6bit" in rd["bd"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_kodak_step_without_images_says_so_and_runs_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for kodak, line in ((None, "kodak: skipped, no KODAK folder given"), (empty, "kodak: exit 2 after ")):
+        out = tmp_path / f"out_{kodak is None}"
+        env = {k: v for k, v in os.environ.items() if k not in ("LEGO", "KODAK", "DEADLINE", "GPU_TESTS")}
+        env |= {"DRY_RUN": "1", "STEPS": "kodak", "OUT": str(out), "PYTHON": sys.executable}
+        env |= {"KODAK": str(kodak)} if kodak else {}
+        done = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        summary = (out / "summary.txt").read_text()
+        assert f"\n{line}" in summary, summary
+        assert not (out / "image").exists()
+    assert f"kodak: {empty} holds no .png images" in summary
