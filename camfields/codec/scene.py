@@ -8,9 +8,12 @@ sampler configs, the scene box and background, and the camera a viewer needs by 
 image size, focal length in pixels and the orbit of the training cameras (radius around the z
 axis and height), from which ``turntable_poses`` draws a turntable (``path = "orbit"``: looking at
 the origin; ``"forward"``: a circle of cameras looking down -z, for forward-facing scenes). The
-header's ``rays`` table says how views become rays: ``{"space": "world"}``, or ``{"space": "ndc"}``
+header's ``rays`` table says how views become rays: ``{"space": "world"}``; ``{"space": "ndc"}``
 with the ``height``, ``width``, ``focal`` and ``near`` of the training camera that defines the NDC
-rays (``render.rays.ndc_rays``); files written before that key render world rays.
+rays (``render.rays.ndc_rays``); or ``{"space": "contract"}`` with the ``near`` and ``far`` distances of
+an unbounded scene's contracted rays (``render.contraction``). Files written before that key render
+world rays. An optional ``frame`` (a 4x4 similarity, rows, ``io.centring.SceneFrame``) maps the
+capture's recorded coordinates to the scene's: ``SceneFile.frame`` applies it to poses given in them.
 
 Decoding needs this module, the bitstream reader and the renderer only: no training code is
 imported. Views are camera-to-world matrices (4, 4), Blender convention (the camera looks down
@@ -55,6 +58,8 @@ from camfields.codec.fields import (
 )
 from camfields.config import check_choice, from_dict
 from camfields.errors import CamfieldsError
+from camfields.io.centring import SceneFrame
+from camfields.render.contraction import Contraction
 from camfields.render.model import (
     RAY_SPACES,
     NeRFModel,
@@ -77,6 +82,8 @@ CAMERA_PATHS = ("orbit", "forward")
 #: rays rendered at once while decoding
 CHUNK = 1 << 13
 _HEADER_KEYS = ("task", "weight_bits", "field", "sampler", "aabb", "background", "camera")
+#: how a scene's rays reach its field: as cast (None), NDC rays, or contracted
+RaySpace = NDCCamera | Contraction | None
 
 
 @dataclass
@@ -118,28 +125,40 @@ class SceneFile:
     task: str
     camera: SceneCamera
     background: torch.Tensor
+    #: the capture's recorded coordinates -> the scene's (None: the same)
+    frame: SceneFrame | None = None
+
+    def recorded_poses(self, poses: torch.Tensor) -> torch.Tensor:
+        """Camera-to-world poses (N, 4, 4) given in the capture's recorded coordinates, in the scene's."""
+        return poses if self.frame is None else self.frame.apply(poses)
 
     @property
     def dynamic(self) -> bool:
         return self.model.field.dynamic
 
 
-def _build(
-    field_cfg: RadianceConfig, sampler: SamplerConfig, aabb: list[float], ndc: NDCCamera | None = None
-) -> NeRFModel:
+def _build(field_cfg: RadianceConfig, sampler: SamplerConfig, aabb: list[float], rays: RaySpace = None) -> NeRFModel:
     """The model the configs describe; under a meta-device context its box stays on the CPU (the
     model reads its marching step from it) and everything else is laid out without memory."""
     box = torch.tensor(aabb, dtype=torch.float32, device="cpu")
-    return NeRFModel(build_radiance_field(field_cfg, box), sampler, ndc)
+    ndc = rays if isinstance(rays, NDCCamera) else None
+    contraction = rays if isinstance(rays, Contraction) else None
+    return NeRFModel(build_radiance_field(field_cfg, box), sampler, ndc, contraction)
 
 
-def _rays_header(ndc: NDCCamera | None) -> dict[str, Any]:
-    """The header's ``rays`` table of a model's NDC camera (None: world rays)."""
-    return {"space": "world"} if ndc is None else {"space": "ndc", **dataclasses.asdict(ndc)}
+def _ray_space(model: NeRFModel) -> RaySpace:
+    return model.ndc if model.ndc is not None else model.contraction
 
 
-def _rays(value: Any, path: Path) -> NDCCamera | None:
-    """The NDC camera of a header's ``rays`` table (None: world rays), checked."""
+def _rays_header(rays: RaySpace) -> dict[str, Any]:
+    """The header's ``rays`` table of a model's NDC camera or contraction (None: world rays)."""
+    if rays is None:
+        return {"space": "world"}
+    return {"space": "ndc" if isinstance(rays, NDCCamera) else "contract", **dataclasses.asdict(rays)}
+
+
+def _rays(value: Any, path: Path) -> RaySpace:
+    """The NDC camera or contraction of a header's ``rays`` table (None: world rays), checked."""
     if not isinstance(value, dict) or value.get("space") not in RAY_SPACES:
         raise CamfieldsError(
             f"{path}: the scene header's rays must be a table whose space is one of {', '.join(RAY_SPACES)}"
@@ -149,9 +168,19 @@ def _rays(value: Any, path: Path) -> NDCCamera | None:
         if settings:
             raise CamfieldsError(f"{path}: the scene header's world rays take no settings, got {sorted(settings)}")
         return None
-    ndc = from_dict(NDCCamera, settings, f"{path} header rays")
-    ndc.check(str(path))
-    return ndc
+    rays = from_dict(NDCCamera if value["space"] == "ndc" else Contraction, settings, f"{path} header rays")
+    rays.check(str(path))
+    return rays
+
+
+def _frame(value: Any, path: Path) -> SceneFrame | None:
+    """The scene frame of a header's ``frame`` (4 rows of 4 numbers; absent: None), checked."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4:
+        raise CamfieldsError(f"{path}: the header's frame must be 4 rows of 4 numbers")
+    rows = [_numbers(row, 4, "frame rows", str(path)) for row in value]
+    return SceneFrame.of_matrix(torch.tensor(rows, dtype=torch.float64), f"{path}: the header's frame")
 
 
 def encode_scene(
@@ -164,17 +193,20 @@ def encode_scene(
     task: str,
     camera: SceneCamera,
     bits: int,
+    frame: SceneFrame | None = None,
 ) -> int:
-    """Write a fitted scene model (``NeRFModel(build_radiance_field(field_cfg, aabb), sampler, ndc)``) with
-    ``bits``-bit weights to ``path``; returns the file size in bytes. The model must be the one
-    the configs describe; its NDC camera (``model.ndc``) goes to the header's ``rays``."""
+    """Write a fitted scene model (``NeRFModel(build_radiance_field(field_cfg, aabb), sampler, ndc,
+    contraction)``) with ``bits``-bit weights to ``path``; returns the file size in bytes. The model must
+    be the one the configs describe; its NDC camera or contraction goes to the header's ``rays``, and
+    ``frame`` (the capture's coordinates -> the scene's), when given, to its ``frame``."""
     where = f"scene file {path}"
     check_weight_bits(bits, where)
     if task not in SCENE_TASKS:
         raise CamfieldsError(f"{where}: the task must be one of {', '.join(SCENE_TASKS)}, got {task!r}")
     camera.check(where)
-    if model.ndc is not None:
-        model.ndc.check(where)
+    rays = _ray_space(model)
+    if rays is not None:
+        rays.check(where)
     field_cfg.validate()
     sampler.validate()
     check_box(aabb, background, where)
@@ -188,8 +220,10 @@ def encode_scene(
         "aabb": [float(v) for v in aabb],
         "background": [float(v) for v in background],
         "camera": dataclasses.asdict(camera),
-        "rays": _rays_header(model.ndc),
+        "rays": _rays_header(rays),
     }
+    if frame is not None:
+        header["frame"] = frame.matrix().tolist()
     return write_bitstream(path, header, stream_bits(model, bits), quantize_state(model, bits))
 
 
@@ -202,8 +236,8 @@ def _numbers(value: Any, count: int, what: str, where: str) -> list[float]:
 
 
 def _header(stream: Bitstream, path: Path) -> tuple[RadianceConfig, SamplerConfig, list[float], dict[str, Any]]:
-    """(field config, sampler config, box, the rest of the header with ``rays`` as an NDC camera or
-    None) of a scene file, checked."""
+    """(field config, sampler config, box, the rest of the header with ``rays`` as an NDC camera, a
+    contraction or None and ``frame`` as a scene frame or None) of a scene file, checked."""
     where = str(path)
     header = header_of(stream, path, SCENE_FORMAT, "scene", _HEADER_KEYS, ("field", "sampler", "camera"))
     if header["task"] not in SCENE_TASKS:
@@ -223,8 +257,9 @@ def _header(stream: Bitstream, path: Path) -> tuple[RadianceConfig, SamplerConfi
     except CamfieldsError as e:
         raise CamfieldsError(f"{path}: its header describes no scene: {e}") from None
     camera.check(where)
-    ndc = _rays(header.get("rays", {"space": "world"}), path)
-    return field_cfg, sampler, aabb, header | {"camera": camera, "background": background, "rays": ndc}
+    rays = _rays(header.get("rays", {"space": "world"}), path)
+    frame = _frame(header.get("frame"), path)
+    return field_cfg, sampler, aabb, header | {"camera": camera, "background": background, "rays": rays, "frame": frame}
 
 
 def scene_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") -> SceneFile:
@@ -246,7 +281,7 @@ def scene_from_bitstream(stream: Bitstream, path: Path | str = "the bitstream") 
     if layout.field.dynamic != (header["task"] == "dynamic"):
         raise CamfieldsError(f"{path}: its header names a {header['task']} scene but its field is not one")
     model = load_levels(_build(field_cfg, sampler, aabb, header["rays"]), stream.tensors).eval()
-    return SceneFile(model, header["task"], header["camera"], torch.tensor(header["background"]))
+    return SceneFile(model, header["task"], header["camera"], torch.tensor(header["background"]), header["frame"])
 
 
 def read_scene(path: Path) -> SceneFile:

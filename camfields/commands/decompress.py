@@ -52,14 +52,16 @@ def _image(stream: Bitstream, path: Path, out: Path, options: DecodeOptions) -> 
 
 
 def _scene_views(scene: SceneFile, views: Path, device: torch.device) -> tuple[list[str], Iterator[torch.Tensor]]:
-    """The names and rendered views of the cameras of a transforms file, at the scene's view size."""
+    """The names and rendered views of the cameras of a transforms file (poses in the capture's recorded
+    coordinates, moved into the scene's by the file's frame), at the scene's view size."""
     cameras = read_cameras(views)
     camera = scene.camera
     camera = type(camera)(camera.width, camera.height, focal_from_fov(camera.width, cameras.fov), 0.0, 0.0)
     times = cameras.times.tolist() if cameras.times is not None else [None] * len(cameras.names)
     if scene.dynamic and cameras.times is None:
         raise CamfieldsError(f"{views} gives no frame a 'time', which a dynamic scene needs")
-    frames = (render_view(scene, pose, t, camera, device) for pose, t in zip(cameras.poses, times))
+    poses = scene.recorded_poses(cameras.poses)
+    frames = (render_view(scene, pose, t, camera, device) for pose, t in zip(poses, times))
     return cameras.names, frames
 
 

@@ -8,7 +8,7 @@ pixels) of the images in ``images/``, then the near and far depth bounds of the 
 The loader turns the poses into the OpenGL convention of ``render.rays`` (columns [right, up, back]:
 new x = LLFF y, new y = -LLFF x, z kept). By default it leaves them otherwise as recorded; the bounds
 are checked (finite, 0 < near < far). With ``forward_facing=True`` it prepares a forward-facing capture
-for NDC rays as the original NeRF does (``forward_facing_poses``): the scene is scaled so that the
+for NDC rays as the original NeRF does (``forward_facing_frame``): the scene is scaled so that the
 nearest bound of all views is 1 / ``BOUND_FACTOR`` (the NDC near plane 1 then lies in front of all
 content), and the poses are recentred on their average pose (the average camera sits at the origin
 looking down -z), both computed over every view so that all splits share them.
@@ -29,6 +29,7 @@ import torch
 
 from camfields.errors import CamfieldsError, first_line
 from camfields.io.blender import CameraSplit, check_pose, frame_pixels
+from camfields.io.centring import SceneFrame
 from camfields.io.images import list_images
 
 #: every HOLD_OUT-th view (index % HOLD_OUT == 0) is held out for evaluation
@@ -121,13 +122,31 @@ def average_pose(poses: torch.Tensor, where: str = "the poses") -> torch.Tensor:
     return average
 
 
-def forward_facing_poses(poses: torch.Tensor, near: torch.Tensor, where: str = "the poses") -> torch.Tensor:
-    """OpenGL ``poses`` (N, 4, 4) of a forward-facing capture with near bounds ``near`` (N,) > 0, ready for
-    NDC rays: translations scaled by 1 / (min(near) * ``BOUND_FACTOR``), then every pose expressed in the
-    frame of their average pose (``average_pose``); computed in float64, returned in the poses' dtype."""
+def forward_facing_frame(poses: torch.Tensor, near: torch.Tensor, where: str = "the poses") -> SceneFrame:
+    """The frame that readies OpenGL ``poses`` (N, 4, 4) of a forward-facing capture with near bounds
+    ``near`` (N,) > 0 for NDC rays: scale 1 / (min(near) * ``BOUND_FACTOR``), then every pose expressed
+    relative to their average pose (``average_pose``, of the scaled poses; computed in float64)."""
+    scale = 1.0 / (float(near.min()) * BOUND_FACTOR)
     scaled = poses.to(torch.float64, copy=True)
-    scaled[:, :3, 3] /= float(near.min()) * BOUND_FACTOR
-    return (torch.linalg.inv(average_pose(scaled, where)) @ scaled).to(poses.dtype)
+    scaled[:, :3, 3] *= scale
+    average = average_pose(scaled, where)
+    return SceneFrame(average[:3, :3].T, average[:3, 3] / scale, scale)
+
+
+def _read_capture(root: Path) -> tuple[Path, np.ndarray, torch.Tensor]:
+    """The path of ``root``'s poses_bounds.npy, its checked (N, 17) rows and their OpenGL poses (N, 4, 4)."""
+    path = root / "poses_bounds.npy"
+    if not path.is_file():
+        raise CamfieldsError(f"{root} has no poses_bounds.npy (is it an LLFF capture folder?)")
+    array = _read_poses_bounds(path)
+    poses = torch.stack([_opengl_pose(row, f"{path} frame {frame}") for frame, row in enumerate(array)])
+    return path, array, poses
+
+
+def llff_frame(root: Path) -> SceneFrame:
+    """The ``forward_facing_frame`` of all the views of the LLFF capture in folder ``root``."""
+    path, array, poses = _read_capture(Path(root))
+    return forward_facing_frame(poses, torch.from_numpy(array[:, 15]), str(path))
 
 
 def _image_folder(root: Path, downscale_factor: int) -> tuple[Path, int]:
@@ -156,25 +175,21 @@ def load_llff(
         split: "train", or "val" / "test" (both: every 8th image).
         downscale_factor: k: read ``images_<k>/`` when it exists, else area-downscale ``images/`` by k.
         background: RGB in [0, 1] that transparent pixels (RGBA files) are composited on.
-        forward_facing: scale and recentre the poses for NDC rays (``forward_facing_poses``).
+        forward_facing: scale and recentre the poses for NDC rays (``forward_facing_frame``).
     Returns:
         images (N, H, W, 3) in [0, 1], OpenGL camera-to-world poses (N, 4, 4), the focal in pixels of
         the loaded size, and the image file stems.
     """
     root = Path(root)
-    path = root / "poses_bounds.npy"
-    if not path.is_file():
-        raise CamfieldsError(f"{root} has no poses_bounds.npy (is it an LLFF capture folder?)")
-    array = _read_poses_bounds(path)
+    path, array, poses = _read_capture(root)
     folder, factor = _image_folder(root, downscale_factor)
     files = list_images(folder)
     if len(files) != len(array):
         raise CamfieldsError(f"{folder} holds {len(files)} images but {path} has {len(array)} poses")
     bg = torch.tensor(background, dtype=torch.float32)
     frames = split_indices(len(files), split, str(path))
-    poses = torch.stack([_opengl_pose(row, f"{path} frame {frame}") for frame, row in enumerate(array)])
     if forward_facing:
-        poses = forward_facing_poses(poses, torch.from_numpy(array[:, 15]), str(path))
+        poses = forward_facing_frame(poses, torch.from_numpy(array[:, 15]), str(path)).apply(poses)
     images = []
     for frame in frames:
         where = f"{files[frame]} (frame {frame})"

@@ -1,8 +1,11 @@
 """A scene folder of any format camfields reads, its loader picked by what the folder holds.
 
-In this order: ``transforms_train.json`` is a Blender scene (``io.blender``), ``poses_bounds.npy``
-an LLFF capture (``io.llff``), ``transforms.json`` a nerfstudio / Instant-NGP capture
-(``io.nerfstudio``), ``sparse/0/cameras.*`` or ``sparse/cameras.*`` a COLMAP capture (``io.colmap``).
+In this order: ``transforms_train.json`` is a Blender scene (``io.blender``), ``transforms.json`` a
+nerfstudio / Instant-NGP capture (``io.nerfstudio``), ``sparse/0/cameras.*`` or ``sparse/cameras.*`` a
+COLMAP capture (``io.colmap``), ``poses_bounds.npy`` an LLFF capture (``io.llff``). A capture holding both
+a COLMAP model and the ``poses_bounds.npy`` made from it is read from the model: LLFF's file keeps one
+focal length for all photos (the first camera's), the model each photo's. (NDC rays always read
+``poses_bounds.npy``, for its depth bounds.)
 A folder holding none of them is refused in one sentence listing what was looked for.
 """
 
@@ -23,9 +26,9 @@ Loader = Callable[[Path, str, int, tuple[float, float, float]], CameraSplit]
 #: (glob patterns of the files that mark the format, the format's name, its loader), in the order they are tried
 FORMATS = (
     (("transforms_train.json",), "Blender", load_blender),
-    (("poses_bounds.npy",), "LLFF", load_llff),
     (("transforms.json",), "nerfstudio / Instant-NGP", load_transforms),
     (("sparse/0/cameras.*", "sparse/cameras.*"), "COLMAP", load_colmap),
+    (("poses_bounds.npy",), "LLFF", load_llff),
 )
 
 

@@ -27,7 +27,8 @@ from torch import nn
 from camfields.config import check_choice
 from camfields.errors import CamfieldsError
 from camfields.fields import FieldConfig, build_encoding, build_field, build_mlp
-from camfields.modules.radiance import TRUNK_MODULATION_COORDS, RadianceField
+from camfields.modules.radiance import TRUNK_MODULATION_COORDS, TRUNK_MODULATION_DIMS, RadianceField
+from camfields.render.contraction import CONTRACTED_BOX, Contraction
 from camfields.render.occupancy import OccupancyGrid
 from camfields.render.radiance import render_rays
 from camfields.render.rays import NDCCamera
@@ -35,8 +36,12 @@ from camfields.render.sampling import HierarchicalSampler, OccupancySampler, Sam
 from camfields.render.volume import RenderResult
 
 SAMPLERS = ("occupancy", "hierarchical")
-#: how rays reach the field: as cast in the world, or in normalised device coordinates (forward-facing scenes)
-RAY_SPACES = ("world", "ndc")
+#: how rays reach the field: as cast in the world, in normalised device coordinates (forward-facing
+#: scenes), or whole, at contracted positions (unbounded scenes)
+RAY_SPACES = ("world", "ndc", "contract")
+#: the near distance of each ray space when ``rays.near`` is not set: NDC's near plane at world depth 1
+#: (LLFF scenes are scaled so the nearest bound is 1 / 0.75); contracted rays start just off the camera
+DEFAULT_NEAR = {"world": 0.0, "ndc": 1.0, "contract": 0.05}
 #: the scene box of NDC rays: the frustum from the near plane to infinity
 NDC_BOX = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
 #: the most occupancy-grid cells per axis (512^3 cells: 128 MiB of booleans)
@@ -55,7 +60,7 @@ class RadianceConfig:
     density_bias: float = -2.0  # density = softplus(raw + bias)
     deformation: FieldConfig | None = None  # T-NeRF: (x, t) -> offset into the canonical field
     time_input: bool = False  # the trunk reads (x, t) instead of x
-    trunk_modulation: str = "position"  # position | time | space_time
+    trunk_modulation: str = "position"  # position | time | space_time | direction
 
     def validate(self) -> None:
         check_choice(self.trunk_modulation, TRUNK_MODULATION_COORDS, "field.trunk_modulation")
@@ -81,6 +86,7 @@ class SamplerConfig:
     warmup: int = 256  # occupancy: steps during which updates refresh every cell
     update_fraction: float = 0.5  # occupancy: share of cells refreshed by an update after warm-up
     stop_transmittance: float = 1e-4  # occupancy: early ray termination
+    cone_angle: float = 0.0  # occupancy: > 0: steps grow as cone_angle * distance once past step / cone_angle
     coarse: int = 64  # hierarchical: stratified samples per ray
     fine: int = 128  # hierarchical: importance samples per ray
 
@@ -95,23 +101,43 @@ class SamplerConfig:
         for name, (value, most) in counts.items():
             if not 1 <= value <= most:
                 raise CamfieldsError(f"sampler.{name} must be from 1 to {most}, got {value}")
+        if not 0 <= self.cone_angle <= 1:
+            raise CamfieldsError(f"sampler.cone_angle must be from 0 to 1, got {self.cone_angle}")
 
 
 @dataclass
 class RaysConfig:
-    """Where rays are sampled: ``space = "world"``, or ``"ndc"`` for forward-facing captures (LLFF):
-    every ray is mapped by ``render.rays.ndc_rays`` with the training camera and the near plane at
-    world depth ``near``, and the field's box must be ``NDC_BOX``."""
+    """How rays reach the field. ``space = "world"``: as cast, through the scene box. ``"ndc"``, for
+    forward-facing captures (LLFF): every ray mapped by ``render.rays.ndc_rays`` with the training camera
+    and the near plane at world depth ``near``; the box must be ``NDC_BOX``. ``"contract"``, for unbounded
+    360-degree captures: whole rays from ``near`` to ``far``, the field read at contracted positions
+    (``render.contraction``); the box must be ``CONTRACTED_BOX`` and the loader centres and scales the
+    poses (``io.centring``). ``near`` unset: ``DEFAULT_NEAR`` of the space."""
 
     space: str = "world"
-    near: float = 1.0  # ndc: world depth of the near plane (LLFF scenes are scaled so the nearest bound is 1 / 0.75)
+    near: float | None = None
+    far: float = 1000.0  # contract: where samples end (world units; the cameras lie at distance about 1)
+
+    def near_distance(self) -> float:
+        """``near``, or the default of the space."""
+        return DEFAULT_NEAR[self.space] if self.near is None else self.near
 
     def validate(self, aabb: list[float]) -> None:
         check_choice(self.space, RAY_SPACES, "rays.space")
-        if not (math.isfinite(self.near) and self.near > 0):
-            raise CamfieldsError(f"rays.near must be a positive number, got {self.near}")
-        if self.space == "ndc" and [float(v) for v in aabb] != NDC_BOX:
-            raise CamfieldsError(f'rays.space = "ndc" samples the cube [-1, 1]^3: set aabb = {NDC_BOX}, got {aabb}')
+        near = self.near_distance()
+        if not (math.isfinite(near) and math.isfinite(self.far) and 0 <= near < self.far):
+            raise CamfieldsError(f"rays.near and rays.far must satisfy 0 <= near < far, got {near} and {self.far}")
+        if self.space == "ndc" and near <= 0:
+            raise CamfieldsError(f"rays.near must be a positive number for NDC rays, got {near}")
+        box, cube = {"ndc": (NDC_BOX, "[-1, 1]^3"), "contract": (CONTRACTED_BOX, "[-2, 2]^3")}.get(
+            self.space, (None, "")
+        )
+        if box is not None and [float(v) for v in aabb] != box:
+            raise CamfieldsError(f'rays.space = "{self.space}" samples the cube {cube}: set aabb = {box}, got {aabb}')
+
+    def contraction(self) -> Contraction | None:
+        """The contraction of ``space = "contract"`` (None for the other spaces)."""
+        return Contraction(self.near_distance(), self.far) if self.space == "contract" else None
 
 
 def check_box(aabb: list[float], background: list[float], where: str = "the scene") -> None:
@@ -129,7 +155,7 @@ def check_box(aabb: list[float], background: list[float], where: str = "the scen
 
 def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceField:
     """The radiance field of ``cfg`` over the box ``aabb`` (6,)."""
-    mod_dim = {"position": 3, "time": 1, "space_time": 4}[cfg.trunk_modulation]
+    mod_dim = TRUNK_MODULATION_DIMS[cfg.trunk_modulation]
     trunk = build_field(cfg.trunk, in_dim=4 if cfg.time_input else 3, out_dim=1 + cfg.features, mod_dim=mod_dim)
     direction = build_encoding(cfg.head.encoding, 3)
     head = build_mlp(cfg.head, cfg.features + direction.out_dim, 3, encoding=None, mod_dim=2)
@@ -140,18 +166,27 @@ def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceFie
 
 
 class NeRFModel(nn.Module):
-    """A radiance field, its occupancy grid (when marching), its sampling settings and, for a
-    forward-facing scene, the camera of its NDC rays.
+    """A radiance field, its occupancy grid (when marching), its sampling settings and how rays reach
+    it: for a forward-facing scene the camera of its NDC rays, for an unbounded one its contraction.
 
     Checkpoints hold the field and the grid; ``OccupancyRefresh`` keeps the grid up to date
     during training. With ``ndc``, ``render`` maps the world rays it is given to NDC rays (unit
     directions; the field's box must be [-1, 1]^3) and shades them with the world directions, as
-    the original NeRF does; depths are then NDC distances.
+    the original NeRF does; depths are then NDC distances. With ``contraction`` the samplers run
+    along whole rays and the field and grid (over [-2, 2]^3) are read at contracted positions.
     """
 
-    def __init__(self, field: RadianceField, sampler: SamplerConfig, ndc: NDCCamera | None = None):
+    def __init__(
+        self,
+        field: RadianceField,
+        sampler: SamplerConfig,
+        ndc: NDCCamera | None = None,
+        contraction: Contraction | None = None,
+    ):
         super().__init__()
-        self.field, self.sampler_cfg, self.ndc = field, sampler, ndc
+        if ndc is not None and contraction is not None:
+            raise CamfieldsError("a scene's rays are NDC rays or contracted ones, not both")
+        self.field, self.sampler_cfg, self.ndc, self.contraction = field, sampler, ndc, contraction
         self.grid = (
             OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
             if sampler.kind == "occupancy"
@@ -168,8 +203,8 @@ class NeRFModel(nn.Module):
     def sampler(self) -> Sampler:
         cfg = self.sampler_cfg
         if self.grid is not None:
-            return OccupancySampler(self.grid, self.step_size, cfg.stop_transmittance)
-        return HierarchicalSampler(self.field.aabb, cfg.coarse, cfg.fine)
+            return OccupancySampler(self.grid, self.step_size, cfg.stop_transmittance, cfg.cone_angle, self.contraction)
+        return HierarchicalSampler(self.field.aabb, cfg.coarse, cfg.fine, contraction=self.contraction)
 
     def render(
         self,
@@ -186,5 +221,13 @@ class NeRFModel(nn.Module):
             view_directions = directions
             origins, directions = self.ndc(origins, directions)
         return render_rays(
-            self.field, self.sampler(), origins, directions, background, generator, times, view_directions
+            self.field,
+            self.sampler(),
+            origins,
+            directions,
+            background,
+            generator,
+            times,
+            view_directions,
+            self.contraction,
         ).result

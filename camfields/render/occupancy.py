@@ -9,6 +9,7 @@ whose cell is occupied, packed ray by ray.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from camfields.ops.sync import to_device
+from camfields.render.contraction import Contraction
 
 
 class Samples(NamedTuple):
@@ -117,33 +119,78 @@ class OccupancyGrid(nn.Module):
         near: float = 0.0,
         skip_empty: bool = True,
         generator: torch.Generator | None = None,
+        cone_angle: float = 0.0,
+        contraction: Contraction | None = None,
     ) -> Samples:
         """Samples every ``step`` along each ray inside the box, beyond ``near``, in occupied cells.
 
         Args:
             origins, directions: (R, 3) rays with unit directions.
-            step: sample spacing along the ray.
+            step: sample spacing along the ray (the smallest, with ``cone_angle``).
             near: no sample starts before this distance.
             skip_empty: drop samples whose midpoint lies in an empty cell.
             generator: when given, each ray's samples start a random fraction of a step
                 later (training jitter); the first interval still starts at the entry point.
+            cone_angle: > 0: beyond distance ``step / cone_angle`` the spacing grows as
+                ``cone_angle * distance`` (Instant-NGP's cone marching: far content gets fewer samples).
+            contraction: an unbounded scene: rays run from ``contraction.near`` to ``contraction.far``
+                instead of through the box, and the grid (over the contracted box) is read at the
+                contracted sample positions.
         Returns:
             packed ``Samples`` sorted by ray, then by distance.
         """
-        t_near, t_far = ray_aabb(origins, directions, self.aabb)
-        t_near = t_near.clamp_min(near)
+        if contraction is None:
+            t_near, t_far = ray_aabb(origins, directions, self.aabb)
+            t_near = t_near.clamp_min(near)
+        else:
+            t_near = torch.full_like(origins[:, 0], max(near, contraction.near))
+            t_far = torch.full_like(origins[:, 0], contraction.far)
         offset = torch.zeros_like(t_near)
         if generator is not None:
             offset = to_device(torch.rand(len(t_near), generator=generator), t_near.device, t_near.dtype) * step
-        counts = ((t_far - t_near + offset) / step).ceil().clamp_min(0).long()
-        ray_indices = torch.repeat_interleave(torch.arange(len(origins), device=origins.device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        k = torch.arange(len(ray_indices), device=origins.device) - first[ray_indices]
-        t_starts = (t_near - offset)[ray_indices] + k * step
-        t_ends = torch.minimum(t_starts + step, t_far[ray_indices])
-        t_starts = torch.maximum(t_starts, t_near[ray_indices])
+        ray_indices, t_starts, t_ends = march_intervals(t_near, t_far, step, offset, cone_angle)
         if skip_empty:
             mids = origins[ray_indices] + directions[ray_indices] * (0.5 * (t_starts + t_ends))[:, None]
+            if contraction is not None:
+                mids = contraction(mids)
             keep = self.occupied[self.cell_index(mids)].nonzero().squeeze(1)  # one host wait for the count
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return Samples(ray_indices, t_starts, t_ends)
+
+
+def march_intervals(
+    t_near: torch.Tensor, t_far: torch.Tensor, step: float, offset: torch.Tensor, cone_angle: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The marching intervals of rays from ``t_near`` to ``t_far`` (R,): ray index (S,), start and end (S,).
+
+    Sample k of a ray starts at ``t_near - offset + k * step`` (``offset`` (R,) in [0, step): jitter); with
+    ``cone_angle`` > 0 the steps grow once they pass ``pivot = step / cone_angle``: from the first sample at
+    or beyond the pivot, b, sample j after it starts at ``b * (1 + cone_angle)^j``. Intervals are cut to
+    [t_near, t_far]; rays with t_far <= t_near get none.
+    """
+    start = t_near - offset
+    span = (t_far - start).clamp_min(0)
+    if cone_angle <= 0:
+        linear, geometric = (span / step).ceil().long(), torch.zeros_like(span, dtype=torch.long)
+        first_geometric = t_far
+    else:
+        pivot = step / cone_angle
+        linear = torch.minimum(((pivot - start) / step).ceil().clamp_min(0), (span / step).ceil()).long()
+        first_geometric = start + linear * step
+        ratio = math.log1p(cone_angle)
+        reach = torch.log(t_far.clamp_min(1e-30) / first_geometric.clamp_min(1e-30)) / ratio
+        geometric = torch.where(first_geometric < t_far, reach.ceil().clamp_min(0), 0).long()
+    counts = linear + geometric
+    ray_indices = torch.repeat_interleave(torch.arange(len(t_near), device=t_near.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    k = torch.arange(len(ray_indices), device=t_near.device) - first[ray_indices]
+    in_linear = k < linear[ray_indices]
+    t_starts = start[ray_indices] + k * step
+    t_ends = t_starts + step
+    if cone_angle > 0:
+        grown = first_geometric[ray_indices] * torch.exp((k - linear[ray_indices]) * ratio)
+        t_starts = torch.where(in_linear, t_starts, grown)
+        t_ends = torch.where(in_linear, t_ends, grown * (1 + cone_angle))
+    t_ends = torch.minimum(t_ends, t_far[ray_indices])
+    t_starts = torch.maximum(t_starts, t_near[ray_indices])
+    return ray_indices, t_starts, t_ends

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 import torch
@@ -32,13 +33,27 @@ class TimedField(Protocol):
 class RayConditioned:
     """A field seen by the samplers: evaluated at sample points of known rays.
 
-    A static field ignores the rays; a dynamic field reads each sample at its ray's time.
+    A static field ignores the rays; a dynamic field reads each sample at its ray's time. With
+    ``contraction`` (an unbounded scene) the field is read at the contracted points. A field whose
+    density depends on the view (``view_dependent_density``) gets each sample's ``ray_directions``.
     """
 
-    def __init__(self, field: Field | TimedField, ray_times: torch.Tensor | None = None):
-        self.field, self.ray_times = field, ray_times
+    def __init__(
+        self,
+        field: Field | TimedField,
+        ray_times: torch.Tensor | None = None,
+        contraction: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        ray_directions: torch.Tensor | None = None,
+    ):
+        self.field, self.ray_times, self.contraction = field, ray_times, contraction
+        self.ray_directions = ray_directions if getattr(field, "view_dependent_density", False) else None
 
     def density(self, points: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor:
+        if self.contraction is not None:
+            points = self.contraction(points)
+        if self.ray_directions is not None:
+            times = None if self.ray_times is None else self.ray_times[ray_indices]
+            return self.field.density(points, times, self.ray_directions[ray_indices])
         if self.ray_times is None:
             return self.field.density(points)
         return self.field.density(points, self.ray_times[ray_indices])
@@ -46,6 +61,8 @@ class RayConditioned:
     def shade(
         self, points: torch.Tensor, directions: torch.Tensor, ray_indices: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.contraction is not None:
+            points = self.contraction(points)
         if self.ray_times is None:
             return self.field(points, directions)
         return self.field(points, directions, self.ray_times[ray_indices])
@@ -67,6 +84,7 @@ def render_rays(
     generator: torch.Generator | None = None,
     times: torch.Tensor | None = None,
     view_directions: torch.Tensor | None = None,
+    contraction: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> RayRender:
     """Render rays (R, 3) with unit directions through ``field``.
 
@@ -75,12 +93,13 @@ def render_rays(
     the result composited over ``background`` ((3,) or (R, 3)). Pass a ``generator`` while
     training to jitter the samples. A dynamic field takes ``times`` (R,) in [0, 1], one per ray.
     The field sees each ray's ``view_directions`` (R, 3), unit, when given (NDC rays: the world
-    direction), else its sampling direction.
+    direction), else its sampling direction. With ``contraction`` (an unbounded scene) the field is
+    read at the contracted sample points (the sampler must sample in that space too).
     """
-    conditioned = RayConditioned(field, times)
+    seen = directions if view_directions is None else view_directions
+    conditioned = RayConditioned(field, times, contraction, seen)
     samples = sampler.sample(conditioned, origins, directions, generator)
     points = sample_points(origins, directions, samples)
-    seen = directions if view_directions is None else view_directions
     sigmas, rgbs = conditioned.shade(points, seen[samples.ray_indices], samples.ray_indices)
     result = volume_render(
         sigmas, rgbs, samples.t_starts, samples.t_ends, samples.ray_indices, len(origins), background

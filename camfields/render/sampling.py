@@ -2,11 +2,15 @@
 
 Two samplers produce packed ``Samples`` (ray index sorted, intervals ordered by distance):
 
-- ``OccupancySampler``: a fixed step inside the scene box, samples in empty cells of an
-  occupancy grid skipped, rays cut off once they are opaque (Instant-NGP / nerfacc style);
+- ``OccupancySampler``: a fixed step (or one growing with distance: cone marching) inside the
+  scene box, samples in empty cells of an occupancy grid skipped, rays cut off once they are
+  opaque (Instant-NGP / nerfacc style);
 - ``HierarchicalSampler``: stratified samples over the box, then more samples drawn from
   the coarse weights by inverse transform sampling (vanilla NeRF's coarse-to-fine scheme,
   with one field serving both passes).
+
+For an unbounded scene (a ``render.contraction.Contraction``) both sample whole rays, from its near
+to its far distance, and read the grid and the field at contracted positions.
 
 During training (a ``generator`` is given) sample positions are jittered per ray; at
 evaluation they are deterministic.
@@ -20,6 +24,7 @@ from typing import Protocol
 import torch
 
 from camfields.ops.sync import to_device
+from camfields.render.contraction import Contraction
 from camfields.render.occupancy import OccupancyGrid, Samples, ray_aabb
 from camfields.render.volume import render_weights
 
@@ -48,6 +53,8 @@ class OccupancySampler:
     grid: OccupancyGrid
     step: float
     stop_transmittance: float = 1e-4
+    cone_angle: float = 0.0
+    contraction: Contraction | None = None
 
     @torch.no_grad()
     def sample(
@@ -57,7 +64,14 @@ class OccupancySampler:
         directions: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> Samples:
-        samples = self.grid.march(origins, directions, self.step, generator=generator)
+        samples = self.grid.march(
+            origins,
+            directions,
+            self.step,
+            generator=generator,
+            cone_angle=self.cone_angle,
+            contraction=self.contraction,
+        )
         if self.stop_transmittance <= 0 or not len(samples.t_starts):
             return samples
         # early ray termination: a density-only pass finds where each ray turns opaque
@@ -116,19 +130,33 @@ def inverse_transform(
     return e0 + fraction * (e1 - e0)
 
 
+def spread(t: torch.Tensor) -> torch.Tensor:
+    """Mip-NeRF 360's spacing of unbounded rays: s = t up to distance 1, then 2 - 1 / t (s < 2), so that
+    samples even in s are even in distance nearby and even in disparity far away."""
+    return torch.where(t < 1, t, 2 - 1 / t.clamp_min(1))
+
+
+def unspread(s: torch.Tensor) -> torch.Tensor:
+    """The distance t of spacing s in [0, 2) (the inverse of ``spread``)."""
+    return torch.where(s < 1, s, 1 / (2 - s.clamp(1, 2 - 1e-7)))
+
+
 @dataclass
 class HierarchicalSampler:
     """``coarse`` stratified samples over the box, plus ``fine`` drawn where the coarse weights are.
 
     The coarse pass evaluates density only, without gradients; the returned samples are the
     union of both sets (``coarse + fine`` intervals per ray, cut at every sample position).
-    Rays that miss the box get zero-length intervals (they render the background).
+    Rays that miss the box get zero-length intervals (they render the background). With a
+    ``contraction`` (unbounded scenes) the coarse samples run from its near to its far distance,
+    evenly in ``spread`` distance (dense nearby, even in disparity far away).
     """
 
     aabb: torch.Tensor
     coarse: int = 64
     fine: int = 128
     near: float = 0.0
+    contraction: Contraction | None = None
 
     @torch.no_grad()
     def sample(
@@ -138,10 +166,14 @@ class HierarchicalSampler:
         directions: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> Samples:
-        t_near, t_far = ray_aabb(origins, directions, self.aabb.to(origins))
-        t_near = t_near.clamp_min(self.near)
-        t_far = torch.maximum(t_far, t_near)
-        edges = stratified_edges(t_near, t_far, self.coarse, generator)
+        if self.contraction is None:
+            t_near, t_far = ray_aabb(origins, directions, self.aabb.to(origins))
+            t_near = t_near.clamp_min(self.near)
+            t_far = torch.maximum(t_far, t_near)
+            edges = stratified_edges(t_near, t_far, self.coarse, generator)
+        else:
+            near, far = (torch.full_like(origins[:, 0], v) for v in (self.contraction.near, self.contraction.far))
+            edges = unspread(stratified_edges(spread(near), spread(far), self.coarse, generator))
         if self.fine == 0:
             return _interval_samples(edges)
         weights, _ = _weights(field, origins, directions, _interval_samples(edges))

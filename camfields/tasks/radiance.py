@@ -8,7 +8,6 @@ supplies its data loader and model presets; everything else is here.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from camfields.distributed import Shard
 from camfields.errors import CamfieldsError
 from camfields.fields import count_parameters
 from camfields.io.blender import CameraSplit
+from camfields.io.centring import SceneFrame, centred_frame
 from camfields.io.identity import data_identity
 from camfields.io.images import save_png, to_uint8
-from camfields.io.llff import load_llff
+from camfields.io.llff import llff_frame, load_llff
 from camfields.io.video import write_video
 from camfields.metrics import image_metrics, mean_or_none, mse_to_psnr, psnr
 from camfields.ops.sync import to_device
@@ -231,11 +231,13 @@ def evaluate_views(
 
 
 class SceneData(NamedTuple):
-    """A scene's training and evaluation views, and its name (the folder's or file's stem)."""
+    """A scene's training and evaluation views, its name (the folder's or file's stem) and the frame
+    their poses were moved into from the capture's recorded coordinates (None: as recorded)."""
 
     train: CameraSplit
     eval: CameraSplit
     label: str
+    frame: SceneFrame | None = None
 
 
 #: loads one split: (path, split, downscale factor, background RGB) -> CameraSplit
@@ -268,8 +270,11 @@ class SceneTask(Task[SceneConfig, SceneData]):
         return data_identity(self.source(cfg, source))
 
     def load(self, cfg: SceneConfig, source: Path | None) -> SceneData:
-        """The train and evaluation splits of ``source`` (default ``cfg.data``); with NDC rays
-        (``rays.space = "ndc"``) an LLFF capture, scaled and recentred (``io.llff.forward_facing_poses``)."""
+        """The train and evaluation splits of ``source`` (default ``cfg.data``), their poses moved by the
+        ray space's frame: with NDC rays (``rays.space = "ndc"``) an LLFF capture, scaled and recentred
+        (``io.llff.forward_facing_frame``); with contracted rays (``"contract"``) any capture, centred on
+        the point its training cameras look at and scaled to put them within distance 1
+        (``io.centring.centred_frame``)."""
         source = self.source(cfg, source)
         background = tuple(cfg.background)
         loader = self.loader
@@ -279,20 +284,29 @@ class SceneTask(Task[SceneConfig, SceneData]):
                     f'rays.space = "ndc" needs a forward-facing LLFF capture (a folder with poses_bounds.npy), '
                     f"and {source} is not one"
                 )
-            loader = functools.partial(load_llff, forward_facing=True)
+            loader = load_llff
         train_split = loader(source, "train", cfg.downscale, background)
         eval_split = loader(source, cfg.eval_split, cfg.downscale, background)
-        return SceneData(train_split, eval_split, source.stem)
+        frame = None
+        if cfg.rays.space == "ndc":
+            frame = llff_frame(source)
+        elif cfg.rays.space == "contract":
+            frame = centred_frame(train_split.poses, f"{source} (training cameras)")
+        if frame is not None:
+            train_split = train_split._replace(poses=frame.apply(train_split.poses))
+            eval_split = eval_split._replace(poses=frame.apply(eval_split.poses))
+        return SceneData(train_split, eval_split, source.stem, frame)
 
     def build(self, cfg: SceneConfig, data: SceneData, device: torch.device) -> Setup:
-        """The model (with NDC rays of the training camera for ``rays.space = "ndc"``), the ray
-        objective over every training pixel, the hooks, and the scene file's default camera."""
+        """The model (with NDC rays of the training camera for ``rays.space = "ndc"``, contracted rays for
+        ``"contract"``), the ray objective over every training pixel, the hooks, and the scene file's
+        default camera and frame."""
         ndc = None
         if cfg.rays.space == "ndc":
             height, width = data.train.images.shape[1:3]
-            ndc = NDCCamera(height, width, data.train.focal, cfg.rays.near)
+            ndc = NDCCamera(height, width, data.train.focal, cfg.rays.near_distance())
         field = build_radiance_field(cfg.field, torch.tensor(cfg.aabb))
-        model = NeRFModel(field, cfg.sampler, ndc).to(device)
+        model = NeRFModel(field, cfg.sampler, ndc, cfg.rays.contraction()).to(device)
         if model.field.dynamic != (data.train.times is not None):
             needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
             raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
@@ -305,16 +319,17 @@ class SceneTask(Task[SceneConfig, SceneData]):
         width, height = data.eval.images.shape[2], data.eval.images.shape[1]
         path = "orbit" if ndc is None else "forward"
         camera = SceneCamera(width, height, data.eval.focal, *orbit_of(data.train.poses), path)
-        extras = {"background": background, "views": views, "camera": camera}
+        extras = {"background": background, "views": views, "camera": camera, "frame": data.frame}
         hooks = [OccupancyRefresh(), *quantization_hooks(cfg.compression, cfg.train.steps, rays.colors.shape[0])]
         return Setup(model, objective, f"{data.label} {cfg.model}", hooks, extras)
 
     def export(self, cfg: SceneConfig, setup: Setup, path: Path) -> int:
         """Write the fitted model to the scene file ``path`` with ``compression.bits``-bit weights
-        (8 when 0) and the scene's default camera (``codec.scene.encode_scene``); returns its bytes."""
+        (8 when 0), the scene's default camera and its frame (``codec.scene.encode_scene``); returns its bytes."""
         field, sampler = cfg.field, cfg.sampler
         camera, bits = setup.extras["camera"], cfg.compression.bits or DEFAULT_SCENE_BITS
-        return encode_scene(path, setup.model, field, sampler, cfg.aabb, cfg.background, self.name, camera, bits)
+        frame = setup.extras["frame"]
+        return encode_scene(path, setup.model, field, sampler, cfg.aabb, cfg.background, self.name, camera, bits, frame)
 
     def evaluate(
         self,

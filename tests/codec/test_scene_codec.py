@@ -25,6 +25,7 @@ from camfields.commands.compress import compress
 from camfields.commands.decompress import DecodeOptions, decompress
 from camfields.io.blender import read_cameras
 from camfields.io.images import load_image
+from camfields.io.llff import llff_frame, load_llff
 from camfields.render.model import NeRFModel, build_radiance_field
 from camfields.render.radiance import render_image
 from camfields.render.rays import NDCCamera
@@ -238,6 +239,15 @@ def test_an_ndc_scene_file_renders_the_views_of_its_model(tmp_path):
         truth = render_image(reference, pose, SIZE, SIZE, FOCAL, torch.zeros(3), 1 << 13)
     decoded = codec.render_view(scene, pose)
     assert torch.allclose(decoded, truth, rtol=0, atol=1e-6)
+    # the file keeps the loader's recentring: poses as recorded in the capture land on the fitted ones
+    torch.testing.assert_close(scene.frame.matrix(), llff_frame(tmp_path / "ff").matrix(), atol=1e-9, rtol=0)
+    train = load_llff(tmp_path / "ff", "train")
+    torch.testing.assert_close(
+        scene.recorded_poses(train.poses),
+        load_llff(tmp_path / "ff", "train", forward_facing=True).poses,
+        atol=1e-5,
+        rtol=0,
+    )
     # compress builds the model and its camera as the fit did: the same file as the fit's own
     compress(fit["run"], 8, tmp_path / "compressed.camf")
     assert (tmp_path / "compressed.camf").read_bytes() == path.read_bytes()

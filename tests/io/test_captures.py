@@ -262,7 +262,7 @@ def test_the_loader_is_picked_by_what_the_folder_holds(tmp_path):
     assert scene_loader(tmp_path / "llff") is load_llff
     assert scene_loader(tmp_path / "ns") is load_transforms
     (tmp_path / "llff" / "transforms.json").write_text((tmp_path / "ns" / "transforms.json").read_text())
-    assert scene_loader(tmp_path / "llff") is load_llff  # poses_bounds.npy comes first
+    assert scene_loader(tmp_path / "llff") is load_transforms  # transforms.json comes before poses_bounds.npy
     assert load_scene(tmp_path / "ns", "val").names == ["v_00", "v_08"]
     (tmp_path / "empty").mkdir()
     message = refused(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_data
-from test_captures import refused, write_images, write_nerfstudio
+from test_captures import refused, write_images, write_llff, write_nerfstudio
 from test_nerf import ring_poses
 
 from camfields.io.colmap import MODEL_IDS, load_colmap, opengl_pose, read_model
@@ -257,10 +257,15 @@ def test_file_and_text_refusals(tmp_path):
     refused(["the image is 8x6 but its camera is 16x12"], load_colmap, root, "train")
 
 
-def test_the_loader_is_picked_after_the_other_formats(tmp_path):
+def test_the_loader_is_picked_before_llff_and_after_the_other_formats(tmp_path):
     poses, images = scene()
-    write_colmap(tmp_path, poses, images, binary=True)
-    assert scene_loader(tmp_path) is load_colmap
+    write_llff(tmp_path, poses, images)
+    assert scene_loader(tmp_path) is load_llff
+    names = sorted(path.name for path in (tmp_path / "images").iterdir())
+    write_model(
+        tmp_path / "sparse/0", [(1, *PINHOLE[:1], WIDTH, HEIGHT, PINHOLE[1])], colmap_images(poses, names), True
+    )
+    assert scene_loader(tmp_path) is load_colmap  # the model keeps each photo's focal; poses_bounds.npy one
     write_nerfstudio(tmp_path / "ns", poses, images)
     (tmp_path / "transforms.json").write_text((tmp_path / "ns" / "transforms.json").read_text())
     assert scene_loader(tmp_path) is load_transforms

@@ -92,10 +92,12 @@ def test_rays_not_pointing_forward_leave_the_ndc_cube():
 
 
 def test_ray_settings_are_checked_in_one_sentence():
-    with pytest.raises(CamfieldsError, match="unknown rays.space .screen.; choose one of world, ndc"):
+    with pytest.raises(CamfieldsError, match="unknown rays.space .screen.; choose one of world, ndc, contract"):
         RaysConfig(space="screen").validate(NDC_BOX)
-    with pytest.raises(CamfieldsError, match=r"rays.near must be a positive number, got -1"):
+    with pytest.raises(CamfieldsError, match=r"rays.near and rays.far must satisfy 0 <= near < far, got -1.0"):
         RaysConfig(near=-1.0).validate(NDC_BOX)
+    with pytest.raises(CamfieldsError, match=r"rays.near must be a positive number for NDC rays, got 0.0"):
+        RaysConfig(space="ndc", near=0.0).validate(NDC_BOX)
     with pytest.raises(CamfieldsError, match=r"samples the cube \[-1, 1\]\^3: set aabb"):
         RaysConfig(space="ndc").validate([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
     RaysConfig(space="ndc").validate([-1, -1, -1, 1, 1, 1])
