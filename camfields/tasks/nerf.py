@@ -108,6 +108,17 @@ DIRECTION_CAM = {
 }
 
 
+#: CAM over the view direction in the trunk: the 10x3 direction grid of ``DIRECTION_CAM`` scales and
+#: shifts every trunk layer after group norm, so that density too depends on the view (the CAM paper's
+#: Mip-NeRF 360 setting, for unbounded scenes whose far content is seen from one side only).
+DIRECTION_TRUNK_CAM = {
+    "field": {
+        "trunk_modulation": "direction",
+        "trunk": {"norm": "group", "groups": 1, "modulation": to_dict(ModulationConfig("dense", [10, 3], True))},
+    }
+}
+
+
 @PRESETS.register("vanilla_cam")
 def vanilla_cam() -> dict[str, Any]:
     return deep_merge(vanilla_preset(), TRIPLANE_CAM)
@@ -116,6 +127,11 @@ def vanilla_cam() -> dict[str, Any]:
 @PRESETS.register("vanilla_dircam")
 def vanilla_dircam() -> dict[str, Any]:
     return deep_merge(vanilla_preset(), DIRECTION_CAM)
+
+
+@PRESETS.register("vanilla_dirtrunk")
+def vanilla_dirtrunk() -> dict[str, Any]:
+    return deep_merge(vanilla_preset(), DIRECTION_TRUNK_CAM)
 
 
 @PRESETS.register("ngp_cam")

@@ -166,7 +166,8 @@ def test_every_model_preset_builds_and_renders(name):
     cfg.field.trunk.modulation.resolution = [8] * len(cfg.field.trunk.modulation.resolution)
     model = NeRFModel(build_radiance_field(cfg.field, AABB), cfg.sampler)
     trunk_grid, head_grid = model.field.trunk.modulation, model.field.head.modulation
-    assert (trunk_grid is not None) == (name == "vanilla_cam")
+    assert (trunk_grid is not None) == (name in ("vanilla_cam", "vanilla_dirtrunk"))
+    assert model.field.view_dependent_density == (name == "vanilla_dirtrunk")
     assert (head_grid is not None) == (name in ("vanilla_dircam", "ngp_cam"))
     assert (model.grid is None) == name.startswith("vanilla")
     o, d = camera_rays(ring_poses(1)[0], 4, 4, 3.0)
