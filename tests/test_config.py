@@ -8,7 +8,7 @@ from camfields import CamfieldsError
 from camfields.config import SCENES_DIR
 from camfields.fields import count_parameters
 from camfields.modules.nerv import build_generator
-from camfields.tasks import video
+from camfields.tasks import nerf, video
 from camfields.tasks.image import resolve_config
 from camfields.tasks.video.sizing import size_for_params
 
@@ -27,6 +27,19 @@ def test_every_video_preset_sizes_every_model_to_its_target(preset):
         gen = size_for_params(cfg.generator, cfg.height, cfg.width, cfg.target_params, cfg.scale_frame_grids)
         params = count_parameters(build_generator(gen, cfg.height, cfg.width))
         assert 0.8 * cfg.target_params < params <= cfg.target_params, (model, params)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (SCENES_DIR / "nerf").glob("*.toml")))
+def test_every_nerf_preset_loads_for_every_model_with_its_ray_space(preset):
+    cfg = None
+    for model in nerf.PRESETS:
+        cfg = nerf.resolve_config(model, config=f"nerf/{preset}")
+        assert cfg.model == model and cfg.train.steps > 0
+    # the ray space and the box go together (validate checks them): NDC for LLFF, contracted for 360 scenes
+    text = (SCENES_DIR / "nerf" / f"{preset}.toml").read_text()
+    forward = preset.startswith("llff") or 'extends = "nerf/llff"' in text
+    unbounded = preset in ("mipnerf360", "unbounded_cpu") or 'extends = "nerf/mipnerf360"' in text
+    assert cfg.rays.space == ("ndc" if forward else "contract" if unbounded else "world")
 
 
 def test_layers_apply_in_order(tmp_path):
