@@ -5,8 +5,10 @@ scale, written as a nerfstudio folder) fitted with contracted rays and with worl
 
 from __future__ import annotations
 
+import json
 import math
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from test_scene_codec import forged
 
 from camfields import CamfieldsError
 from camfields.codec.scene import read_scene, render_view
+from camfields.commands.decompress import DecodeOptions, decompress
 from camfields.io.centring import SceneFrame, centred_frame, rotation_to_z
 from camfields.metrics import psnr
 from camfields.render import camera_rays
@@ -216,6 +219,14 @@ def test_an_unbounded_fit_with_contracted_rays_beats_world_rays_and_its_file_kee
     torch.testing.assert_close(scene.frame.matrix(), frame.matrix(), atol=1e-6, rtol=0)
     view = render_view(scene, scene.recorded_poses(held_out)[0], camera=scene.camera)
     assert float(psnr(view, truths[0])) == pytest.approx(runs["contract"]["per_view"]["v_00"]["psnr"], abs=0.6)
+    # decompress --views: cameras of a transforms file in the capture's coordinates render the same view
+    angle = 2 * math.atan(0.5 * SIZE / FOCAL)
+    frames = [{"file_path": f"v_{k}", "transform_matrix": held_out[k].tolist()} for k in range(2)]
+    views = tmp_path / "transforms_test.json"
+    views.write_text(json.dumps({"camera_angle_x": angle, "frames": frames}))
+    decompress(tmp_path / "contract" / "scene.camf", tmp_path / "views", DecodeOptions(views=views, device="cpu"))
+    decoded = torch.from_numpy(iio.imread(tmp_path / "views" / "v_0.png")).float() / 255
+    assert float((decoded - view).abs().max()) <= 1 / 255 + 1e-6
     # forged: a sheared frame, contracted rays ending before they start
     path = tmp_path / "contract" / "scene.camf"
     sheared = forged(path, tmp_path, "shear.camf", lambda h: h["frame"][0].__setitem__(1, h["frame"][0][1] + 0.5))
