@@ -64,6 +64,7 @@ from camfields.render.model import (
     RAY_SPACES,
     NeRFModel,
     RadianceConfig,
+    RaySpace,
     SamplerConfig,
     build_radiance_field,
     check_box,
@@ -82,8 +83,6 @@ CAMERA_PATHS = ("orbit", "forward")
 #: rays rendered at once while decoding
 CHUNK = 1 << 13
 _HEADER_KEYS = ("task", "weight_bits", "field", "sampler", "aabb", "background", "camera")
-#: how a scene's rays reach its field: as cast (None), NDC rays, or contracted
-RaySpace = NDCCamera | Contraction | None
 
 
 @dataclass
@@ -141,13 +140,7 @@ def _build(field_cfg: RadianceConfig, sampler: SamplerConfig, aabb: list[float],
     """The model the configs describe; under a meta-device context its box stays on the CPU (the
     model reads its marching step from it) and everything else is laid out without memory."""
     box = torch.tensor(aabb, dtype=torch.float32, device="cpu")
-    ndc = rays if isinstance(rays, NDCCamera) else None
-    contraction = rays if isinstance(rays, Contraction) else None
-    return NeRFModel(build_radiance_field(field_cfg, box), sampler, ndc, contraction)
-
-
-def _ray_space(model: NeRFModel) -> RaySpace:
-    return model.ndc if model.ndc is not None else model.contraction
+    return NeRFModel(build_radiance_field(field_cfg, box), sampler, rays)
 
 
 def _rays_header(rays: RaySpace) -> dict[str, Any]:
@@ -195,16 +188,16 @@ def encode_scene(
     bits: int,
     frame: SceneFrame | None = None,
 ) -> int:
-    """Write a fitted scene model (``NeRFModel(build_radiance_field(field_cfg, aabb), sampler, ndc,
-    contraction)``) with ``bits``-bit weights to ``path``; returns the file size in bytes. The model must
-    be the one the configs describe; its NDC camera or contraction goes to the header's ``rays``, and
+    """Write a fitted scene model (``NeRFModel(build_radiance_field(field_cfg, aabb), sampler, rays)``)
+    with ``bits``-bit weights to ``path``; returns the file size in bytes. The model must be the one the
+    configs describe; its NDC camera or contraction (``model.rays``) goes to the header's ``rays``, and
     ``frame`` (the capture's coordinates -> the scene's), when given, to its ``frame``."""
     where = f"scene file {path}"
     check_weight_bits(bits, where)
     if task not in SCENE_TASKS:
         raise CamfieldsError(f"{where}: the task must be one of {', '.join(SCENE_TASKS)}, got {task!r}")
     camera.check(where)
-    rays = _ray_space(model)
+    rays = model.rays
     if rays is not None:
         rays.check(where)
     field_cfg.validate()

@@ -66,7 +66,8 @@ class SceneFrame(NamedTuple):
         if m.shape != (4, 4) or not torch.isfinite(m).all():
             raise CamfieldsError(f"{where}: a scene frame must be a finite 4x4 matrix")
         linear = m[:3, :3]
-        scale = float(torch.linalg.det(linear)) ** (1 / 3) if float(torch.linalg.det(linear)) > 0 else 0.0
+        determinant = float(torch.linalg.det(linear))
+        scale = determinant ** (1 / 3) if determinant > 0 else 0.0
         rotation = linear / scale if scale > 0 else linear
         if (
             scale <= 0

@@ -130,14 +130,13 @@ class RadianceField(nn.Module):
         updates shows every cell every part of [0, 1], so a grid keeping the decaying running
         maximum covers the content at all times. A view-dependent field is read along a random
         direction per point, so that the running maximum covers the views in the same way."""
-        directions = None
+        times = directions = None
+        if self.dynamic:
+            k, n = stratum
+            times = to_device((k + torch.rand(len(points), generator=generator)) / n, points.device)
         if self.view_dependent_density:
             directions = F.normalize(to_device(torch.randn(len(points), 3, generator=generator), points.device), dim=-1)
-        if not self.dynamic:
-            return self.density(points, directions=directions)
-        k, n = stratum
-        times = (k + torch.rand(len(points), generator=generator)) / n
-        return self.density(points, to_device(times, points.device), directions)
+        return self.density(points, times, directions)
 
     def forward(
         self, points: torch.Tensor, directions: torch.Tensor, times: torch.Tensor | None = None

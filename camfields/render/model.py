@@ -165,9 +165,14 @@ def build_radiance_field(cfg: RadianceConfig, aabb: torch.Tensor) -> RadianceFie
     )
 
 
+#: how a scene's rays reach its field: as cast (None), as NDC rays of a camera, or contracted
+RaySpace = NDCCamera | Contraction | None
+
+
 class NeRFModel(nn.Module):
     """A radiance field, its occupancy grid (when marching), its sampling settings and how rays reach
-    it: for a forward-facing scene the camera of its NDC rays, for an unbounded one its contraction.
+    it (``rays``): for a forward-facing scene the camera of its NDC rays, for an unbounded one its
+    contraction, else None.
 
     Checkpoints hold the field and the grid; ``OccupancyRefresh`` keeps the grid up to date
     during training. With ``ndc``, ``render`` maps the world rays it is given to NDC rays (unit
@@ -176,22 +181,24 @@ class NeRFModel(nn.Module):
     along whole rays and the field and grid (over [-2, 2]^3) are read at contracted positions.
     """
 
-    def __init__(
-        self,
-        field: RadianceField,
-        sampler: SamplerConfig,
-        ndc: NDCCamera | None = None,
-        contraction: Contraction | None = None,
-    ):
+    def __init__(self, field: RadianceField, sampler: SamplerConfig, rays: RaySpace = None):
         super().__init__()
-        if ndc is not None and contraction is not None:
-            raise CamfieldsError("a scene's rays are NDC rays or contracted ones, not both")
-        self.field, self.sampler_cfg, self.ndc, self.contraction = field, sampler, ndc, contraction
+        self.field, self.sampler_cfg, self.rays = field, sampler, rays
         self.grid = (
             OccupancyGrid(field.aabb, sampler.grid_resolution, threshold=sampler.threshold)
             if sampler.kind == "occupancy"
             else None
         )
+
+    @property
+    def ndc(self) -> NDCCamera | None:
+        """The camera of the model's NDC rays (None unless ``rays`` is one)."""
+        return self.rays if isinstance(self.rays, NDCCamera) else None
+
+    @property
+    def contraction(self) -> Contraction | None:
+        """The contraction of the model's unbounded rays (None unless ``rays`` is one)."""
+        return self.rays if isinstance(self.rays, Contraction) else None
 
     @functools.cached_property
     def step_size(self) -> float:

@@ -301,12 +301,12 @@ class SceneTask(Task[SceneConfig, SceneData]):
         """The model (with NDC rays of the training camera for ``rays.space = "ndc"``, contracted rays for
         ``"contract"``), the ray objective over every training pixel, the hooks, and the scene file's
         default camera and frame."""
-        ndc = None
+        ray_space = cfg.rays.contraction()
         if cfg.rays.space == "ndc":
             height, width = data.train.images.shape[1:3]
-            ndc = NDCCamera(height, width, data.train.focal, cfg.rays.near_distance())
+            ray_space = NDCCamera(height, width, data.train.focal, cfg.rays.near_distance())
         field = build_radiance_field(cfg.field, torch.tensor(cfg.aabb))
-        model = NeRFModel(field, cfg.sampler, ndc, cfg.rays.contraction()).to(device)
+        model = NeRFModel(field, cfg.sampler, ray_space).to(device)
         if model.field.dynamic != (data.train.times is not None):
             needs, has = ("times", "none") if model.field.dynamic else ("no times", "times")
             raise CamfieldsError(f"model {cfg.model} needs images with {needs}, but the data has {has}")
@@ -317,7 +317,7 @@ class SceneTask(Task[SceneConfig, SceneData]):
         rays = split_rays(data.train, device)
         objective = RayObjective(rays, cfg.train.batch_size, background, preview, cfg.eval_chunk)
         width, height = data.eval.images.shape[2], data.eval.images.shape[1]
-        path = "orbit" if ndc is None else "forward"
+        path = "orbit" if model.ndc is None else "forward"
         camera = SceneCamera(width, height, data.eval.focal, *orbit_of(data.train.poses), path)
         extras = {"background": background, "views": views, "camera": camera, "frame": data.frame}
         hooks = [OccupancyRefresh(), *quantization_hooks(cfg.compression, cfg.train.steps, rays.colors.shape[0])]

@@ -232,7 +232,7 @@ def test_an_ndc_scene_file_renders_the_views_of_its_model(tmp_path):
         "near": 1.0,
     }
     reference = fitted_model(fit["run"], fit["config"])
-    reference.ndc = scene.model.ndc
+    reference.rays = scene.model.rays
     reference = quantized_model(reference, 8).eval()
     pose = codec.turntable_poses(scene.camera, 4)[1]
     with torch.no_grad():

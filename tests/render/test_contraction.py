@@ -23,7 +23,7 @@ from camfields.io.centring import SceneFrame, centred_frame, rotation_to_z
 from camfields.metrics import psnr
 from camfields.render import camera_rays
 from camfields.render.contraction import CONTRACTED_BOX, Contraction, contract
-from camfields.render.model import NeRFModel, RaysConfig
+from camfields.render.model import NeRFModel, RaysConfig, SamplerConfig
 from camfields.render.occupancy import OccupancyGrid, march_intervals
 from camfields.render.rays import look_at
 from camfields.render.sampling import HierarchicalSampler, spread, unspread
@@ -180,6 +180,8 @@ def test_ray_space_settings_are_checked_in_one_sentence():
     assert RaysConfig(space="contract").contraction() == Contraction(0.05, 1000.0)
     with pytest.raises(CamfieldsError, match="contracted rays need 0 < near < far"):
         Contraction(0.0, 1.0).check("here")
+    with pytest.raises(CamfieldsError, match="sampler.cone_angle must be from 0 to 1, got 2"):
+        SamplerConfig(cone_angle=2.0).validate()
 
 
 UNBOUNDED_FIT = {
