@@ -8,12 +8,13 @@
 #                                                                  -> kernels/modulate_goals_<gpu>.json
 #   steps    (150 / 60) bench_end_to_end.py: image / vanilla_cam / ngp training steps/s,
 #            CAMFIELDS_BACKEND=torch vs fused (NeRF rows need LEGO)     -> kernels/end_to_end_<gpu>.json
-#   nerf     (the time left / 150) with LEGO: bench_nerf.py ngp vs ngp_cam --compress 8, each fit
-#            evaluated as float and decoded from its 8-bit scene.camf (PSNR and file bytes: issue
-#            29's lego row). Estimate: 2 x (its fit + about 45 s: a 300-step probe, 10 val views
-#            rendered twice, the 12.9 MB file encoded (13 s on a 2-core CPU) and decoded (3 s)).
+#   nerf     (the time left / 150) with LEGO: bench_nerf.py ngp vs ngp_cam at nerf/lego_compact
+#            (2^14-entry hash tables, 0.5 M parameters) --compress 8, each fit evaluated as float
+#            and decoded from its 8-bit scene.camf (PSNR and file bytes: issue 29's "under 1 MB"
+#            lego row). Estimate: 2 x (its fit + about 35 s: a 300-step probe, 10 val views
+#            rendered twice, the ~0.5 MB file encoded and decoded (about 1 s each on a 2-core CPU)).
 #            With KODAK it leaves kodak its minimum where both then fit.
-#                                                    -> nerf/lego/ngp_ngp_cam_400x400_<gpu>.json
+#                                               -> nerf/lego/ngp_ngp_cam_2e14_400x400_<gpu>.json
 #   kodak    (300 / 90) with KODAK (a folder of full-size Kodak PNGs): camfields eval-rd --task
 #            image, image/kodak_rd_gpu, cam and ffn at 12k / 30k / 72k parameters (0.2-1.1 bpp),
 #            6-bit files, vs JPEG / WebP / AVIF / JPEG 2000, in two rounds: the first image, then
@@ -110,7 +111,7 @@ if [ "$dry" = 1 ]; then
     --seconds 0.05 ${LEGO:+--data "$LEGO"} --out "$out/kernels/end_to_end_$gpu.json"
   nerf_args=(--device cpu --downscale 16 --steps 3)
   cat >"$work/lego.toml" <<'TOML'
-extends = "nerf/lego"
+extends = "nerf/lego_compact"
 eval_views = 1
 turntable_frames = 0
 sampler = { grid_resolution = 16, steps_per_diagonal = 32 }
@@ -139,7 +140,7 @@ print(device_tag(torch.device('cuda')))" 2>/dev/null || echo unknown)
     --out "$out/kernels/modulate_goals_$gpu.json"
   run_step steps 150 60 "$out/bench.log" "$py" benchmarks/bench_end_to_end.py --warmup 20 --seconds 8 \
     ${LEGO:+--data "$LEGO"} --out "$out/kernels/end_to_end_$gpu.json"
-  printf 'extends = "nerf/lego"\neval_views = 10\nturntable_frames = 0\n' >"$work/lego.toml"
+  printf 'extends = "nerf/lego_compact"\neval_views = 10\nturntable_frames = 0\n' >"$work/lego.toml"
   nerf_args=(--downscale 1)
   kodak_args=(--config image/kodak_rd_gpu --params 12000,30000,72000)
   nerf_min=150 kodak_cap=300 kodak_min=90
@@ -149,11 +150,11 @@ if [ -n "${KODAK:-}" ] && [[ $steps == *",kodak,"* ]] && [ $((deadline - SECONDS
   keep=$kodak_min
 fi
 nerf_cap=$((deadline - SECONDS - reserve - keep))
-# each model: a 300-step probe, the fit, and its evaluations, float and from the file (about 45 s besides the fit)
-[ "$dry" = 1 ] || nerf_args+=(--seconds $((nerf_cap / 2 - 45)))
+# each model: a 300-step probe, the fit, and its evaluations, float and from the file (about 35 s besides the fit)
+[ "$dry" = 1 ] || nerf_args+=(--seconds $((nerf_cap / 2 - 35)))
 if [ -n "${LEGO:-}" ]; then
   mkdir -p "$out/nerf/lego"
-  nerf_out="$out/nerf/lego/ngp_ngp_cam_400x400_$gpu.json"
+  nerf_out="$out/nerf/lego/ngp_ngp_cam_2e14_400x400_$gpu.json"
   run_step nerf "$nerf_cap" "$nerf_min" "$out/bench.log" "$py" benchmarks/bench_nerf.py --data "$LEGO" \
     --config "$work/lego.toml" --eval-split val --models ngp,ngp_cam --compress 8 "${nerf_args[@]}" \
     --workdir "$work/nerf" --out "$nerf_out"

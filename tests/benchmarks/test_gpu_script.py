@@ -70,10 +70,10 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     expected = {"summary.txt", "build.log", "gpu_tests.log", "bench.log", "kernels/modulate_goals_cpu.json"}
     expected |= {"kernels/end_to_end_cpu.json", "image/kodak/rd_cam_ffn_6bit_768x512_cpu.json"}
-    expected |= {"nerf/lego/ngp_ngp_cam_400x400_cpu.json"} if has_lego else set()
+    expected |= {"nerf/lego/ngp_ngp_cam_2e14_400x400_cpu.json"} if has_lego else set()
     assert files == expected and len(files) <= 8  # what the device tool sends back
     if has_lego:  # each fit also evaluated from its 8-bit scene file
-        nerf = json.loads((out / "nerf" / "lego" / "ngp_ngp_cam_400x400_cpu.json").read_text())
+        nerf = json.loads((out / "nerf" / "lego" / "ngp_ngp_cam_2e14_400x400_cpu.json").read_text())
         assert set(nerf["results"]) == set(nerf["scene_files"]) == {"ngp", "ngp_cam"}
         for model, row in nerf["results"].items():
             scene_file = nerf["scene_files"][model]
