@@ -12,6 +12,7 @@ from camfields.modules import (
     HashGridEncoding,
     IdentityEncoding,
     PlaneGrid,
+    PyramidEncoding,
     SinusoidalEncoding,
 )
 from camfields.ops import modulate
@@ -44,6 +45,7 @@ __all__ = [
     "HashGridEncoding",
     "IdentityEncoding",
     "PlaneGrid",
+    "PyramidEncoding",
     "SinusoidalEncoding",
     "TrainConfig",
     "build_field",

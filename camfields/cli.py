@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -61,6 +62,17 @@ def comma_ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v]
     except ValueError:
         raise CamfieldsError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def comma_floats(text: str, option: str) -> list[float]:
+    """The comma-separated numbers (finite, >= 0) of a command-line value, e.g. ``"0.003,0.01"``."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CamfieldsError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise CamfieldsError(f"{option} takes comma-separated numbers >= 0, got {text!r}")
+    return values
 
 
 def comma_names(text: str, known: Collection[str], option: str) -> list[str]:

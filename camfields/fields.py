@@ -20,6 +20,7 @@ from camfields.modules import (
     HashGridEncoding,
     IdentityEncoding,
     PlaneGrid,
+    PyramidEncoding,
     SinusoidalEncoding,
 )
 
@@ -40,14 +41,26 @@ class HashGridConfig:
 
 
 @dataclass
+class PyramidConfig:
+    """Latent pyramid settings (see ``camfields.modules.PyramidEncoding``)."""
+
+    levels: int = 6
+    features: int = 1
+    #: the finest level's nodes per axis; empty in a preset: the image task sets the image's
+    #: width and height (one node per pixel) before the fit
+    resolution: list[int] = field(default_factory=list)
+
+
+@dataclass
 class EncodingConfig:
-    """Input encoding: kind is identity, sinusoidal, fourier or hashgrid."""
+    """Input encoding: kind is identity, sinusoidal, fourier, hashgrid or pyramid."""
 
     kind: str = "fourier"
     num_features: int = 256  # fourier: random frequencies (output 2x)
     sigma: float = 10.0  # fourier: frequency std, cycles per unit of [0, 1]
     num_freqs: int = 10  # sinusoidal: octaves
     hash: HashGridConfig = field(default_factory=HashGridConfig)
+    pyramid: PyramidConfig = field(default_factory=PyramidConfig)
 
 
 @dataclass
@@ -97,9 +110,17 @@ class FieldConfig:
                 f"{where}.base_resolution": (hash_cfg.base_resolution, 1, MAX_GRID_NODES),
             }
         sizes |= {f"modulation.resolution[{i}]": (n, 1, MAX_GRID_NODES) for i, n in enumerate(mod.resolution)}
+        sizes |= {
+            "encoding.pyramid.levels": (enc.pyramid.levels, 1, MAX_DEPTH),
+            "encoding.pyramid.features": (enc.pyramid.features, 1, MAX_DEPTH),
+        }
+        pyramid = enc.pyramid.resolution
+        sizes |= {f"encoding.pyramid.resolution[{i}]": (n, 1, MAX_GRID_NODES) for i, n in enumerate(pyramid)}
         for name, (value, low, high) in sizes.items():
             if not low <= value <= high:
                 raise CamfieldsError(f"{name} must be from {low} to {high:,}, got {value:,}")
+        if enc.kind == "pyramid" and math.prod(pyramid) > MAX_GRID_NODES:
+            raise CamfieldsError(f"a latent pyramid of {pyramid} nodes has over {MAX_GRID_NODES:,} at its finest level")
         if mod.grid == "dense" and math.prod(mod.resolution) > MAX_GRID_NODES:
             raise CamfieldsError(
                 f"a dense modulation grid of {mod.resolution} has more than {MAX_GRID_NODES:,} nodes; "
@@ -122,7 +143,18 @@ ENCODINGS: dict[str, Callable[[EncodingConfig, int], nn.Module]] = {
     "sinusoidal": lambda cfg, d: SinusoidalEncoding(d, cfg.num_freqs),
     "fourier": lambda cfg, d: FourierFeatures(d, cfg.num_features, cfg.sigma),
     "hashgrid": lambda cfg, d: HashGridEncoding(d, **_hash_kwargs(cfg.hash)),
+    "pyramid": lambda cfg, d: _pyramid(cfg.pyramid, d),
 }
+
+
+def _pyramid(cfg: PyramidConfig, in_dim: int) -> PyramidEncoding:
+    if len(cfg.resolution) != in_dim:
+        raise CamfieldsError(
+            f"encoding.pyramid.resolution must give the finest level's nodes along each of the {in_dim} "
+            f"input axes, got {cfg.resolution} (the image task sets it to the image's width and height)"
+        )
+    return PyramidEncoding(cfg.resolution, cfg.levels, cfg.features)
+
 
 GRIDS: dict[str, Callable[[ModulationConfig, int], Callable[[int], FeatureGrid]]] = {
     "dense": lambda cfg, d: functools.partial(DenseGrid, cfg.resolution),

@@ -168,7 +168,7 @@ VIDEO_DEFAULTS = {
 }
 #: options only one task takes
 VIDEO_ONLY = ("video", "epochs", "time_budget", "fit_cost", "seeds", "crf", "preset")
-IMAGE_ONLY = ("images", "steps", "qat")
+IMAGE_ONLY = ("images", "steps", "qat", "rate_weights")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "each fitted with the largest hidden width whose field has at most that many parameters)",
     )
     parser.add_argument("--bits", help="comma-separated weight bit depths (default 8; image: 6,8)")
+    parser.add_argument(
+        "--rate-weights",
+        help="image, instead of --params: comma-separated weights of the rate term, one fit each at the model's own "
+        "size with quantization-aware training (for models whose size the image sets: pyramid, pyramid_cam)",
+    )
     parser.add_argument("--epochs", type=int, help="video: override the config's epochs")
     parser.add_argument("--steps", type=int, help="image: override the config's training steps")
     parser.add_argument(
@@ -232,6 +237,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     stray = [name for name in (VIDEO_ONLY if image else IMAGE_ONLY) if getattr(args, name) is not None]
     if stray:
         raise CamfieldsError(f"--task {args.task} takes no --{stray[0].replace('_', '-')}")
+    if args.rate_weights is not None and args.params is not None:
+        raise CamfieldsError("--rate-weights replaces --params as the sweep's size axis: give one of them")
     needed = "images" if image else "video"
     if getattr(args, needed) is None:
         raise CamfieldsError(f"--task {args.task} needs --{needed}")

@@ -8,6 +8,12 @@ through that quantizer) into ``OUT/<model>_<params>[_qat<bits>bit]/<image>/``, w
 field's hidden width is the largest whose parameter count is at most the target; the model's
 other settings come from ``--config``.
 
+With ``--rate-weights`` the sweep's size axis is the rate term's weight instead (for models whose
+size the image sets, such as a latent pyramid): a point is (model, rate weight, weight bits),
+fitted at its model's own size with quantization-aware training at its bits (the last ``--qat``
+fraction of the steps, else the config's ``compression.qat_fraction``) and the loss's rate term at
+that weight, into ``OUT/<model>_rate<weight>_qat<bits>bit/<image>/``.
+
 Every codec is measured on the same references: each image area-downscaled by the config's
 ``downscale`` and rounded to 8 bits. PSNR (RGB) and MS-SSIM are those of the decoded image
 rounded to 8 bits; bpp = 8 * file bytes / pixels. A curve is averaged over the images,
@@ -24,7 +30,7 @@ from typing import Any
 
 import torch
 
-from camfields.cli import comma_ints, comma_names
+from camfields.cli import comma_floats, comma_ints, comma_names
 from camfields.codec import image_baselines
 from camfields.codec.fields import MAX_BITS, MIN_BITS
 from camfields.codec.image import decode_image
@@ -55,25 +61,45 @@ class Point:
     """One camfields point of the sweep: a model at a target parameter count and weight bit depth."""
 
     model: str
-    params: int
+    params: int | None
     bits: int
+    #: the rate term's weight of a ``--rate-weights`` sweep (``params`` is then None)
+    rate_weight: float | None = None
 
 
-def fit_key(point: Point, qat: bool = False) -> tuple[str, int, int | None]:
+#: a fit: (model, target parameters or None, QAT bit depth or None, rate weight or None)
+FitKey = tuple[str, int | None, int | None, float | None]
+
+
+def fit_key(point: Point, qat: bool = False) -> FitKey:
     """The fit a point is coded from: one per model and size (post-training quantization at any
-    bits), or with ``qat`` one per bit depth too (quantization-aware training at that depth)."""
-    return point.model, point.params, point.bits if qat else None
+    bits), or with ``qat`` (always with a rate weight) one per bit depth too (quantization-aware
+    training at that depth)."""
+    qat = qat or point.rate_weight is not None
+    return point.model, point.params, point.bits if qat else None, point.rate_weight
 
 
-def fit_folder(key: tuple[str, int, int | None]) -> str:
+def fit_folder(key: FitKey) -> str:
     """The folder (under --out) of a fit key's fits, one subfolder per image."""
-    model, params, bits = key
-    return f"{model}_{params}" + (f"_qat{bits}bit" if bits is not None else "")
+    model, params, bits, rate_weight = key
+    size = f"{params}" if rate_weight is None else f"rate{rate_weight:g}"
+    return f"{model}_{size}" + (f"_qat{bits}bit" if bits is not None else "")
 
 
-def fit_config(key: tuple[str, int, int | None], config: str, overrides: dict[str, Any], qat: float) -> ImageConfig:
-    """The image config of a fit key: the model's, sized to its parameters, with QAT at its bits."""
-    model, params, bits = key
+def fit_config(key: FitKey, config: str, overrides: dict[str, Any], qat: float) -> ImageConfig:
+    """The image config of a fit key: the model's, sized to its parameters, with QAT at its bits;
+    or, with a rate weight, at its own size with QAT at its bits (``qat``, else the config's
+    fraction) and that rate weight."""
+    model, params, bits, rate_weight = key
+    if rate_weight is not None:
+        cfg = resolve_config(model, config, overrides)
+        compression = {"bits": bits, "rate_weight": rate_weight, "qat_fraction": qat or cfg.compression.qat_fraction}
+        if not compression["qat_fraction"]:
+            raise CamfieldsError(
+                f"--rate-weights trains through the quantizer, but {model}'s config has compression.qat_fraction = 0; "
+                "pass --qat FRACTION"
+            )
+        return resolve_config(model, config, {**overrides, "compression": compression})
     if bits is not None:
         overrides = {**overrides, "compression": {"bits": bits, "qat_fraction": qat}}
     return sized_config(resolve_config(model, config, overrides), params)
@@ -173,7 +199,9 @@ def code_fit(run_dir: Path, bits: int, target: torch.Tensor, device: torch.devic
 def run(args: argparse.Namespace) -> None:
     """``camfields eval-rd --task image`` with the parsed options (see ``commands.eval_rd``)."""
     models = comma_names(args.models, PRESETS, "--models")
-    sizes, depths = comma_ints(args.params), comma_ints(args.bits)
+    rate_weights = comma_floats(args.rate_weights, "--rate-weights") if args.rate_weights else None
+    sizes: list[int | None] = [None] if rate_weights else comma_ints(args.params)
+    depths = comma_ints(args.bits)
     if not models or not sizes or not depths:
         raise CamfieldsError("--models, --params and --bits each need at least one value")
     bad = [b for b in depths if not MIN_BITS <= b <= MAX_BITS]
@@ -186,7 +214,14 @@ def run(args: argparse.Namespace) -> None:
     qat = args.qat or 0.0
     if not 0 <= qat <= 1:
         raise CamfieldsError(f"--qat must be a fraction of the steps in [0, 1], got {qat}")
-    points = [Point(model, params, bits) for params in sizes for bits in depths for model in models]
+    weights: list[float | None] = rate_weights or [None]
+    points = [
+        Point(model, params, bits, weight)
+        for weight in weights
+        for params in sizes
+        for bits in depths
+        for model in models
+    ]
     keys = {p: fit_key(p, qat > 0) for p in points}
     configs = {key: fit_config(key, args.config, overrides, qat) for key in keys.values()}
     factors = {cfg.downscale for cfg in configs.values()}
@@ -204,7 +239,8 @@ def run(args: argparse.Namespace) -> None:
         coded = [p for p in points if keys[p] == key]
         for path in files:
             if progress:
-                announce(f"fit {cfg.model}: hidden {cfg.field.hidden} ({key[1]} params at most), {path.name}")
+                size = f"({key[1]} params at most)" if key[3] is None else f"rate weight {key[3]:g}"
+                announce(f"fit {cfg.model}: hidden {cfg.field.hidden} {size}, {path.name}")
             run_dir = out / fit_folder(key) / path.stem
             # resuming checks the folder's config: a finished fit is re-encoded, a stale one refused
             fit_metrics[key][path.stem] = fit(
@@ -226,9 +262,13 @@ def run(args: argparse.Namespace) -> None:
                     "bits": bits,
                     "psnr_float": sum(m["psnr"] for m in fitted.values()) / len(fitted),
                 }
+                if point.rate_weight is not None:
+                    settings["rate_weight"] = point.rate_weight
                 model_points.append(mean_point(measured[point], **settings))
-            how = f"QAT over the last {qat:g} of the steps" if qat else "post-training"
-            description = f"camfields {model}, at most {args.params} parameters, {bits}-bit weights ({how})"
+            fraction = qat or (configs[keys[point]].compression.qat_fraction if rate_weights else 0)
+            how = f"QAT over the last {fraction:g} of the steps" if fraction else "post-training"
+            size = f"rate weights {args.rate_weights}" if rate_weights else f"at most {args.params} parameters"
+            description = f"camfields {model}, {size}, {bits}-bit weights ({how})"
             curves.append(curve(f"camfields-{model}-{bits}bit", description, model_points))
     ours = [c["name"] for c in curves]
     curves += baseline_curves
@@ -240,7 +280,8 @@ def run(args: argparse.Namespace) -> None:
         for second in models[i + 1 :]
     ]
     bd = bd_table(curves, pairs)
-    same_rate = same_rate_table(curves, ours, "params")
+    size_key = "rate_weight" if rate_weights else "params"
+    same_rate = same_rate_table(curves, ours, size_key)
     heights, widths = {t.shape[0] for t in references.values()}, {t.shape[1] for t in references.values()}
     report = {
         "task": "image",
@@ -250,6 +291,7 @@ def run(args: argparse.Namespace) -> None:
         "sizes": {stem: [t.shape[1], t.shape[0]] for stem, t in references.items()},
         "steps": next(iter(configs.values())).train.steps,
         "qat_fraction": qat,
+        "rate_weights": rate_weights,
         "device": device_name(device),
         "notes": notes,
         "bd": bd,
@@ -259,5 +301,5 @@ def run(args: argparse.Namespace) -> None:
     write_json(out / "rd.json", report)
     size = f"{widths.pop()}x{heights.pop()}" if len(heights) == len(widths) == 1 else "mixed sizes"
     plot(curves, out / "rd.png", f"{source.name}: {len(files)} image{'s' * (len(files) > 1)}, {size}")
-    print_summary(curves, same_rate, "params", bd, notes, name_width=22, point_width=36)
+    print_summary(curves, same_rate, size_key, bd, notes, name_width=22, point_width=36)
     print(f"wrote {out / 'rd.json'} and {out / 'rd.png'}")

@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from camfields.modules.grids import FeatureGrid, HashGrid
+from camfields.modules.grids import DenseGrid, FeatureGrid, HashGrid
 from camfields.modules.tcnn_grid import TcnnHashGrid
+from camfields.ops.interp import check_coords
 
 
 class IdentityEncoding(nn.Module):
@@ -84,3 +86,48 @@ class HashGridEncoding(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         return self.grid(coords)
+
+
+class PyramidEncoding(nn.Module):
+    """A pyramid of latent grids, Cool-chic style: (N, in_dim) -> (N, levels * features).
+
+    Level ``k`` is a dense grid (``DenseGrid``, multilinear, align_corners) of
+    ``max(2, ceil(R_d / 2**k))`` nodes along axis ``d``, for ``resolution = (R_0, R_1, ...)``
+    the finest level's nodes per axis (for an image, its width and height: one node per
+    pixel). The levels' values are concatenated, finest first. Every level is a parameter of
+    its own, so a codec codes each under its own entropy model, and the rate term of
+    quantization-aware training (``compression.rate``) prices each by its own statistics: most
+    of a fine level's nodes can round to zero while a coarse level keeps its range.
+
+    Args:
+        resolution: the finest level's nodes per axis; ``len(resolution)`` is the input dimension.
+        levels: number of levels, each half as fine per axis as the one before.
+        features: values stored per node.
+        init_scale: nodes start uniform in [-init_scale, init_scale].
+
+    Example::
+
+        >>> enc = PyramidEncoding([8, 6], levels=3)
+        >>> [g.resolution for g in enc.grids], enc(torch.zeros(5, 2)).shape
+        ([(8, 6), (4, 3), (2, 2)], torch.Size([5, 3]))
+    """
+
+    def __init__(self, resolution: list[int], levels: int = 6, features: int = 1, init_scale: float = 1e-2):
+        super().__init__()
+        self.in_dim = len(resolution)
+        self.out_dim = levels * features
+        sizes = [[max(2, math.ceil(r / 2**k)) for r in resolution] for k in range(levels)]
+        self.grids = nn.ModuleList(DenseGrid(size, features, init_scale) for size in sizes)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        if self.in_dim not in (2, 3):
+            return torch.cat([grid(coords) for grid in self.grids], dim=-1)
+        check_coords(coords, self.in_dim, "coordinates of PyramidEncoding")
+        # grid_sample's bilinear / trilinear interpolation with align_corners is DenseGrid's, and
+        # much faster than its gather on the CPU for grids as large as an image
+        points = coords.reshape(1, -1, *[1] * (self.in_dim - 1), self.in_dim)
+        values = [
+            F.grid_sample(grid.as_image()[None], points, align_corners=True).reshape(grid.out_features, -1)
+            for grid in self.grids
+        ]
+        return torch.cat(values).T

@@ -103,6 +103,32 @@ def ngp() -> dict[str, Any]:
     return {"field": to_dict(FieldConfig(encoding=EncodingConfig("hashgrid", hash=hash_grid), hidden=64, depth=2))}
 
 
+def pyramid_field() -> FieldConfig:
+    """A latent pyramid (6 levels from one node per pixel, ``PyramidEncoding``) into a 2x16 ReLU MLP."""
+    return FieldConfig(encoding=EncodingConfig("pyramid"), hidden=16, depth=2)
+
+
+#: the pyramid models train through their quantizer for the second half of the fit, with the rate
+#: term on (its weight sets the rate; ``eval-rd --rate-weights`` sweeps it), at the grids' rate of
+#: 1e-2 (lr 1e-3 x grid_lr_mult 10)
+PYRAMID_COMPRESSION = CompressionConfig(bits=6, qat_fraction=0.5, rate_weight=0.01)
+
+
+@PRESETS.register("pyramid")
+def pyramid() -> dict[str, Any]:
+    """A codec field: the latent pyramid's nodes carry the image and the rate term keeps most of them
+    at zero, Cool-chic style (without its autoregressive entropy model); see docs/codec.md."""
+    return {"field": to_dict(pyramid_field()), "compression": to_dict(PYRAMID_COMPRESSION)}
+
+
+@PRESETS.register("pyramid_cam")
+def pyramid_cam() -> dict[str, Any]:
+    """``pyramid`` with CAM: a 16x16 grid scales and shifts each layer-normed hidden layer."""
+    modulation = ModulationConfig(grid="dense", resolution=[16, 16], per_channel=False)
+    field = dataclasses.replace(pyramid_field(), norm="layer", modulation=modulation)
+    return {"field": to_dict(field), "compression": to_dict(PYRAMID_COMPRESSION)}
+
+
 def training_mask(height: int, width: int, mode: str) -> torch.Tensor:
     """(H * W,) bool: all pixels for regression, every 2nd row and column for generalization."""
     mask = torch.ones(height, width, dtype=torch.bool)
@@ -140,6 +166,18 @@ class ImageTask(Task[ImageConfig, Image]):
     def load(self, cfg: ImageConfig, source: Path | None) -> Image:
         """The image file ``source``, or the embedded photo when None."""
         return load_embedded_image() if source is None else load_image(source)
+
+    def plan(self, cfg: ImageConfig, data: Image, shard: Shard) -> ImageConfig:
+        """A latent pyramid without a resolution gets one node per pixel of the (downscaled) image at
+        its finest level: ``[width, height]``, recorded in the run folder's config and the file."""
+        pyramid = cfg.field.encoding.pyramid
+        if cfg.field.encoding.kind != "pyramid" or pyramid.resolution:
+            return cfg
+        height, width = (side // cfg.downscale for side in data.pixels.shape[:2])
+        encoding = dataclasses.replace(
+            cfg.field.encoding, pyramid=dataclasses.replace(pyramid, resolution=[width, height])
+        )
+        return dataclasses.replace(cfg, field=dataclasses.replace(cfg.field, encoding=encoding))
 
     def build(self, cfg: ImageConfig, data: Image, device: torch.device) -> Setup:
         pixels = downscale(data.pixels, cfg.downscale).to(device)

@@ -157,3 +157,55 @@ def test_with_qat_each_bit_depth_is_fitted_through_its_own_quantizer(tmp_path):
     assert any(not torch.equal(four[k], eight[k]) for k in four)  # trained through different quantizers
     report = json.loads((tmp_path / "rd" / "rd.json").read_text())
     assert report["qat_fraction"] == 0.5 and "QAT" in report["codecs"][0]["description"]
+
+
+PYRAMID = """
+downscale = 1
+[train]
+steps = 12
+batch_size = 384
+checkpoint_every = 12
+"""
+
+
+@pytest.mark.slow
+def test_rate_weights_sweep_the_pyramid_codecs_through_their_quantizer(tmp_path, capsys):
+    from camfields.training.checkpoint import read_json
+
+    folder = tiny_folder(tmp_path)
+    config = tmp_path / "pyramid.toml"
+    config.write_text(PYRAMID)
+    base = ["eval-rd", "--task", "image", "--images", str(folder), "--config", str(config), "--device", "cpu"]
+    argv = [*base, "--quiet", "--models", "pyramid,pyramid_cam", "--rate-weights", "0.001,0.01,0.1", "--bits", "6"]
+    assert exit_code([*argv, "--codecs", "jpeg", "--out", str(tmp_path / "rd")]) == 0
+    report = json.loads((tmp_path / "rd" / "rd.json").read_text())
+    assert report["rate_weights"] == [0.001, 0.01, 0.1]
+    curves = {c["name"]: c for c in report["codecs"]}
+    for model in ("pyramid", "pyramid_cam"):
+        points = {p["rate_weight"]: p for p in curves[f"camfields-{model}-6bit"]["points"]}
+        assert sorted(points) == [0.001, 0.01, 0.1] and all(p["bits"] == 6 for p in points.values())
+        for weight in (0.001, 0.01, 0.1):
+            run = tmp_path / "rd" / f"{model}_rate{weight:g}_qat6bit" / "a"
+            recorded = read_json(run / "config.json")
+            assert recorded["compression"]["rate_weight"] == weight and recorded["compression"]["qat_fraction"] == 0.5
+            assert recorded["field"]["encoding"]["pyramid"]["resolution"] == [24, 16]
+            assert (run / "image_6bit.camf").is_file()
+        assert points[0.001]["bpp"] > points[0.1]["bpp"]  # a heavier rate term, a smaller file
+    assert "rate weights 0.001,0.01,0.1" in curves["camfields-pyramid-6bit"]["description"]
+    assert {row["rate_weight"] for row in report["same_rate"]} == {0.001, 0.01, 0.1}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--rate-weights", "0.01,x"), "--rate-weights takes comma-separated numbers, got '0.01,x'"),
+        (("--rate-weights", "-1"), "--rate-weights takes comma-separated numbers >= 0, got '-1'"),
+        (("--rate-weights", "0.01", "--params", "300"), "--rate-weights replaces --params"),
+        (("--rate-weights", "0.01", "--models", "cam"), "cam's config has compression.qat_fraction = 0; pass --qat"),
+    ],
+)
+def test_rate_weight_options_are_one_sentence_before_anything_is_written(tmp_path, capsys, options, message):
+    assert eval_rd(tmp_path, "--images", str(tiny_folder(tmp_path)), *options) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rd").exists()
