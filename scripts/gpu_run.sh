@@ -16,13 +16,14 @@
 #            With KODAK it leaves kodak its minimum where both then fit.
 #                                               -> nerf/lego/ngp_ngp_cam_2e14_400x400_<gpu>.json
 #   kodak    (300 / 90) with KODAK (a folder of full-size Kodak PNGs): camfields eval-rd --task
-#            image, image/kodak_rd_gpu, cam and ffn at 12k / 30k / 72k parameters (0.2-1.1 bpp),
-#            6-bit files, vs JPEG / WebP / AVIF / JPEG 2000, in two rounds: the first image, then
-#            every image (the first one's fits resumed); each round's rd.json replaces the result
-#            file as it ends, so a cut run keeps the last finished round (its "count" says how
-#            many images). Estimate, unmeasured on a GPU: round 1 about 80 s (6 fits x (2000 steps
-#            at about 3 ms + 2 s), baselines 10 s, start 10 s), both rounds on 3 images about 250 s.
-#                                                -> image/kodak/rd_cam_ffn_6bit_768x512_<gpu>.json
+#            image, image/kodak_rd_gpu, the latent-pyramid codecs pyramid_cam and pyramid at rate
+#            weights 0.003 / 0.01 / 0.03 (about 1.1 / 0.5 / 0.2 bpp at 384x256 on the CPU), 6-bit
+#            files, vs JPEG / WebP / AVIF / JPEG 2000, in two rounds: the first image, then every
+#            image (the first one's fits resumed); each round's rd.json replaces the result file as
+#            it ends, so a cut run keeps the last finished round (its "count" says how many images).
+#            Estimate, unmeasured on a GPU: round 1 about 90 s (6 fits x (2000 full-image steps at
+#            about 4 ms + 3 s), baselines 10 s, start 10 s), both rounds on 3 images about 230 s.
+#                                        -> image/kodak/rd_pyramid_cam_6bit_768x512_<gpu>.json
 # The benchmarks' tables go to bench.log; summary.txt is written (and printed) last. Each file
 # lands in ${OUT:-gpu_run_out} as soon as it exists, so a run that is cut off still returns what
 # it had (8 files at most, what the device tool sends back: no rd.png). The result files sit in
@@ -35,8 +36,8 @@
 # PYTHON (python3).
 # Offline machines: wheels of missing packages in .whl/ (scripts/gpu_env.sh installs them).
 # DRY_RUN=1: every step on the CPU at tiny sizes (no CUDA build: the sources are listed; the
-# GPU tests are collected, not run; kodak's images downscaled 8x, two sizes; torch on one thread;
-# DEADLINE 900), to check the script (tests/benchmarks/test_gpu_script.py).
+# GPU tests are collected, not run; kodak's images downscaled 8x, two rate weights, 3 steps;
+# torch on one thread; DEADLINE 900), to check the script (tests/benchmarks/test_gpu_script.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_run_out}"
@@ -121,9 +122,8 @@ TOML
   cat >"$work/kodak.toml" <<'TOML'
 extends = "image/kodak_rd_gpu"
 downscale = 8
-train = { steps = 3, schedule_steps = 3, batch_size = 256 }
 TOML
-  kodak_args=(--config "$work/kodak.toml" --params 2000,3000 --device cpu)
+  kodak_args=(--config "$work/kodak.toml" --rate-weights 0.01,0.1 --steps 3 --device cpu)
   nerf_min=0 kodak_cap=300 kodak_min=0
 else
   run_step build 200 30 "$out/build.log" "$py" -c "
@@ -142,7 +142,7 @@ print(device_tag(torch.device('cuda')))" 2>/dev/null || echo unknown)
     ${LEGO:+--data "$LEGO"} --out "$out/kernels/end_to_end_$gpu.json"
   printf 'extends = "nerf/lego_compact"\neval_views = 10\nturntable_frames = 0\n' >"$work/lego.toml"
   nerf_args=(--downscale 1)
-  kodak_args=(--config image/kodak_rd_gpu --params 12000,30000,72000)
+  kodak_args=(--config image/kodak_rd_gpu --rate-weights 0.003,0.01,0.03)
   nerf_min=150 kodak_cap=300 kodak_min=90
 fi
 keep=0  # seconds nerf leaves to kodak: its minimum, where nerf then still has its own
@@ -171,7 +171,8 @@ elif [[ $steps == *",nerf,"* ]]; then
 fi
 if [ -n "${KODAK:-}" ]; then
   run_step kodak "$kodak_cap" "$kodak_min" "$out/bench.log" bash -c 'kodak_rounds "$@"' kodak_rounds "$py" \
-    "$work/kodak" "$out/image/kodak/rd_cam_ffn_6bit_768x512_$gpu.json" --models cam,ffn --bits 6 --quiet "${kodak_args[@]}"
+    "$work/kodak" "$out/image/kodak/rd_pyramid_cam_6bit_768x512_$gpu.json" --models pyramid_cam,pyramid --bits 6 \
+    --quiet "${kodak_args[@]}"
 elif [[ $steps == *",kodak,"* ]]; then
   results+=("kodak: skipped, no KODAK folder given")
 fi

@@ -69,7 +69,7 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
 
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     expected = {"summary.txt", "build.log", "gpu_tests.log", "bench.log", "kernels/modulate_goals_cpu.json"}
-    expected |= {"kernels/end_to_end_cpu.json", "image/kodak/rd_cam_ffn_6bit_768x512_cpu.json"}
+    expected |= {"kernels/end_to_end_cpu.json", "image/kodak/rd_pyramid_cam_6bit_768x512_cpu.json"}
     expected |= {"nerf/lego/ngp_ngp_cam_2e14_400x400_cpu.json"} if has_lego else set()
     assert files == expected and len(files) <= 8  # what the device tool sends back
     if has_lego:  # each fit also evaluated from its 8-bit scene file
@@ -86,16 +86,16 @@ def test_dry_run_runs_every_step_and_writes_each_result_file(tmp_path):
     bench = (out / "bench.log").read_text()
     assert f"kodak: rd.json of {kodak / 'k0.png'} after " in bench
     assert f"kodak: rd.json of {kodak} after " in bench
-    rd = json.loads((out / "image" / "kodak" / "rd_cam_ffn_6bit_768x512_cpu.json").read_text())
+    rd = json.loads((out / "image" / "kodak" / "rd_pyramid_cam_6bit_768x512_cpu.json").read_text())
     assert rd["count"] == 2 and rd["downscale"] == 8 and rd["sizes"] == {"k0": [32, 24], "k1": [32, 24]}
     curves = {c["name"]: c for c in rd["codecs"]}
     baselines = {name for name in image_baselines.CODECS if image_baselines.available(name)}
-    assert set(curves) == {"camfields-cam-6bit", "camfields-ffn-6bit"} | baselines
-    for name in ("camfields-cam-6bit", "camfields-ffn-6bit"):
+    assert set(curves) == {"camfields-pyramid_cam-6bit", "camfields-pyramid-6bit"} | baselines
+    for name in ("camfields-pyramid_cam-6bit", "camfields-pyramid-6bit"):
         points = curves[name]["points"]
-        assert sorted(p["target_params"] for p in points) == [2000, 3000]
-        assert all(p["params"] <= p["target_params"] and set(p["images"]) == {"k0", "k1"} for p in points)
-    assert "camfields-cam-6bit vs camfields-ffn-6bit" in rd["bd"]
+        assert sorted(p["rate_weight"] for p in points) == [0.01, 0.1]
+        assert all(p["params"] > 0 and set(p["images"]) == {"k0", "k1"} for p in points)
+    assert rd["steps"] == 3 and "camfields-pyramid_cam-6bit vs camfields-pyramid-6bit" in rd["bd"]
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
