@@ -79,8 +79,12 @@ MAX_HEADER_BYTES = 1 << 24
 MAX_ELEMENTS = 1 << 28
 MAX_TENSORS = 4096
 MAX_SYMBOLS = (1 << 16) + 1
-#: most weights a file may declare per byte it holds (1/8 bit each: far below what coding ever reaches)
-MAX_WEIGHTS_PER_BYTE = 64
+#: most weights a file may declare: any file MIN_WEIGHT_ALLOWANCE (16 MiB as float32), a larger one
+#: MAX_WEIGHTS_PER_BYTE per byte it holds (1/128 bit each). A tensor the rate term has driven to
+#: nearly all zeros codes below 1/8 bit per weight (a latent pyramid: 120,640 weights in 1,885
+#: bytes), so the allowance, not the file's size, bounds what a small file can make a decoder allocate
+MIN_WEIGHT_ALLOWANCE = 1 << 22
+MAX_WEIGHTS_PER_BYTE = 1024
 
 
 @dataclass
@@ -218,7 +222,7 @@ def _check_header(path: Path, header: Any, version: int, file_bytes: int) -> Non
         if not ok:
             raise _fail(path, f"tensor entry {entry!r:.80} is malformed")
         total += math.prod(entry["shape"])
-        limit = min(MAX_ELEMENTS, MAX_WEIGHTS_PER_BYTE * file_bytes)
+        limit = min(MAX_ELEMENTS, max(MIN_WEIGHT_ALLOWANCE, MAX_WEIGHTS_PER_BYTE * file_bytes))
         if total > limit:
             raise _fail(path, f"it declares more than {limit} weights, the most its {file_bytes} bytes can hold")
     if shared and sum(header["counts"]) != total:

@@ -115,6 +115,8 @@ def test_hostile_lengths_are_rejected_before_allocation(tmp_path):
         (no_histogram, positive, "the header says 6", 4),  # format 4 needs a model (4 bytes) per tensor
         ({**no_histogram, "words": -1}, positive, "not a count", 4),
         ({**huge, "tensors": huge["tensors"]}, b"", "more than", 4),
+        # past the allowance of a small file (1 << 22 weights), far below the absolute limit
+        ({**no_histogram, "tensors": [{"name": "w", "shape": [1 << 23], "steps": 1}]}, b"", "more than 4194304", 4),
     ]
     for header, steps, message, version in cases:
         path = tmp_path / "forged.camf"

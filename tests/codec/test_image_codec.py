@@ -46,10 +46,15 @@ def fitted(tmp_path_factory):
     return root / "run", cfg, model.eval(), load_image(source).pixels
 
 
+def reference_render_of(model: torch.nn.Module, height: int, width: int) -> torch.Tensor:
+    """The model's image the way the image task renders it."""
+    with torch.no_grad():
+        return model(pixel_coords(height, width)).reshape(height, width, 3).clamp(0, 1)
+
+
 def reference_render(model: torch.nn.Module) -> torch.Tensor:
     """The model's 12x16 image the way the image task renders it."""
-    with torch.no_grad():
-        return model(pixel_coords(12, 16)).reshape(12, 16, 3).clamp(0, 1)
+    return reference_render_of(model, 12, 16)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -241,3 +246,20 @@ def test_the_rate_weight_trades_a_pyramids_file_bytes_for_its_psnr_on_a_real_pho
     assert rich_bpp > 4 * lean_bpp and rich_psnr > lean_psnr + 5, coded
     assert abs(rich_psnr - rich_float) < 0.5 and abs(lean_psnr - lean_float) < 0.5, coded
     assert lean_psnr > 18, coded  # the lean file still holds the photo
+
+
+def test_a_pyramid_whose_levels_code_to_almost_nothing_still_decodes(tmp_path):
+    """The rate term can leave a pyramid's levels nearly all zeros, which code to far below 1/8 bit per
+    weight; the decoder's bound on declared weights must not refuse such a file."""
+    cfg = resolve_config("pyramid", overrides={"field": {"encoding": {"pyramid": {"resolution": [384, 256]}}}})
+    model = build_field(cfg.field, in_dim=2, out_dim=3)
+    with torch.no_grad():
+        for grid in model.encoding.grids:
+            grid.table.zero_()
+        model.encoding.grids[-1].table[0] = 1.0  # one coarse node carries the image's colour
+    path = tmp_path / "flat.camf"
+    size = codec.encode_image_field(path, model, cfg.field, 256, 384, 3, bits=6)
+    weights = sum(p.numel() for p in model.parameters())
+    assert weights > 131_000 and weights > 64 * size  # below 1/8 bit per weight
+    decoded = codec.decode_image(path)
+    assert torch.allclose(decoded, reference_render_of(fields.quantized_model(model, 6), 256, 384), atol=1e-6)
