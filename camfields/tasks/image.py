@@ -173,7 +173,7 @@ class ImageTask(Task[ImageConfig, Image]):
         pyramid = cfg.field.encoding.pyramid
         if cfg.field.encoding.kind != "pyramid" or pyramid.resolution:
             return cfg
-        height, width = (side // cfg.downscale for side in data.pixels.shape[:2])
+        height, width = downscale(data.pixels, cfg.downscale).shape[:2]
         encoding = dataclasses.replace(
             cfg.field.encoding, pyramid=dataclasses.replace(pyramid, resolution=[width, height])
         )

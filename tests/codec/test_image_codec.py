@@ -227,6 +227,14 @@ def test_a_latent_pyramid_fit_records_its_image_sized_levels_and_decodes_bit_exa
     assert torch.allclose(decoded, reference_render(fields.quantized_model(model, 6)), rtol=0, atol=1e-6)
 
 
+def test_a_pyramid_downscaled_past_its_image_says_so_in_one_sentence(tmp_path):
+    source = write(tmp_path / "small.png", np.zeros((6, 8, 3), dtype=np.uint8))
+    cfg = resolve_config("pyramid", overrides={"downscale": 16, "train": {"steps": 2}})
+    with pytest.raises(CamfieldsError, match="downscale 16 leaves no pixels of a 8x6 image"):
+        fit_images(source, cfg, tmp_path / "run", "cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_the_rate_weight_trades_a_pyramids_file_bytes_for_its_psnr_on_a_real_photo(tmp_path):
     # the embedded astronaut photo at 128x128, pyramid, 300 steps through the 6-bit quantizer for the
