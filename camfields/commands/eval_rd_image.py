@@ -92,14 +92,14 @@ def fit_config(key: FitKey, config: str, overrides: dict[str, Any], qat: float) 
     fraction) and that rate weight."""
     model, params, bits, rate_weight = key
     if rate_weight is not None:
-        cfg = resolve_config(model, config, overrides)
-        compression = {"bits": bits, "rate_weight": rate_weight, "qat_fraction": qat or cfg.compression.qat_fraction}
-        if not compression["qat_fraction"]:
+        compression = {"bits": bits, "rate_weight": rate_weight} | ({"qat_fraction": qat} if qat else {})
+        cfg = resolve_config(model, config, {**overrides, "compression": compression})
+        if not cfg.compression.qat_fraction:
             raise CamfieldsError(
                 f"--rate-weights trains through the quantizer, but {model}'s config has compression.qat_fraction = 0; "
                 "pass --qat FRACTION"
             )
-        return resolve_config(model, config, {**overrides, "compression": compression})
+        return cfg
     if bits is not None:
         overrides = {**overrides, "compression": {"bits": bits, "qat_fraction": qat}}
     return sized_config(resolve_config(model, config, overrides), params)
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> None:
                 if point.rate_weight is not None:
                     settings["rate_weight"] = point.rate_weight
                 model_points.append(mean_point(measured[point], **settings))
-            fraction = qat or (configs[keys[point]].compression.qat_fraction if rate_weights else 0)
+            fraction = configs[keys[point]].compression.qat_fraction  # what the fits trained with
             how = f"QAT over the last {fraction:g} of the steps" if fraction else "post-training"
             size = f"rate weights {args.rate_weights}" if rate_weights else f"at most {args.params} parameters"
             description = f"camfields {model}, {size}, {bits}-bit weights ({how})"
