@@ -212,6 +212,7 @@ def _check_header(path: Path, header: Any, version: int, file_bytes: int) -> Non
     if not isinstance(tensors, list) or len(tensors) > MAX_TENSORS:
         raise _fail(path, "its tensor list is malformed or too long")
     total = 0
+    limit = min(MAX_ELEMENTS, max(MIN_WEIGHT_ALLOWANCE, MAX_WEIGHTS_PER_BYTE * file_bytes))
     for entry in tensors:
         ok = isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("shape"), list)
         ok = ok and all(
@@ -222,9 +223,8 @@ def _check_header(path: Path, header: Any, version: int, file_bytes: int) -> Non
         if not ok:
             raise _fail(path, f"tensor entry {entry!r:.80} is malformed")
         total += math.prod(entry["shape"])
-        limit = min(MAX_ELEMENTS, max(MIN_WEIGHT_ALLOWANCE, MAX_WEIGHTS_PER_BYTE * file_bytes))
         if total > limit:
-            raise _fail(path, f"it declares more than {limit} weights, the most its {file_bytes} bytes can hold")
+            raise _fail(path, f"it declares more than {limit} weights, the most {file_bytes} bytes may declare")
     if shared and sum(header["counts"]) != total:
         raise _fail(path, f"its histogram counts {sum(header['counts'])} symbols but the tensors hold {total}")
 
