@@ -6,11 +6,13 @@ Layout (little-endian)::
     version   u16      FORMAT_VERSION
     length    u32      bytes of the compressed header
     header    zlib-compressed UTF-8 JSON: {"config": ..., "bits": n,
-              "tensors": [{"name", "shape", "steps"}], "words": int}, compressed with the preset
+              "tensors": [{"name", "shape", "steps"[, "context"]}], "words": int}, compressed with the preset
               dictionary HEADER_DICTIONARY (from format 3 on); formats 2 and 3 also hold the
               shared symbol histogram, "low": int and "counts": [...]
     steps     u16 each: every tensor's "steps" quantization steps in order, as bfloat16 bits
-    models    2 x u16 each (format 4): every tensor's model, theta and zero (``entropy.geometric_counts``)
+    models    2 x u16 each (format 4 on): the model of every tensor without "context", theta and zero
+              (``entropy.geometric_counts``); from format 5, when any tensor has "context", then
+              one model per context of ``compression.context`` that all those tensors share
     payload   "words" uint32 words: every tensor's integers, range-coded in order
     crc32     u32      CRC-32 of everything before it
 
@@ -19,7 +21,10 @@ along its first dimension (output channel). Steps are bfloat16 numbers (the uppe
 float32), so 16 bits store them exactly. Format 4 codes each tensor's integers, which lie in
 -(2^(n-1) - 1) .. 2^(n-1) - 1, under a model of its own: two-sided geometric with the count of
 0 set apart (two 16-bit integers per tensor, chosen by the encoder for the fewest bits);
-formats 2 and 3 code all of them under one histogram sent in the header. The format holds no
+formats 2 and 3 code all of them under one histogram sent in the header. Format 5 adds context
+coding: a tensor whose entry has "context": W (a latent grid's table (N, F), W nodes per row) is
+coded plane by plane in raster order, each integer under the shared model of its causal context
+(``compression.context``); the decoder derives each context from what it has decoded. The format holds no
 pickled objects: JSON and raw integers only. Every length is checked against the file size
 and fixed limits before anything is allocated, and the checksum is verified before decoding,
 so a truncated, corrupted or hostile file is reported, never decoded.
@@ -27,6 +32,7 @@ so a truncated, corrupted or hostile file is reported, never decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -38,16 +44,20 @@ from typing import Any
 import numpy as np
 
 from camfields.codec import entropy
+from camfields.compression.context import CONTEXTS
 from camfields.compression.quantize import symmetric_levels
 from camfields.errors import CamfieldsError
 from camfields.io.atomic import atomic_write
 
 MAGIC = b"CAMFCODE"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: versions this reader decodes: 2 (plain zlib header), 3 (zlib with HEADER_DICTIONARY), both with
-#: one shared histogram, and 4 (per-tensor geometric models); the writer writes 3 or 4
-READABLE_VERSIONS = (2, 3, 4)
-WRITABLE_VERSIONS = (3, 4)
+#: one shared histogram, 4 (per-tensor geometric models) and 5 (4 with context-coded tensors);
+#: the writer writes 3, 4 (no context coding) or 5
+READABLE_VERSIONS = (2, 3, 4, 5)
+WRITABLE_VERSIONS = (3, 4, 5)
+#: the first version with context-coded tensors
+CONTEXT_VERSION = 5
 #: zlib preset dictionary of the header from format 3 on: the keys and names the video codec's
 #: headers repeat, so zlib refers back to them instead of spelling them out (a 14k-parameter
 #: model's header shrinks from about 460 to 225 bytes, 3 % of its file). Any header compresses
@@ -90,12 +100,19 @@ MAX_WEIGHTS_PER_BYTE = 1024
 @dataclass
 class QuantizedTensor:
     """A named tensor stored as integers ``values`` (shape ``shape``) times ``steps``: one step for
-    the whole tensor, or one per slice along its first dimension."""
+    the whole tensor, or one per slice along its first dimension. A ``context_width`` W > 0 marks a
+    grid table (N, F) of N nodes in rows of W, coded under the contexts of ``compression.context``."""
 
     name: str
     shape: tuple[int, ...]
     steps: np.ndarray  # float32 bfloat16 numbers, 1 or ``shape[0]`` of them
     values: np.ndarray  # int64, ``prod(shape)`` elements
+    context_width: int = 0
+
+    def planes(self) -> np.ndarray:
+        """The integers of a context-coded tensor as its planes (F, N / W, W), in coding order."""
+        table = self.values.reshape(self.shape[0], -1)
+        return table.T.reshape(table.shape[1], -1, self.context_width)
 
     def dequantize(self) -> np.ndarray:
         """The float32 weights ``values * step`` in ``shape`` (exact: a bfloat16 step times an integer
@@ -129,7 +146,15 @@ def tensor_bits(stream: Bitstream) -> list[dict[str, Any]]:
     rows = []
     for t, (low, counts) in zip(stream.tensors, stream.models):
         values = t.values.reshape(-1).astype(np.int64)
-        coded = float(entropy.cross_entropy_bits(np.bincount(values - low, minlength=len(counts)), counts))
+        if counts.ndim == 2:  # one model per context
+            contexts = entropy.contexts_of(t.planes()).reshape(-1)
+            tallies = [
+                np.bincount(t.planes().reshape(-1)[contexts == c] - low, minlength=counts.shape[1])
+                for c in range(len(counts))
+            ]
+            coded = float(sum(entropy.cross_entropy_bits(tally, row) for tally, row in zip(tallies, counts)))
+        else:
+            coded = float(entropy.cross_entropy_bits(np.bincount(values - low, minlength=len(counts)), counts))
         own = entropy.estimated_bits(entropy.histogram(values)[1]) if values.size else 0.0
         rows.append(
             {"name": t.name, "shape": list(t.shape), "weights": int(values.size), "steps": len(t.steps)}
@@ -157,8 +182,9 @@ def _bfloat16_bits(tensor: QuantizedTensor) -> np.ndarray:
 def write_bitstream(
     path: Path, config: dict[str, Any], bits: int, tensors: list[QuantizedTensor], version: int = FORMAT_VERSION
 ) -> int:
-    """Write the bitstream file (format ``version``: 4, or 3 for one shared histogram); returns its
-    size in bytes. Format 4 needs every integer within the ``bits``-bit range, +-(2^(bits-1) - 1)."""
+    """Write the bitstream file (format ``version``: 5, 4 without context coding, or 3 for one shared
+    histogram); returns its size in bytes. Formats 4 and 5 need every integer within the
+    ``bits``-bit range, +-(2^(bits-1) - 1)."""
     if version not in WRITABLE_VERSIONS:
         raise CamfieldsError(f"cannot write bitstream format {version}; this camfields writes {WRITABLE_VERSIONS}")
     if not 1 <= bits <= 16:
@@ -166,6 +192,8 @@ def write_bitstream(
     steps = [_bfloat16_bits(t) for t in tensors]
     flat = [t.values.reshape(-1).astype(np.int64) for t in tensors]
     header: dict[str, Any] = {"config": config, "bits": bits}
+    if version < CONTEXT_VERSION and any(t.context_width for t in tensors):
+        raise CamfieldsError(f"bitstream format {version} has no context coding; write format {CONTEXT_VERSION}")
     if version == 3:
         low, counts = entropy.histogram(np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64))
         header |= {"low": low, "counts": counts.tolist()}
@@ -175,11 +203,21 @@ def write_bitstream(
         for t, values in zip(tensors, flat):
             if values.size and np.abs(values).max() > top:
                 raise CamfieldsError(f"tensor {t.name} has integers beyond +-{top}, the {bits}-bit range")
-        chosen = [entropy.best_geometric_model(values, top) for values in flat]
-        models = [(-top, entropy.geometric_counts(theta, zero, top)) for theta, zero in chosen]
-        model_bytes = np.asarray(chosen, dtype="<u2").reshape(-1, 2).tobytes()
-    words = entropy.encode([(values, low, counts) for values, (low, counts) in zip(flat, models)])
-    header["tensors"] = [{"name": t.name, "shape": list(t.shape), "steps": len(s)} for t, s in zip(tensors, steps)]
+        shared = _context_models([t for t in tensors if t.context_width], top)
+        if not shared:  # no context-coded tensor, or coding them alone costs no more
+            tensors = [dataclasses.replace(t, context_width=0) for t in tensors]
+        chosen = [entropy.best_geometric_model(values, top) for t, values in zip(tensors, flat) if not t.context_width]
+        table = np.stack([entropy.geometric_counts(theta, zero, top) for theta, zero in shared]) if shared else None
+        alone = iter(chosen)
+        models = [(-top, table if t.context_width else entropy.geometric_counts(*next(alone), top)) for t in tensors]
+        model_bytes = np.asarray(chosen + shared, dtype="<u2").reshape(-1, 2).tobytes()
+    symbols = [t.planes() if t.context_width else values for t, values in zip(tensors, flat)]
+    words = entropy.encode([(values, low, counts) for values, (low, counts) in zip(symbols, models)])
+    header["tensors"] = [
+        {"name": t.name, "shape": list(t.shape), "steps": len(s)}
+        | ({"context": t.context_width} if t.context_width else {})
+        for t, s in zip(tensors, steps)
+    ]
     header["words"] = int(len(words))
     deflater = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
     packed = deflater.compress(json.dumps(header, separators=(",", ":")).encode()) + deflater.flush()
@@ -188,6 +226,31 @@ def write_bitstream(
     data = body + _CRC.pack(zlib.crc32(body))
     atomic_write(Path(path), lambda f: f.write(data))
     return len(data)
+
+
+def _model_bits(values: np.ndarray, model: tuple[int, int], top: int) -> float:
+    """Bits of coding ``values`` under the geometric model (theta, zero) over -top .. top, plus the model's 32."""
+    tallies = np.bincount(values + top, minlength=2 * top + 1)
+    return float(entropy.cross_entropy_bits(tallies, entropy.geometric_counts(*model, top))) + 32
+
+
+def _context_models(tensors: list[QuantizedTensor], top: int) -> list[tuple[int, int]]:
+    """The (theta, zero) of each context's model, chosen for the fewest bits over the integers of
+    every context-coded tensor in that context; none without such tensors, or where coding each
+    of them alone under a model of its own costs no more bits, models included."""
+    if not tensors:
+        return []
+    for t in tensors:
+        if not t.shape or t.shape[0] % t.context_width:
+            raise CamfieldsError(f"tensor {t.name} of shape {t.shape} has no rows of {t.context_width} nodes")
+    planes = [t.planes() for t in tensors]
+    values = np.concatenate([p.reshape(-1) for p in planes])
+    contexts = np.concatenate([entropy.contexts_of(p).reshape(-1) for p in planes])
+    shared = [entropy.best_geometric_model(values[contexts == c], top) for c in range(CONTEXTS)]
+    with_contexts = sum(_model_bits(values[contexts == c], model, top) for c, model in enumerate(shared))
+    flat = [t.values.reshape(-1) for t in tensors]
+    alone = sum(_model_bits(v, entropy.best_geometric_model(v, top), top) for v in flat)
+    return shared if with_contexts < alone else []
 
 
 def _fail(path: Path, why: str) -> CamfieldsError:
@@ -220,6 +283,9 @@ def _check_header(path: Path, header: Any, version: int, file_bytes: int) -> Non
         )
         steps = entry.get("steps") if ok else None
         ok = ok and isinstance(steps, int) and not isinstance(steps, bool) and _valid_step_count(steps, entry["shape"])
+        width = entry.get("context", 0) if ok else 0
+        ok = ok and isinstance(width, int) and not isinstance(width, bool) and width >= 0
+        ok = ok and (not width or (version >= CONTEXT_VERSION and entry["shape"] and entry["shape"][0] % width == 0))
         if not ok:
             raise _fail(path, f"tensor entry {entry!r:.80} is malformed")
         total += math.prod(entry["shape"])
@@ -260,7 +326,9 @@ def read_bitstream(path: Path) -> Bitstream:
     _check_header(path, header, version, len(data))
     entries, bits = header["tensors"], header["bits"]
     step_counts = [entry["steps"] for entry in entries]
-    model_bytes = 4 * len(entries) if version >= 4 else 0
+    widths = [entry.get("context", 0) for entry in entries]
+    model_count = sum(not w for w in widths) + (CONTEXTS if any(widths) else 0)
+    model_bytes = 4 * model_count if version >= 4 else 0
     body = data[_PREFIX.size + header_bytes : -_CRC.size]
     expected = 2 * sum(step_counts) + model_bytes + 4 * header["words"]
     if len(body) != expected:
@@ -269,23 +337,34 @@ def read_bitstream(path: Path) -> Bitstream:
     if not np.all(np.isfinite(all_steps) & (all_steps > 0)):
         raise _fail(path, "a quantization step is not a positive finite number")
     if version >= 4:
-        pairs = np.frombuffer(body, dtype="<u2", count=2 * len(entries), offset=2 * sum(step_counts))
+        pairs = np.frombuffer(body, dtype="<u2", count=2 * model_count, offset=2 * sum(step_counts))
         pairs = [tuple(pair) for pair in pairs.reshape(-1, 2).tolist()]
         top = symmetric_levels(bits)
         tables = {pair: entropy.geometric_counts(*pair, top) for pair in set(pairs)}
-        models = [(-top, tables[pair]) for pair in pairs]
+        alone = iter(pairs)
+        shared = np.stack([tables[pair] for pair in pairs[-CONTEXTS:]]) if any(widths) else None
+        models = [(-top, shared if w else tables[next(alone)]) for w in widths]
     else:
         models = [(header["low"], np.asarray(header["counts"], dtype=np.int64))] * len(entries)
     payload = np.frombuffer(body[2 * sum(step_counts) + model_bytes :], dtype="<u4")
     shapes = [tuple(entry["shape"]) for entry in entries]
-    sizes = [math.prod(shape) for shape in shapes]
-    coded = entropy.decode(payload, [(size, low, counts) for size, (low, counts) in zip(sizes, models)])
+    coded_shapes = [_coded_shape(shape, w) for shape, w in zip(shapes, widths)]
+    coded = entropy.decode(payload, [(shape, low, counts) for shape, (low, counts) in zip(coded_shapes, models)])
     tensors, first_step = [], 0
-    for entry, shape, values, count in zip(entries, shapes, coded, step_counts):
+    for entry, shape, values, count, width in zip(entries, shapes, coded, step_counts, widths):
         steps = all_steps[first_step : first_step + count]
-        tensors.append(QuantizedTensor(entry["name"], shape, steps, values))
+        flat = values.reshape(values.shape[0], -1).T.reshape(-1) if width else values  # planes back to the table
+        tensors.append(QuantizedTensor(entry["name"], shape, steps, flat, width))
         first_step += count
     return Bitstream(header["config"], bits, tensors, models, len(data))
+
+
+def _coded_shape(shape: tuple[int, ...], width: int) -> tuple[int, ...]:
+    """The shape a tensor's integers are coded in: flat, or its planes (F, N / W, W) with a context width W."""
+    if not width:
+        return (math.prod(shape),)
+    features = math.prod(shape[1:])
+    return (features, shape[0] // width, width)
 
 
 def check_layout(shapes: dict[str, tuple[int, ...]], needed: dict[str, tuple[int, ...]], where: str, what: str) -> None:

@@ -2,7 +2,10 @@
 
 A model is a histogram: the smallest symbol ``low`` and integer counts (K,) of the symbols
 ``low .. low + K - 1``. The coder codes segments of symbols, each under its own model, into
-one stream of words. Models are integers that the bitstream carries (a histogram) or that
+one stream of words. A segment whose counts have two dimensions (C, K), one model per context
+of ``compression.context``, holds planes (P, rows, width) of latents: each symbol, in raster
+order, is coded under the model of its causal context, which the decoder computes from the
+symbols it has already decoded. Models are integers that the bitstream carries (a histogram) or that
 both sides compute with integer arithmetic alone (``geometric_counts``), so the encoder and
 the decoder build exactly the same probability tables on every platform.
 """
@@ -13,7 +16,9 @@ from collections.abc import Sequence
 
 import constriction
 import numpy as np
+import torch
 
+from camfields.compression.context import CONTEXT_OF_ACTIVITY, context_indices
 from camfields.errors import CamfieldsError
 
 #: a model's tail ratio is theta / THETA_ONE and its count at 1 TAIL_COUNT; its count at 0 is
@@ -22,9 +27,11 @@ THETA_ONE = 1 << 16
 TAIL_COUNT = 1 << 24
 ZERO_UNIT = 1 << 16
 
-#: a segment to encode: (symbols, low, counts); to decode: (how many symbols, low, counts)
+#: a segment to encode: (symbols, low, counts); to decode: (its shape, low, counts). Counts (K,)
+#: code the symbols (any shape) under one model; counts (CONTEXTS, K) code planes (P, rows, width)
+#: under the model of each symbol's context
 Segment = tuple[np.ndarray, int, np.ndarray]
-SegmentShape = tuple[int, int, np.ndarray]
+SegmentShape = tuple[tuple[int, ...], int, np.ndarray]
 
 
 def histogram(symbols: np.ndarray) -> tuple[int, np.ndarray]:
@@ -113,28 +120,66 @@ def _needs_coding(count: int, counts: np.ndarray) -> bool:
     return count > 0 and len(counts) > 1
 
 
+def contexts_of(planes: np.ndarray) -> np.ndarray:
+    """The context (int64, same shape) of every symbol of integer ``planes`` (P, rows, width)."""
+    return context_indices(torch.from_numpy(np.ascontiguousarray(planes, dtype=np.int64))).numpy()
+
+
+def _check_range(offsets: np.ndarray, low: int, size: int) -> None:
+    if offsets.size and (offsets.min() < 0 or offsets.max() >= size):
+        raise CamfieldsError(f"a symbol lies outside its model's range {low} .. {low + size - 1}")
+
+
 def encode(segments: Sequence[Segment]) -> np.ndarray:
-    """Range-code every segment's integer symbols (any shape) under its model, in order: uint32 words."""
+    """Range-code every segment's integer symbols under its model or models, in order: uint32 words."""
     encoder = constriction.stream.queue.RangeEncoder()
     for symbols, low, counts in segments:
-        offsets = symbols.reshape(-1).astype(np.int64) - low
-        if offsets.size and (offsets.min() < 0 or offsets.max() >= len(counts)):
-            raise CamfieldsError(f"a symbol lies outside its model's range {low} .. {low + len(counts) - 1}")
-        if _needs_coding(offsets.size, counts):
-            encoder.encode(offsets.astype(np.int32), _model(counts))
+        offsets = symbols.astype(np.int64) - low
+        _check_range(offsets, low, counts.shape[-1])
+        if not _needs_coding(offsets.size, counts[-1] if counts.ndim == 2 else counts):
+            continue
+        if counts.ndim == 1:
+            encoder.encode(offsets.reshape(-1).astype(np.int32), _model(counts))
+            continue
+        models = [_model(row) for row in counts]
+        for offset, context in zip(offsets.reshape(-1).tolist(), contexts_of(symbols).reshape(-1).tolist()):
+            encoder.encode(offset, models[context])
     return encoder.get_compressed()
 
 
+def _decode_planes(decoder, counts: np.ndarray, shape: tuple[int, ...], low: int) -> np.ndarray:
+    """Planes (P, rows, width) decoded symbol by symbol, each under the model of the context
+    ``compression.context.context_indices`` gives it, computed from the symbols before it."""
+    models = [_model(row) for row in counts]
+    planes, rows, width = shape
+    context_of, top = CONTEXT_OF_ACTIVITY, len(CONTEXT_OF_ACTIVITY) - 1
+    out: list[int] = []
+    for _ in range(planes):
+        above2 = above = [0] * (width + 3)  # |symbol| of column c at c + 2, zeros around
+        for _ in range(rows):
+            row = [0] * (width + 3)
+            for c in range(width):
+                a = 2 * row[c + 1] + 2 * above[c + 2] + above[c + 1] + above[c + 3] + row[c] + above2[c + 2]
+                value = decoder.decode(models[context_of[a if a < top else top]]) + low
+                out.append(value)
+                row[c + 2] = value if value >= 0 else -value
+            above2, above = above, row
+    return np.asarray(out, dtype=np.int64).reshape(shape)
+
+
 def decode(words: np.ndarray, segments: Sequence[SegmentShape]) -> list[np.ndarray]:
-    """The symbols (int64) of every segment (count, low, counts) coded in ``words``."""
+    """The symbols (int64, each segment's shape) of every segment (shape, low, counts) coded in ``words``."""
     try:
         decoder = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
         out = []
-        for count, low, counts in segments:
-            if _needs_coding(count, counts):
-                out.append(decoder.decode(_model(counts), count).astype(np.int64) + low)
+        for shape, low, counts in segments:
+            count = int(np.prod(shape))
+            if not _needs_coding(count, counts[-1] if counts.ndim == 2 else counts):
+                out.append(np.full(shape, low, dtype=np.int64))
+            elif counts.ndim == 2:
+                out.append(_decode_planes(decoder, counts, shape, low))
             else:
-                out.append(np.full(count, low, dtype=np.int64))
+                out.append(decoder.decode(_model(counts), count).astype(np.int64).reshape(shape) + low)
     except CamfieldsError:
         raise
     except Exception as e:  # constriction reports inconsistent data as a generic error

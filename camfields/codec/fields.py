@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from camfields.codec.bitstream import Bitstream, QuantizedTensor, check_layout
+from camfields.compression.context import context_widths
 from camfields.compression.quantize import symmetric_integers, symmetric_levels
 from camfields.errors import CamfieldsError
 from camfields.modules import FourierFeatures
@@ -76,14 +77,14 @@ def check_weight_bits(bits: Any, where: str) -> None:
 
 
 def quantize_state(model: nn.Module, bits: int) -> list[QuantizedTensor]:
-    """Every stored tensor (``stored_bits``) as symmetric integers and one step, in ``state_dict`` order."""
-    state = model.state_dict()
+    """Every stored tensor (``stored_bits``) as symmetric integers and one step, in ``state_dict`` order;
+    the tensors the model codes under contexts (``compression.context.context_widths``) marked so."""
+    state, widths = model.state_dict(), context_widths(model)
     tensors = []
     for name, depth in stored_bits(model, bits).items():
         values, steps = symmetric_integers(state[name].float(), depth)
-        tensors.append(
-            QuantizedTensor(name, tuple(state[name].shape), steps.cpu().numpy(), values.reshape(-1).cpu().numpy())
-        )
+        flat = values.reshape(-1).cpu().numpy()
+        tensors.append(QuantizedTensor(name, tuple(state[name].shape), steps.cpu().numpy(), flat, widths.get(name, 0)))
     return tensors
 
 

@@ -119,6 +119,11 @@ class PyramidEncoding(nn.Module):
         sizes = [[max(2, math.ceil(r / 2**k)) for r in resolution] for k in range(levels)]
         self.grids = nn.ModuleList(DenseGrid(size, features, init_scale) for size in sizes)
 
+    def context_coded(self) -> dict[str, int]:
+        """Every level's table with its nodes per row: a codec codes each latent under the context
+        of the latents before it in raster order (``compression.context``)."""
+        return {f"grids.{k}.table": grid.resolution[0] for k, grid in enumerate(self.grids)}
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         if self.in_dim not in (2, 3):
             return torch.cat([grid(coords) for grid in self.grids], dim=-1)

@@ -136,13 +136,13 @@ def test_writer_refuses_steps_it_cannot_store_exactly(tmp_path):
     for tensor, message in cases:
         with pytest.raises(CamfieldsError, match=message):
             write_bitstream(tmp_path / "w.camf", {}, 8, [tensor])
-    # format 4 models each tensor over the bit depth's range, so an integer beyond it is refused
+    # formats 4 and 5 model each tensor over the bit depth's range, so an integer beyond it is refused
     wide = QuantizedTensor("w", (2, 3), bfloat16(1.0), np.array([0, 1, 2, 3, -8, 0]))
     with pytest.raises(CamfieldsError, match=r"tensor w has integers beyond \+-7, the 4-bit range"):
         write_bitstream(tmp_path / "w.camf", {}, 4, [wide])
     write_bitstream(tmp_path / "w.camf", {}, 4, [wide], version=3)  # one shared histogram takes any integers
     assert np.array_equal(read_bitstream(tmp_path / "w.camf").tensors[0].values, wide.values)
-    for version in (2, 5):
+    for version in (2, 6):
         with pytest.raises(CamfieldsError, match=f"cannot write bitstream format {version}"):
             write_bitstream(tmp_path / "w.camf", {}, 4, [wide], version=version)
 
@@ -241,10 +241,10 @@ def test_header_dictionary_halves_a_video_header_and_format_2_files_still_read(t
     decoded, written = read_bitstream(old), read_bitstream(path)
     assert decoded.config == written.config == config and decoded.file_bytes == len(plain)
     assert all(np.array_equal(a.values, b.values) for a, b in zip(decoded.tensors, written.tensors))
-    for version in (1, 5):
+    for version in (1, 6):
         forged = tmp_path / f"v{version}.camf"
         forged.write_bytes(with_plain_zlib_header(path, version))
-        with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2, 3, 4"):
+        with pytest.raises(CamfieldsError, match=f"format version {version}; this camfields reads versions 2, 3, 4, 5"):
             read_bitstream(forged)
 
 
