@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from camfields.compression.config import CompressionConfig
+from camfields.compression.context import context_rate_bits, context_widths
 from camfields.compression.quantize import fake_quantize, rounding_distance
-from camfields.compression.rate import estimated_rate_bits
+from camfields.compression.rate import estimated_rate_bits, integer_magnitudes
 from camfields.training.hooks import Hook
 
 
@@ -59,6 +60,18 @@ class QuantizationSchedule(Hook):
             return None
         return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in model.named_parameters()}
 
+    def rate_bits(self, model: nn.Module) -> torch.Tensor:
+        """Estimated bits of the model's weights once coded: the context-coded ones
+        (``compression.context``) under shared per-context models, every other tensor alone."""
+        widths = context_widths(model)
+        named = dict(model.named_parameters())
+        alone = [p for name, p in named.items() if name not in widths]
+        bits = estimated_rate_bits(alone, self.bits, self.per_channel)
+        if widths:
+            magnitudes = [integer_magnitudes(named[name], self.bits) for name in widths]
+            bits = bits + context_rate_bits(magnitudes, list(widths.values()))
+        return bits
+
     def penalty(self, step: int, model: nn.Module) -> torch.Tensor | None:
         """The QAT terms added to the loss at training step ``step`` (None when none applies)."""
         if step < self.start or not (self.dampening or self.rate_weight):
@@ -70,7 +83,7 @@ class QuantizationSchedule(Hook):
             distance = sum(rounding_distance(p, self.bits, self.per_channel) * p.numel() for p in params)
             terms.append(self.dampening * ramp * distance / sum(p.numel() for p in params))
         if self.rate_weight:
-            terms.append(self.rate_weight * estimated_rate_bits(params, self.bits, self.per_channel) / self.pixels)
+            terms.append(self.rate_weight * self.rate_bits(model) / self.pixels)
         return sum(terms[1:], terms[0])
 
 
