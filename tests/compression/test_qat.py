@@ -76,3 +76,28 @@ def test_a_scene_fit_takes_the_same_block_and_zero_bits_means_no_file():
         nerf.resolve_config("ngp", overrides={"compression": {"bits": 0, "qat_fraction": 0.5}})
     with pytest.raises(CamfieldsError, match=r"compression.bits must be 2..16, got 0"):
         image.resolve_config("cam", overrides={"compression": {"bits": 0}})
+
+
+def test_the_rate_term_prices_a_pyramids_levels_under_contexts_and_the_rest_alone():
+    from camfields.compression.context import context_rate_bits
+    from camfields.compression.rate import estimated_rate_bits, integer_magnitudes
+    from camfields.fields import EncodingConfig, FieldConfig, PyramidConfig, build_field
+
+    encoding = EncodingConfig("pyramid", pyramid=PyramidConfig(levels=3, resolution=[32, 24]))
+    field = build_field(FieldConfig(encoding=encoding, hidden=8), 2, 3)
+    with torch.no_grad():  # latents in one corner of every level, zero elsewhere, as the rate term leaves them
+        for grid in field.encoding.grids:
+            image = grid.as_image().clone()
+            image.zero_()
+            image[:, : image.shape[1] // 3, : image.shape[2] // 3] = torch.randn(
+                1, image.shape[1] // 3, image.shape[2] // 3
+            )
+            grid.table.copy_(image.reshape(1, -1).T)
+    schedule = QuantizationSchedule(start=0, steps=2, bits=6, rate_weight=1.0)
+    latents = {f"encoding.grids.{k}.table" for k in range(3)}
+    named = dict(field.named_parameters())
+    rest = estimated_rate_bits([p for n, p in named.items() if n not in latents], 6)
+    coded = context_rate_bits([integer_magnitudes(g.table, 6) for g in field.encoding.grids], [32, 16, 8])
+    assert schedule.rate_bits(field).item() == pytest.approx((rest + coded).item(), rel=1e-6)
+    alone = estimated_rate_bits(list(named.values()), 6)
+    assert schedule.rate_bits(field).item() < 0.8 * alone.item()  # the zeros around the corner cost less under contexts
