@@ -21,7 +21,8 @@ class CompressionConfig:
     The last ``qat_fraction`` of the training steps read the weights through their ``bits``-bit
     levels (0: post-training quantization only); during those steps the loss adds
     ``qat_dampening`` (ramped up from 0) times the weights' mean squared distance from their
-    levels, and ``rate_weight`` times their estimated bits per pixel once entropy-coded.
+    levels, and ``rate_weight`` times their estimated bits per pixel once entropy-coded. With
+    ``step_gradient`` each tensor's step learns from the loss too (``quantize.fake_quantize``).
     """
 
     bits: int = 8
@@ -29,6 +30,7 @@ class CompressionConfig:
     qat_dampening: float = 0.01
     rate_weight: float = 0.0
     quant_steps: str = "tensor"
+    step_gradient: bool = False
 
     def validate(self, allow_off: bool = False) -> None:
         """Check every setting; ``allow_off`` accepts ``bits = 0`` (no file, no quantization-aware training)."""

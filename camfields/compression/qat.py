@@ -31,7 +31,8 @@ from camfields.training.hooks import Hook
 
 class QuantizationSchedule(Hook):
     """From step ``start`` on, the loss reads the model's parameters on their ``bits``-bit levels
-    (one step per tensor, or with ``per_channel`` per output channel), and adds:
+    (one step per tensor, or with ``per_channel`` per output channel; with ``step_gradient`` the
+    steps learn from the loss, see ``compression.quantize.fake_quantize``), and adds:
 
     - with ``dampening`` > 0, that weight, ramped up linearly from 0 at ``start`` to its full
       value at ``steps``, times the mean over all weights of their squared distance from their
@@ -50,15 +51,20 @@ class QuantizationSchedule(Hook):
         dampening: float = 0.0,
         rate_weight: float = 0.0,
         pixels: int = 1,
+        step_gradient: bool = False,
     ):
         self.start, self.steps, self.bits, self.per_channel = start, steps, bits, per_channel
         self.dampening, self.rate_weight, self.pixels = dampening, rate_weight, pixels
+        self.step_gradient = step_gradient
 
     def weights(self, step: int, model: nn.Module) -> dict[str, torch.Tensor] | None:
         """Every parameter on its levels (straight-through) from step ``start`` on; None before."""
         if step < self.start:
             return None
-        return {name: fake_quantize(p, self.bits, self.per_channel) for name, p in model.named_parameters()}
+        return {
+            name: fake_quantize(p, self.bits, self.per_channel, self.step_gradient)
+            for name, p in model.named_parameters()
+        }
 
     def rate_bits(self, model: nn.Module) -> torch.Tensor:
         """Estimated bits of the model's weights once coded: the context-coded ones
@@ -93,4 +99,8 @@ def quantization_hooks(cfg: CompressionConfig, steps: int, pixels: int) -> list[
     if not cfg.bits or not cfg.qat_fraction:
         return []
     start = cfg.qat_start(steps)
-    return [QuantizationSchedule(start, steps, cfg.bits, cfg.per_channel, cfg.qat_dampening, cfg.rate_weight, pixels)]
+    return [
+        QuantizationSchedule(
+            start, steps, cfg.bits, cfg.per_channel, cfg.qat_dampening, cfg.rate_weight, pixels, cfg.step_gradient
+        )
+    ]

@@ -58,13 +58,27 @@ def symmetric_integers(tensor: torch.Tensor, bits: int, per_channel: bool = Fals
     return torch.round(tensor.detach() / step).long(), step.reshape(-1)
 
 
-def fake_quantize(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:
+def fake_quantize(
+    tensor: torch.Tensor, bits: int, per_channel: bool = False, step_gradient: bool = False
+) -> torch.Tensor:
     """``tensor`` rounded to its symmetric n-bit levels in the forward pass, with a straight-through
     gradient (quantization-aware training). Without autograd the levels are returned exactly,
-    equal bit for bit to what a decoder rebuilds from the integers and the steps."""
+    equal bit for bit to what a decoder rebuilds from the integers and the steps.
+
+    With ``step_gradient`` the step takes the loss's gradient too, as in learned step size
+    quantization (LSQ, Esser et al. 2020): d level / d step = q - w / step, passed on to the
+    largest weight, whose magnitude sets the step. The loss then weighs how coarse the levels
+    are against the rate term, which alone would only ever widen them."""
     step = symmetric_step(tensor, bits, per_channel)
-    levels = torch.round(tensor.detach() / step) * step
-    return tensor + (levels - tensor).detach() if torch.is_grad_enabled() else levels
+    integers = torch.round(tensor.detach() / step)
+    if not torch.is_grad_enabled():
+        return integers * step
+    if not step_gradient:
+        return tensor + (integers * step - tensor).detach()
+    live = peak_magnitude(tensor, per_channel) / symmetric_levels(bits)
+    step = step + (live - live.detach())  # the stored step's value, the peak's gradient
+    scaled = tensor / step
+    return (scaled - (scaled - integers).detach()) * step
 
 
 def rounding_distance(tensor: torch.Tensor, bits: int, per_channel: bool = False) -> torch.Tensor:

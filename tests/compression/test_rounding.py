@@ -79,3 +79,21 @@ def test_rounding_distance_is_the_mean_squared_distance_to_the_levels_in_steps(p
         moved = weight - 0.1 * weight.grad / weight.grad.abs().max() * step.min()
         assert float(rounding_distance(moved, 4, per_channel)) < distance.item()
         assert float(rounding_distance(fake_quantize(weight, 4, per_channel), 4, per_channel)) == 0
+
+
+def test_a_learned_step_reads_the_same_levels_and_passes_lsqs_gradient_to_the_peak():
+    torch.manual_seed(0)
+    weight = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    cotangent = torch.randn(7, 5, dtype=torch.float64)
+    levels = fake_quantize(weight, 4, step_gradient=True)
+    assert torch.allclose(levels, fake_quantize(weight.detach(), 4), rtol=0, atol=1e-12)
+    levels.backward(cotangent)
+    step = symmetric_step(weight, 4)
+    integers = torch.round(weight.detach() / step)
+    peak = weight.detach().abs().argmax()
+    expected = cotangent.clone().reshape(-1)
+    # LSQ: d level / d step = q - w / step, and step = |w_peak| / 7 for 4 bits
+    sign = torch.sign(weight.detach().reshape(-1)[peak])
+    expected[peak] += sign * ((integers - weight.detach() / step) * cotangent).sum() / 7
+    assert torch.allclose(weight.grad.reshape(-1), expected, atol=1e-12)
+    assert not torch.allclose(weight.grad, cotangent)  # the peak's gradient is not plain straight-through
