@@ -6,9 +6,9 @@ Layout (little-endian)::
     version   u16      FORMAT_VERSION
     length    u32      bytes of the compressed header
     header    zlib-compressed UTF-8 JSON: {"config": ..., "bits": n,
-              "tensors": [{"name", "shape", "steps"[, "context"]}], "words": int}, compressed with the preset
-              dictionary HEADER_DICTIONARY (from format 3 on); formats 2 and 3 also hold the
-              shared symbol histogram, "low": int and "counts": [...]
+              "tensors": [{"name", "shape", "steps"[, "context"]}], "words": int}, from format 3
+              on with the preset dictionary of its version (``codec.header_dictionary``);
+              formats 2 and 3 also hold the shared symbol histogram, "low": int and "counts": [...]
     steps     u16 each: every tensor's "steps" quantization steps in order, as bfloat16 bits
     models    2 x u16 each (format 4 on): the model of every tensor without "context", theta and zero
               (``entropy.geometric_counts``); from format 5, when any tensor has "context", then
@@ -24,7 +24,8 @@ float32), so 16 bits store them exactly. Format 4 codes each tensor's integers, 
 formats 2 and 3 code all of them under one histogram sent in the header. Format 5 adds context
 coding: a tensor whose entry has "context": W (a latent grid's table (N, F), W nodes per row) is
 coded plane by plane in raster order, each integer under the shared model of its causal context
-(``compression.context``); the decoder derives each context from what it has decoded. The format holds no
+(``compression.context``); the decoder derives each context from what it has decoded. Its
+header dictionary adds image and scene headers to the video ones. The format holds no
 pickled objects: JSON and raw integers only. Every length is checked against the file size
 and fixed limits before anything is allocated, and the checksum is verified before decoding,
 so a truncated, corrupted or hostile file is reported, never decoded.
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from camfields.codec import entropy
+from camfields.codec.header_dictionary import header_dictionary
 from camfields.compression.context import CONTEXTS
 from camfields.compression.quantize import symmetric_levels
 from camfields.errors import CamfieldsError
@@ -51,34 +53,14 @@ from camfields.io.atomic import atomic_write
 
 MAGIC = b"CAMFCODE"
 FORMAT_VERSION = 5
-#: versions this reader decodes: 2 (plain zlib header), 3 (zlib with HEADER_DICTIONARY), both with
-#: one shared histogram, 4 (per-tensor geometric models) and 5 (4 with context-coded tensors);
+#: versions this reader decodes: 2 (plain zlib header), 3 (zlib with a preset dictionary), both with
+#: one shared histogram, 4 (per-tensor geometric models) and 5 (4 with context-coded tensors and
+#: a header dictionary for image and scene headers too);
 #: the writer writes 3, 4 (no context coding) or 5
 READABLE_VERSIONS = (2, 3, 4, 5)
 WRITABLE_VERSIONS = (3, 4, 5)
 #: the first version with context-coded tensors
 CONTEXT_VERSION = 5
-#: zlib preset dictionary of the header from format 3 on: the keys and names the video codec's
-#: headers repeat, so zlib refers back to them instead of spelling them out (a 14k-parameter
-#: model's header shrinks from about 460 to 225 bytes, 3 % of its file). Any header compresses
-#: with it; changing it changes the format and needs a new version.
-HEADER_DICTIONARY = (
-    b'{"config":{"format":"camfields-video/1","width":1280,"height":720,"frames":132,"generator":'
-    b'{"strides":[5,2,2,2,2],"channels":64,"stem_channels":32,"stem_hidden":128,"reduce":1.2,'
-    b'"min_channels":12,"embedding_levels":80,"time_grid":30,"cam_norm":"instance","embedding":"grids",'
-    b'"frame_grids":[[8,16],[32,4]]}},"bits":6,"low":-31,"counts":[1,2,3,10,100,1000],"tensors":['
-    b'{"name":"stem.0.weight","shape":[128,160],"steps":1},{"name":"stem.0.bias","shape":[128],"steps":1},'
-    b'{"name":"stem.2.weight","shape":[1,1],"steps":1},{"name":"stem.2.bias","shape":[1],"steps":1},'
-    b'{"name":"stem.levels.0.table","shape":[8,288],"steps":1},'
-    b'{"name":"stem.levels.1.table","shape":[32,144],"steps":1},'
-    b'{"name":"convs.0.weight","shape":[200,3,3,3],"steps":1},{"name":"convs.0.bias","shape":[200],"steps":1},'
-    b'{"name":"convs.1.weight","shape":[28,8,3,3],"steps":1},{"name":"convs.1.bias","shape":[28],"steps":1},'
-    b'{"name":"convs.2.weight","shape":[24,7,3,3],"steps":1},{"name":"convs.2.bias","shape":[24],"steps":1},'
-    b'{"name":"convs.3.weight","shape":[20,6,3,3],"steps":1},{"name":"convs.3.bias","shape":[20],"steps":1},'
-    b'{"name":"convs.4.weight","shape":[16,5,3,3],"steps":1},{"name":"convs.4.bias","shape":[16],"steps":1},'
-    b'{"name":"head.weight","shape":[3,6,1,1],"steps":1},{"name":"head.bias","shape":[3],"steps":1},'
-    b'{"name":"time_grid.table","shape":[30,42],"steps":1}],"words":1}'
-)
 _PREFIX = struct.Struct("<8sHI")
 #: the header fields of every version, and those of the versions with a shared histogram
 _FIELDS = {"config", "bits", "tensors", "words"}
@@ -219,7 +201,7 @@ def write_bitstream(
         for t, s in zip(tensors, steps)
     ]
     header["words"] = int(len(words))
-    deflater = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    deflater = zlib.compressobj(9, zdict=header_dictionary(version))
     packed = deflater.compress(json.dumps(header, separators=(",", ":")).encode()) + deflater.flush()
     step_bytes = b"".join(s.tobytes() for s in steps)
     body = _PREFIX.pack(MAGIC, version, len(packed)) + packed + step_bytes + model_bytes + words.astype("<u4").tobytes()
@@ -316,7 +298,8 @@ def read_bitstream(path: Path) -> Bitstream:
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise _fail(path, "checksum mismatch (the file is truncated or corrupted)")
     try:
-        inflater = zlib.decompressobj(zdict=HEADER_DICTIONARY) if version >= 3 else zlib.decompressobj()
+        dictionary = header_dictionary(version)
+        inflater = zlib.decompressobj(zdict=dictionary) if dictionary else zlib.decompressobj()
         text = inflater.decompress(data[_PREFIX.size : _PREFIX.size + header_bytes], 4 * MAX_HEADER_BYTES)
         if inflater.unconsumed_tail:
             raise _fail(path, "its header inflates past the size limit")

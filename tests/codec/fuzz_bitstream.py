@@ -17,7 +17,7 @@ import torch
 from test_codec import framed
 
 from camfields import CamfieldsError
-from camfields.codec.bitstream import HEADER_DICTIONARY
+from camfields.codec.header_dictionary import header_dictionary
 from camfields.codec.video import encode, iter_frames
 from camfields.modules.nerv import GeneratorConfig, build_generator
 
@@ -34,14 +34,14 @@ def tiny_bitstream(path: Path) -> None:
 def split(data: bytes) -> tuple[int, dict, bytes]:
     _, version, length = PREFIX.unpack_from(data)
     header = json.loads(
-        zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data[PREFIX.size : PREFIX.size + length])
+        zlib.decompressobj(zdict=header_dictionary(version)).decompress(data[PREFIX.size : PREFIX.size + length])
     )
     return version, header, data[PREFIX.size + length : -4]
 
 
 def forge(version: int, header: dict, body: bytes) -> bytes:
     """A file holding ``header`` (compressed with the format's dictionary) and ``body``, with a valid checksum."""
-    packer = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    packer = zlib.compressobj(9, zdict=header_dictionary(version))
     return framed(version, packer.compress(json.dumps(header).encode()) + packer.flush(), body)
 
 

@@ -218,11 +218,11 @@ def with_plain_zlib_header(path, version: int) -> bytes:
     import struct
     import zlib
 
-    from camfields.codec.bitstream import HEADER_DICTIONARY
+    from camfields.codec.header_dictionary import header_dictionary
 
     data = path.read_bytes()
-    _, _, length = struct.unpack_from("<8sHI", data)
-    text = zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data[14 : 14 + length])
+    _, written, length = struct.unpack_from("<8sHI", data)
+    text = zlib.decompressobj(zdict=header_dictionary(written)).decompress(data[14 : 14 + length])
     return framed(version, zlib.compress(text, 9), data[14 + length : -4])
 
 

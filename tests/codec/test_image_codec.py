@@ -271,3 +271,20 @@ def test_a_pyramid_whose_levels_code_to_almost_nothing_still_decodes(tmp_path):
     assert weights > 131_000 and weights > 64 * size  # below 1/8 bit per weight
     decoded = codec.decode_image(path)
     assert torch.allclose(decoded, reference_render_of(fields.quantized_model(model, 6), 256, 384), atol=1e-6)
+
+
+def test_format_5s_dictionary_codes_a_pyramid_files_header_in_a_quarter_of_format_4s_bytes(tmp_path):
+    import struct
+    import zlib
+
+    from camfields.codec.header_dictionary import header_dictionary
+
+    cfg = resolve_config("pyramid_cam", overrides={"field": {"encoding": {"pyramid": {"resolution": [384, 256]}}}})
+    model = build_field(cfg.field, in_dim=2, out_dim=3)
+    path = tmp_path / "p.camf"
+    codec.encode_image_field(path, model, cfg.field, 256, 384, 3, bits=6)
+    data = path.read_bytes()
+    _, version, length = struct.unpack_from("<8sHI", data)
+    text = zlib.decompressobj(zdict=header_dictionary(version)).decompress(data[14 : 14 + length])
+    packer = zlib.compressobj(9, zdict=header_dictionary(4))
+    assert version == 5 and length < 100 and 4 * length < len(packer.compress(text) + packer.flush())

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from camfields.codec.bitstream import HEADER_DICTIONARY, QuantizedTensor, read_bitstream, tensor_bits, write_bitstream
+from camfields.codec.bitstream import QuantizedTensor, read_bitstream, tensor_bits, write_bitstream
+from camfields.codec.header_dictionary import header_dictionary
 from camfields.compression.context import (
     CONTEXT_EDGES,
     as_planes,
@@ -99,10 +100,10 @@ def test_a_forged_context_entry_is_refused_in_one_sentence(tmp_path):
     write_bitstream(path, {}, 6, tensors)
     data = path.read_bytes()
     _, _, length = struct.unpack_from("<8sHI", data)
-    header = json.loads(zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data[14 : 14 + length]))
+    header = json.loads(zlib.decompressobj(zdict=header_dictionary(5)).decompress(data[14 : 14 + length]))
     for width, version in ((5, 5), ("4", 5), (-4, 5), (4, 4)):
         header["tensors"][0]["context"] = width
-        deflater = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+        deflater = zlib.compressobj(9, zdict=header_dictionary(version))
         packed = deflater.compress(json.dumps(header).encode()) + deflater.flush()
         body = struct.pack("<8sHI", b"CAMFCODE", version, len(packed)) + packed + data[14 + length : -4]
         forged = tmp_path / "forged.camf"
