@@ -187,7 +187,8 @@ def test_rate_weights_sweep_the_pyramid_codecs_through_their_quantizer(tmp_path,
         for weight in (0.001, 0.01, 0.1):
             run = tmp_path / "rd" / f"{model}_rate{weight:g}_qat6bit" / "a"
             recorded = read_json(run / "config.json")
-            assert recorded["compression"]["rate_weight"] == weight and recorded["compression"]["qat_fraction"] == 0.5
+            assert recorded["compression"]["rate_weight"] == weight and recorded["compression"]["qat_fraction"] == 0.8
+            assert recorded["compression"]["step_gradient"]
             assert recorded["field"]["encoding"]["pyramid"]["resolution"] == [24, 16]
             assert (run / "image_6bit.camf").is_file()
         assert points[0.001]["bpp"] > points[0.1]["bpp"]  # a heavier rate term, a smaller file
