@@ -210,6 +210,11 @@ def write_bitstream(
     return len(data)
 
 
+def _has_rows(shape: list[int] | tuple[int, ...], width: int) -> bool:
+    """A non-empty grid table (N, ...) whose N nodes fill rows of ``width``."""
+    return bool(shape) and math.prod(shape) > 0 and shape[0] % width == 0
+
+
 def _model_bits(values: np.ndarray, model: tuple[int, int], top: int) -> float:
     """Bits of coding ``values`` under the geometric model (theta, zero) over -top .. top, plus the model's 32."""
     tallies = np.bincount(values + top, minlength=2 * top + 1)
@@ -223,8 +228,10 @@ def _context_models(tensors: list[QuantizedTensor], top: int) -> list[tuple[int,
     if not tensors:
         return []
     for t in tensors:
-        if not t.shape or t.shape[0] % t.context_width:
-            raise CamfieldsError(f"tensor {t.name} of shape {t.shape} has no rows of {t.context_width} nodes")
+        if not _has_rows(t.shape, t.context_width):
+            raise CamfieldsError(
+                f"tensor {t.name} of shape {t.shape} is not a non-empty grid table in rows of {t.context_width} nodes"
+            )
     planes = [t.planes() for t in tensors]
     values = np.concatenate([p.reshape(-1) for p in planes])
     contexts = np.concatenate([entropy.contexts_of(p).reshape(-1) for p in planes])
@@ -267,7 +274,7 @@ def _check_header(path: Path, header: Any, version: int, file_bytes: int) -> Non
         ok = ok and isinstance(steps, int) and not isinstance(steps, bool) and _valid_step_count(steps, entry["shape"])
         width = entry.get("context", 0) if ok else 0
         ok = ok and isinstance(width, int) and not isinstance(width, bool) and width >= 0
-        ok = ok and (not width or (version >= CONTEXT_VERSION and entry["shape"] and entry["shape"][0] % width == 0))
+        ok = ok and (not width or (version >= CONTEXT_VERSION and _has_rows(entry["shape"], width)))
         if not ok:
             raise _fail(path, f"tensor entry {entry!r:.80} is malformed")
         total += math.prod(entry["shape"])
