@@ -162,19 +162,24 @@ def _bfloat16_bits(tensor: QuantizedTensor) -> np.ndarray:
 
 
 def write_bitstream(
-    path: Path, config: dict[str, Any], bits: int, tensors: list[QuantizedTensor], version: int = FORMAT_VERSION
+    path: Path, config: dict[str, Any], bits: int, tensors: list[QuantizedTensor], version: int | None = None
 ) -> int:
     """Write the bitstream file (format ``version``: 5, 4 without context coding, or 3 for one shared
     histogram); returns its size in bytes. Formats 4 and 5 need every integer within the
-    ``bits``-bit range, +-(2^(bits-1) - 1)."""
-    if version not in WRITABLE_VERSIONS:
+    ``bits``-bit range, +-(2^(bits-1) - 1).
+
+    By default (``version`` None) a file with context-coded tensors is format 5; one without is
+    format 4 or 5, whichever header dictionary codes its header in fewer bytes (a video header
+    codes best against format 4's, which ends with the video keys; an image or scene header
+    against format 5's), so no file grows from the dictionary that does not suit it."""
+    if version is not None and version not in WRITABLE_VERSIONS:
         raise CamfieldsError(f"cannot write bitstream format {version}; this camfields writes {WRITABLE_VERSIONS}")
     if not 1 <= bits <= 16:
         raise CamfieldsError(f"bit depth {bits} is outside 1..16")
     steps = [_bfloat16_bits(t) for t in tensors]
     flat = [t.values.reshape(-1).astype(np.int64) for t in tensors]
     header: dict[str, Any] = {"config": config, "bits": bits}
-    if version < CONTEXT_VERSION and any(t.context_width for t in tensors):
+    if version is not None and version < CONTEXT_VERSION and any(t.context_width for t in tensors):
         raise CamfieldsError(f"bitstream format {version} has no context coding; write format {CONTEXT_VERSION}")
     if version == 3:
         low, counts = entropy.histogram(np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64))
@@ -201,13 +206,23 @@ def write_bitstream(
         for t, s in zip(tensors, steps)
     ]
     header["words"] = int(len(words))
-    deflater = zlib.compressobj(9, zdict=header_dictionary(version))
-    packed = deflater.compress(json.dumps(header, separators=(",", ":")).encode()) + deflater.flush()
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if version is not None:
+        candidates = [version]
+    else:
+        candidates = [CONTEXT_VERSION] if any(t.context_width for t in tensors) else [4, CONTEXT_VERSION]
+    packed, version = min(((_packed_header(text, v), v) for v in candidates), key=lambda pair: len(pair[0]))
     step_bytes = b"".join(s.tobytes() for s in steps)
     body = _PREFIX.pack(MAGIC, version, len(packed)) + packed + step_bytes + model_bytes + words.astype("<u4").tobytes()
     data = body + _CRC.pack(zlib.crc32(body))
     atomic_write(Path(path), lambda f: f.write(data))
     return len(data)
+
+
+def _packed_header(text: bytes, version: int) -> bytes:
+    """The header JSON ``text`` compressed against the dictionary of format ``version``."""
+    deflater = zlib.compressobj(9, zdict=header_dictionary(version))
+    return deflater.compress(text) + deflater.flush()
 
 
 def _has_rows(shape: list[int] | tuple[int, ...], width: int) -> bool:

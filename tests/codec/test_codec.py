@@ -320,3 +320,21 @@ def test_tensors_a_model_leaves_no_choice_cost_no_payload(tmp_path):
         write_bitstream(path, {}, bits, [zeros], version=version)
         stream = read_bitstream(path)
         assert np.array_equal(stream.tensors[0].values, zeros.values) and stream.estimated_payload_bits == 0
+
+
+def test_a_file_without_contexts_takes_the_format_whose_dictionary_codes_its_header_shorter(tmp_path):
+    import struct
+
+    video = {"format": "camfields-video/1", "width": 320, "height": 180, "frames": 132}
+    video["generator"] = {"strides": [5, 2, 2], "channels": 8, "time_grid": 10, "embedding": "grids"}
+    image = {"format": "camfields-image/1", "height": 256, "width": 384, "channels": 3, "png_bits": 8}
+    image["field"] = {"encoding": {"kind": "fourier", "num_features": 64}, "hidden": 16, "depth": 2}
+    for config, expected in ((video, 4), (image, 5)):
+        sizes = {
+            v: write_bitstream(tmp_path / f"{v}.camf", config, 6, video_header_tensors(), version=v) for v in (4, 5)
+        }
+        size = write_bitstream(tmp_path / "auto.camf", config, 6, video_header_tensors())
+        written = struct.unpack_from("<8sHI", (tmp_path / "auto.camf").read_bytes())[1]
+        assert written == expected and size == sizes[expected] == min(sizes.values())
+        assert (tmp_path / "auto.camf").read_bytes() == (tmp_path / f"{expected}.camf").read_bytes()
+    assert sizes[5] < sizes[4] - 50  # the image header codes far shorter against format 5's dictionary

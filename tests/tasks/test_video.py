@@ -589,7 +589,8 @@ def test_a_video_config_recorded_before_the_compression_block_reads_as_today():
 
     cfg = resolve_config("cam", overrides={"compression": {"bits": 6, "rate_weight": 0.5}})
     recorded = to_dict(cfg)
-    recorded |= recorded.pop("compression")  # the flat keys fits wrote before
+    block = recorded.pop("compression")
+    recorded |= {old: block[new.split(".")[1]] for old, new in VideoConfig.LEGACY_KEYS.items()}  # as fits wrote them
     moved = with_missing_keys(upgraded(recorded, VideoConfig), to_dict(VideoConfig()))
     assert from_dict(VideoConfig, moved, "config.json") == cfg
 
