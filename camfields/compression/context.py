@@ -50,7 +50,7 @@ def context_indices(planes: torch.Tensor) -> torch.Tensor:
 
     activity = 2 * shifted(0, -1) + 2 * shifted(-1, 0) + shifted(-1, -1) + shifted(-1, 1)
     activity = activity + shifted(0, -2) + shifted(-2, 0)
-    return torch.bucketize(activity, torch.tensor(CONTEXT_EDGES), right=True)
+    return torch.bucketize(activity, torch.tensor(CONTEXT_EDGES, device=activity.device), right=True)
 
 
 def as_planes(tensor: torch.Tensor, width: int) -> torch.Tensor:
@@ -71,14 +71,14 @@ def context_widths(model: nn.Module) -> dict[str, int]:
     return widths
 
 
-def context_rate_bits(magnitudes: list[torch.Tensor], width: list[int]) -> torch.Tensor:
+def context_rate_bits(magnitudes: list[torch.Tensor], widths: list[int]) -> torch.Tensor:
     """Bits (0-dim) of coding quantized tensors under one shared two-sided geometric model per
     context, estimated from ``magnitudes`` (|w / step| of each tensor, differentiable, laid out as
-    a grid table (N, F)) and each tensor's row ``width``: every context's count times the
+    a grid table (N, F)) and each tensor's row width (``widths``): every context's count times the
     geometric entropy of its nodes' mean magnitude (``rate.geometric_entropy_bits``), the
     contexts read from the rounded magnitudes."""
     sums, counts = [], []
-    for m, w in zip(magnitudes, width):
+    for m, w in zip(magnitudes, widths):
         planes = as_planes(m, w)
         ctx = context_indices(torch.round(planes.detach())).reshape(-1)
         sums.append(torch.zeros(CONTEXTS, dtype=m.dtype, device=m.device).index_add(0, ctx, planes.reshape(-1)))
